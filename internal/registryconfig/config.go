@@ -235,7 +235,7 @@ func (c *Config) Defaults() {
 // repositoryPattern is the grammar of access-rule repository patterns: '/'-separated
 // segments, each a lowercase repository name component in which '*' matches any run of
 // characters within the segment, or the whole segment '**' (any number of segments).
-var repositoryPattern = regexp.MustCompile(`^(\*\*|[a-z0-9*]+(?:(?:\.|_|__|-+)[a-z0-9*]+)*)(/(\*\*|[a-z0-9*]+(?:(?:\.|_|__|-+)[a-z0-9*]+)*))*$`)
+var repositoryPattern = regexp.MustCompile(`^[a-z0-9*]+(([.]|_|__|-+)[a-z0-9*]+)*(/[a-z0-9*]+(([.]|_|__|-+)[a-z0-9*]+)*)*$`)
 
 // RepositoryPatternRegexp is repositoryPattern's source, for use in API validation.
 var RepositoryPatternRegexp = repositoryPattern.String()

@@ -1,0 +1,77 @@
+package v1alpha1
+
+// Condition types of a Registry. Ready is the summary that `kubectl wait
+// --for=condition=Ready` and GitOps tools read; the others say which part needs attention.
+const (
+	// ConditionReady is True when every pod runs the current spec and every dependency
+	// (storage, certificate, users) is in place.
+	ConditionReady = "Ready"
+	// ConditionProgressing is True while the operator waits for a change to roll out.
+	ConditionProgressing = "Progressing"
+	// ConditionDegraded is True when something that used to work is failing: pods cannot
+	// become available, or the last garbage collection failed.
+	ConditionDegraded = "Degraded"
+	// ConditionStorageReady reports the storage backend: the volume claim is bound, or the
+	// object-storage credentials Secret exists with the expected keys.
+	ConditionStorageReady = "StorageReady"
+	// ConditionCertificateReady reports the serving certificate (only when spec.tls is set).
+	ConditionCertificateReady = "CertificateReady"
+	// ConditionAuthReady reports the users Secret (only when spec.auth is set).
+	ConditionAuthReady = "AuthReady"
+)
+
+// Condition reasons. They are CamelCase, stable, and safe to match in automation.
+const (
+	// ReasonAvailable (Ready=True): every replica of the current spec is available.
+	ReasonAvailable = "Available"
+	// ReasonScaledToZero (Ready=True): spec.replicas is 0; data is kept.
+	ReasonScaledToZero = "ScaledToZero"
+	// ReasonRollingOut (Ready=False, Progressing=True): pods of the current spec are
+	// starting or old pods are terminating.
+	ReasonRollingOut = "RollingOut"
+	// ReasonDependenciesNotReady (Ready=False): a per-dependency condition is not True.
+	ReasonDependenciesNotReady = "DependenciesNotReady"
+	// ReasonReconcileFailed (Ready=False or Degraded=True): the operator could not apply the
+	// child objects; the message carries the API error.
+	ReasonReconcileFailed = "ReconcileFailed"
+	// ReasonAsExpected (Progressing=False, Degraded=False): nothing to report.
+	ReasonAsExpected = "AsExpected"
+	// ReasonDeploymentUnavailable (Degraded=True): the Deployment reports its progress
+	// deadline exceeded or a replica failure.
+	ReasonDeploymentUnavailable = "DeploymentUnavailable"
+	// ReasonGarbageCollectionFailed (Degraded=True): the last garbage-collection job failed.
+	ReasonGarbageCollectionFailed = "GarbageCollectionFailed"
+
+	// ReasonSecretNotFound: a referenced Secret does not exist in the Registry's namespace.
+	ReasonSecretNotFound = "SecretNotFound"
+	// ReasonSecretKeyMissing: a referenced Secret lacks a required key or it is empty.
+	ReasonSecretKeyMissing = "SecretKeyMissing"
+	// ReasonSecretFound: the referenced Secret exists with the expected keys.
+	ReasonSecretFound = "SecretFound"
+
+	// ReasonVolumeBound (StorageReady=True): the PersistentVolumeClaim is bound.
+	ReasonVolumeBound = "VolumeBound"
+	// ReasonVolumePending (StorageReady=False): the claim waits for a volume.
+	ReasonVolumePending = "VolumePending"
+	// ReasonVolumeLost (StorageReady=False): the claim's volume is gone.
+	ReasonVolumeLost = "VolumeLost"
+	// ReasonEphemeralStorage (StorageReady=True): emptyDir; data is lost with the pod.
+	ReasonEphemeralStorage = "EphemeralStorage"
+	// ReasonAmbientCredentials (StorageReady=True): object storage without a credentials
+	// Secret; the pod's ambient identity is used.
+	ReasonAmbientCredentials = "AmbientCredentials"
+
+	// ReasonCertificateIssued (CertificateReady=True): cert-manager reports the certificate
+	// Ready and its Secret exists.
+	ReasonCertificateIssued = "CertificateIssued"
+	// ReasonCertificateNotReady (CertificateReady=False): cert-manager has not issued it
+	// yet; the message repeats cert-manager's.
+	ReasonCertificateNotReady = "CertificateNotReady"
+	// ReasonIssuerNotFound (CertificateReady=False): issuerRef names no Issuer/ClusterIssuer.
+	ReasonIssuerNotFound = "IssuerNotFound"
+	// ReasonIssuerNotReady (CertificateReady=False): the issuer exists but is not Ready.
+	ReasonIssuerNotReady = "IssuerNotReady"
+	// ReasonCertManagerMissing (CertificateReady=False): issuerRef is set but cert-manager's
+	// CRDs are not installed in the cluster.
+	ReasonCertManagerMissing = "CertManagerNotInstalled"
+)

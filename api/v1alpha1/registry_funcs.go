@@ -1,0 +1,192 @@
+package v1alpha1
+
+import (
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+)
+
+// Defaults used when the API server did not fill a field (e.g. objects built in tests).
+const (
+	DefaultServicePort  int32 = 5000
+	DefaultGracePeriod        = time.Hour
+	DefaultReplicas     int32 = 1
+	DefaultS3Region           = "us-east-1"
+	DefaultIssuerGroup        = "cert-manager.io"
+	DefaultClusterDomain      = "cluster.local"
+)
+
+// GetReplicas returns spec.replicas or its default.
+func (r *Registry) GetReplicas() int32 {
+	if r.Spec.Replicas == nil {
+		return DefaultReplicas
+	}
+	return *r.Spec.Replicas
+}
+
+// ServiceName is the name of the registry Service (and of the Deployment, ServiceAccount,
+// PodDisruptionBudget, NetworkPolicy and Ingress).
+func (r *Registry) ServiceName() string { return r.Name }
+
+// ConfigMapName is the ConfigMap holding the rendered registry config.
+func (r *Registry) ConfigMapName() string { return r.Name + "-config" }
+
+// HTTPSecretName is the generated Secret replicas share to sign upload state.
+func (r *Registry) HTTPSecretName() string { return r.Name + "-http-secret" }
+
+// PVCName is the data volume claim (filesystem storage).
+func (r *Registry) PVCName() string { return r.Name + "-data" }
+
+// CertificateName is the cert-manager Certificate (tls.issuerRef).
+func (r *Registry) CertificateName() string { return r.Name + "-tls" }
+
+// CronJobName is the garbage-collection CronJob.
+func (r *Registry) CronJobName() string { return r.Name + "-gc" }
+
+// TLSSecretName is the Secret holding the serving certificate, or "" without TLS.
+func (r *Registry) TLSSecretName() string {
+	switch {
+	case r.Spec.TLS == nil:
+		return ""
+	case r.Spec.TLS.SecretRef != nil:
+		return r.Spec.TLS.SecretRef.Name
+	default:
+		return r.CertificateName()
+	}
+}
+
+// ServicePort returns the Service port.
+func (r *Registry) ServicePort() int32 {
+	if r.Spec.Service == nil || r.Spec.Service.Port == 0 {
+		return DefaultServicePort
+	}
+	return r.Spec.Service.Port
+}
+
+// ServiceType returns the Service type.
+func (r *Registry) ServiceType() corev1.ServiceType {
+	if r.Spec.Service == nil || r.Spec.Service.Type == "" {
+		return corev1.ServiceTypeClusterIP
+	}
+	return r.Spec.Service.Type
+}
+
+// Scheme is https with TLS, http without.
+func (r *Registry) Scheme() string {
+	if r.Spec.TLS != nil {
+		return "https"
+	}
+	return "http"
+}
+
+// URL is the in-cluster address clients use.
+func (r *Registry) URL() string {
+	return fmt.Sprintf("%s://%s.%s.svc:%d", r.Scheme(), r.ServiceName(), r.Namespace, r.ServicePort())
+}
+
+// DNSNames are the names the serving certificate covers: the Service's in-cluster names,
+// the ingress host and spec.tls.dnsNames.
+func (r *Registry) DNSNames(clusterDomain string) []string {
+	if clusterDomain == "" {
+		clusterDomain = DefaultClusterDomain
+	}
+	svc := r.ServiceName()
+	names := []string{
+		svc,
+		svc + "." + r.Namespace,
+		svc + "." + r.Namespace + ".svc",
+		svc + "." + r.Namespace + ".svc." + clusterDomain,
+	}
+	if r.Spec.Ingress != nil {
+		names = append(names, r.Spec.Ingress.Host)
+	}
+	if r.Spec.TLS != nil {
+		names = append(names, r.Spec.TLS.DNSNames...)
+	}
+	return dedupe(names)
+}
+
+// AccessModes returns the filesystem volume's access modes (default ReadWriteOnce).
+func (s *FilesystemStorage) GetAccessModes() []corev1.PersistentVolumeAccessMode {
+	if len(s.AccessModes) == 0 {
+		return []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce}
+	}
+	return s.AccessModes
+}
+
+// SharedAcrossNodes reports whether pods on different nodes can mount the volume at once.
+func (s *FilesystemStorage) SharedAcrossNodes() bool {
+	for _, m := range s.GetAccessModes() {
+		if m == corev1.ReadWriteMany {
+			return true
+		}
+	}
+	return false
+}
+
+// SharedStorage reports whether several pods (replicas, the GC job) on any node see the
+// same data.
+func (r *Registry) SharedStorage() bool {
+	st := r.Spec.Storage
+	switch {
+	case st.S3 != nil, st.GCS != nil, st.Azure != nil:
+		return true
+	case st.Filesystem != nil:
+		return st.Filesystem.SharedAcrossNodes()
+	default:
+		return false
+	}
+}
+
+// GetGracePeriod returns the garbage-collection grace period or its default.
+func (g *GarbageCollectionSpec) GetGracePeriod() time.Duration {
+	if g == nil || g.GracePeriod == nil || g.GracePeriod.Duration == 0 {
+		return DefaultGracePeriod
+	}
+	return g.GracePeriod.Duration
+}
+
+// ReferencedSecrets lists the names of the user-provided Secrets the Registry reads, in a
+// stable order. The TLS Secret created by cert-manager is included because a renewal must
+// roll the pods' input hash.
+func (r *Registry) ReferencedSecrets() []string {
+	var names []string
+	if a := r.Spec.Auth; a != nil {
+		names = append(names, a.UsersSecretRef.Name)
+	}
+	if ref := r.StorageCredentialsRef(); ref != nil {
+		names = append(names, ref.Name)
+	}
+	if n := r.TLSSecretName(); n != "" {
+		names = append(names, n)
+	}
+	return dedupe(names)
+}
+
+// StorageCredentialsRef returns the storage backend's credentials Secret, if any.
+func (r *Registry) StorageCredentialsRef() *SecretReference {
+	st := r.Spec.Storage
+	switch {
+	case st.S3 != nil:
+		return st.S3.CredentialsSecretRef
+	case st.GCS != nil:
+		return st.GCS.CredentialsSecretRef
+	case st.Azure != nil:
+		return st.Azure.CredentialsSecretRef
+	}
+	return nil
+}
+
+func dedupe(in []string) []string {
+	seen := make(map[string]bool, len(in))
+	out := in[:0]
+	for _, s := range in {
+		if s == "" || seen[s] {
+			continue
+		}
+		seen[s] = true
+		out = append(out, s)
+	}
+	return out
+}

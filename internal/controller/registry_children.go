@@ -1,0 +1,216 @@
+package controller
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+
+	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
+
+	"github.com/dockyard-dev/dockyard/api/v1alpha1"
+	resources "github.com/dockyard-dev/dockyard/internal/resources/registry"
+)
+
+// reconcileChildren applies every child object. The Deployment and the GC CronJob are held
+// back while a Secret their pods need is missing, so a broken reference never replaces
+// working pods with pods that cannot start.
+func (r *RegistryReconciler) reconcileChildren(ctx context.Context, s *scope) (ctrl.Result, error) {
+	reg := s.reg
+	in := resources.Inputs{
+		Image:           r.Image,
+		ClusterDomain:   r.ClusterDomain,
+		UsersHaveGroups: s.usersGroups,
+	}
+	rendered, err := resources.Config(reg, in).Marshal()
+	if err != nil {
+		return ctrl.Result{}, fmt.Errorf("render config of Registry %s/%s: %w", reg.Namespace, reg.Name, err)
+	}
+	httpSecretUID, err := r.ensureHTTPSecret(ctx, reg)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	in.InputsHash = inputsHash(s.inputsHash, rendered, httpSecretUID)
+
+	if err := r.apply(ctx, resources.ServiceAccount(reg), &corev1.ServiceAccount{}); err != nil {
+		return ctrl.Result{}, err
+	}
+	if err := r.apply(ctx, resources.ConfigMap(reg, rendered), &corev1.ConfigMap{}); err != nil {
+		return ctrl.Result{}, err
+	}
+	if pvc := resources.PersistentVolumeClaim(reg); pvc != nil {
+		if err := r.apply(ctx, pvc, &corev1.PersistentVolumeClaim{}); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+	if err := r.apply(ctx, resources.Service(reg), &corev1.Service{}); err != nil {
+		return ctrl.Result{}, err
+	}
+	if r.CertManager {
+		if err := r.applyOrDelete(ctx, reg, certificateOrNil(reg, in), &cmapi.Certificate{}, reg.CertificateName()); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+	if err := r.applyOrDelete(ctx, reg, pdbOrNil(reg), &policyv1.PodDisruptionBudget{}, reg.ServiceName()); err != nil {
+		return ctrl.Result{}, err
+	}
+	if err := r.applyOrDelete(ctx, reg, netpolOrNil(reg), &networkingv1.NetworkPolicy{}, reg.ServiceName()); err != nil {
+		return ctrl.Result{}, err
+	}
+	if err := r.applyOrDelete(ctx, reg, ingressOrNil(reg), &networkingv1.Ingress{}, reg.ServiceName()); err != nil {
+		return ctrl.Result{}, err
+	}
+
+	s.deploymentHeld = !podInputsPresent(s)
+	if s.deploymentHeld {
+		ctrl.LoggerFrom(ctx).Info("Holding back Deployment and CronJob until referenced Secrets are complete")
+		s.childrenApplied = true
+		return ctrl.Result{}, nil
+	}
+	if err := r.apply(ctx, resources.Deployment(reg, in), &appsv1.Deployment{}); err != nil {
+		return ctrl.Result{}, err
+	}
+	if err := r.applyOrDelete(ctx, reg, cronJobOrNil(reg, in), &batchv1.CronJob{}, reg.CronJobName()); err != nil {
+		return ctrl.Result{}, err
+	}
+	s.childrenApplied = true
+	return ctrl.Result{}, nil
+}
+
+// podInputsPresent reports whether every Secret the registry pods mount or read exists
+// with its keys.
+func podInputsPresent(s *scope) bool {
+	for _, st := range []*secretState{s.users, s.credentials, s.tls} {
+		if st != nil && !st.ok() {
+			return false
+		}
+	}
+	return true
+}
+
+func inputsHash(deps string, rendered []byte, httpSecretUID string) string {
+	return shortHash(deps, string(rendered), httpSecretUID)
+}
+
+// apply applies obj unless the cached copy shows our last apply is still in place.
+// current is an empty object of obj's type, used to read the cache.
+func (r *RegistryReconciler) apply(ctx context.Context, obj, current client.Object) error {
+	rv := ""
+	err := r.Client.Get(ctx, client.ObjectKeyFromObject(obj), current)
+	switch {
+	case err == nil:
+		rv = current.GetResourceVersion()
+	case !apierrors.IsNotFound(err):
+		return fmt.Errorf("get %T %s: %w", current, client.ObjectKeyFromObject(obj), err)
+	}
+	if _, err := r.applier.Apply(ctx, obj, rv); err != nil {
+		return err
+	}
+	return nil
+}
+
+// applyOrDelete applies desired, or, when desired is nil, deletes the object of that name
+// if the Registry owns it (an option was switched off).
+func (r *RegistryReconciler) applyOrDelete(ctx context.Context, reg *v1alpha1.Registry, desired, current client.Object, name string) error {
+	if desired != nil {
+		return r.apply(ctx, desired, current)
+	}
+	err := r.Client.Get(ctx, client.ObjectKey{Namespace: reg.Namespace, Name: name}, current)
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("get %T %s/%s: %w", current, reg.Namespace, name, err)
+	}
+	if !resources.IsOwnedBy(current, reg) {
+		return nil
+	}
+	ctrl.LoggerFrom(ctx).Info("Deleting child no longer wanted", "kind", fmt.Sprintf("%T", current), "name", name)
+	if err := r.Client.Delete(ctx, current, client.Preconditions{UID: ptrTo(current.GetUID())}); client.IgnoreNotFound(err) != nil {
+		return fmt.Errorf("delete %T %s/%s: %w", current, reg.Namespace, name, err)
+	}
+	if gvk, err := apiutil.GVKForObject(current, r.Scheme); err == nil {
+		r.applier.Forget(gvk, current)
+	}
+	return nil
+}
+
+// ensureHTTPSecret creates the shared HTTP secret once. It is never rewritten: changing it
+// would invalidate uploads in progress. Only its metadata is read (from the cache).
+func (r *RegistryReconciler) ensureHTTPSecret(ctx context.Context, reg *v1alpha1.Registry) (string, error) {
+	key := client.ObjectKey{Namespace: reg.Namespace, Name: reg.HTTPSecretName()}
+	pm := &metav1.PartialObjectMetadata{}
+	pm.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+	err := r.Client.Get(ctx, key, pm)
+	if err == nil {
+		return string(pm.UID), nil
+	}
+	if !apierrors.IsNotFound(err) {
+		return "", fmt.Errorf("get Secret %s: %w", key, err)
+	}
+	buf := make([]byte, 32)
+	if _, err := rand.Read(buf); err != nil {
+		return "", fmt.Errorf("generate HTTP secret: %w", err)
+	}
+	sec := resources.HTTPSecret(reg, []byte(fmt.Sprintf("%x", buf)))
+	ctrl.LoggerFrom(ctx).Info("Creating shared HTTP secret", "secret", key)
+	if err := r.Client.Create(ctx, sec, client.FieldOwner(FieldOwner)); err != nil {
+		if apierrors.IsAlreadyExists(err) {
+			// The cache lags behind a create of ours; read the UID from the server.
+			if err := r.APIReader.Get(ctx, key, pm); err != nil {
+				return "", fmt.Errorf("get Secret %s: %w", key, err)
+			}
+			return string(pm.UID), nil
+		}
+		return "", fmt.Errorf("create Secret %s: %w", key, err)
+	}
+	return string(sec.UID), nil
+}
+
+// Typed-nil guards: a nil *T stored in a client.Object interface is not == nil.
+
+func certificateOrNil(reg *v1alpha1.Registry, in resources.Inputs) client.Object {
+	if c := resources.Certificate(reg, in); c != nil {
+		return c
+	}
+	return nil
+}
+
+func pdbOrNil(reg *v1alpha1.Registry) client.Object {
+	if p := resources.PodDisruptionBudget(reg); p != nil {
+		return p
+	}
+	return nil
+}
+
+func netpolOrNil(reg *v1alpha1.Registry) client.Object {
+	if n := resources.NetworkPolicy(reg); n != nil {
+		return n
+	}
+	return nil
+}
+
+func ingressOrNil(reg *v1alpha1.Registry) client.Object {
+	if i := resources.Ingress(reg); i != nil {
+		return i
+	}
+	return nil
+}
+
+func cronJobOrNil(reg *v1alpha1.Registry, in resources.Inputs) client.Object {
+	if c := resources.CronJob(reg, in); c != nil {
+		return c
+	}
+	return nil
+}
+
+func ptrTo[T any](v T) *T { return &v }

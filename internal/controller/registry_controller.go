@@ -1,0 +1,208 @@
+// Package controller holds Dockyard's reconcilers.
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/dockyard-dev/dockyard/api/v1alpha1"
+	"github.com/dockyard-dev/dockyard/internal/ssa"
+)
+
+// FieldOwner is the server-side-apply field manager of every object Dockyard writes.
+const FieldOwner = "dockyard"
+
+// RegistryReconciler turns a Registry into its child objects and reports their state.
+type RegistryReconciler struct {
+	// Client reads from the informer cache and writes to the API server.
+	Client client.Client
+	// APIReader reads straight from the API server; used for Secrets and Pods, which are
+	// not cached in full (only their metadata is watched).
+	APIReader client.Reader
+	Scheme    *runtime.Scheme
+	Recorder  events.EventRecorder
+	// Image is the dockyard image for registry pods and GC jobs when spec.image is empty.
+	Image string
+	// ClusterDomain is the cluster's DNS suffix, for certificate names.
+	ClusterDomain string
+	// CertManager is true when cert-manager's CRDs are installed; without them a Registry
+	// with tls.issuerRef reports CertificateReady=False/CertManagerNotInstalled.
+	CertManager bool
+	// MaxConcurrentReconciles bounds parallel reconciles. Default 4.
+	MaxConcurrentReconciles int
+
+	applier *ssa.Applier
+}
+
+// +kubebuilder:rbac:groups=registry.dockyard.dev,resources=registries,verbs=get;list;watch
+// +kubebuilder:rbac:groups=registry.dockyard.dev,resources=registries/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups="",resources=services;configmaps;serviceaccounts;persistentvolumeclaims,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list
+// +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=networking.k8s.io,resources=networkpolicies;ingresses,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=batch,resources=cronjobs,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=batch,resources=jobs,verbs=get;list;watch
+// +kubebuilder:rbac:groups=cert-manager.io,resources=certificates,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=cert-manager.io,resources=issuers;clusterissuers,verbs=get
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// Reconcile brings one Registry's children in line with its spec and writes its status.
+func (r *RegistryReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
+	log := ctrl.LoggerFrom(ctx)
+	reg := &v1alpha1.Registry{}
+	if err := r.Client.Get(ctx, req.NamespacedName, reg); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !reg.DeletionTimestamp.IsZero() {
+		// Children carry owner references (the PVC only with deletionPolicy Delete);
+		// Kubernetes' garbage collector removes them. Nothing to do here.
+		return ctrl.Result{}, nil
+	}
+
+	s := &scope{reg: reg, before: reg.Status.DeepCopy()}
+	defer func() {
+		if err := r.writeStatus(ctx, s, retErr); err != nil {
+			retErr = errors.Join(retErr, err)
+		}
+	}()
+
+	steps := []func(context.Context, *scope) (ctrl.Result, error){
+		r.observeDependencies,
+		r.reconcileChildren,
+		r.observeWorkload,
+		r.observeGarbageCollection,
+	}
+	for _, step := range steps {
+		res, err := step(ctx, s)
+		if err != nil {
+			log.Error(err, "Reconcile step failed")
+			return ctrl.Result{}, err
+		}
+		result = lowestRequeue(result, res)
+	}
+	return result, nil
+}
+
+// writeStatus computes the status once and writes it only when it changed.
+func (r *RegistryReconciler) writeStatus(ctx context.Context, s *scope, reconcileErr error) error {
+	reg := s.reg
+	after := computeStatus(reg, s, reconcileErr)
+	if equality.Semantic.DeepEqual(s.before, after) {
+		return nil
+	}
+	r.emitTransitionEvents(reg, s.before, after)
+	base := reg.DeepCopy()
+	reg.Status = *after
+	if err := r.Client.Status().Patch(ctx, reg, client.MergeFrom(base)); err != nil {
+		return fmt.Errorf("update status of Registry %s/%s: %w", reg.Namespace, reg.Name, err)
+	}
+	return nil
+}
+
+func lowestRequeue(a, b ctrl.Result) ctrl.Result {
+	if b.RequeueAfter > 0 && (a.RequeueAfter == 0 || b.RequeueAfter < a.RequeueAfter) {
+		a.RequeueAfter = b.RequeueAfter
+	}
+	return a
+}
+
+// SetupWithManager registers the controller, its watches and field indexes.
+func (r *RegistryReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) error {
+	if r.Client == nil {
+		r.Client = mgr.GetClient()
+	}
+	if r.APIReader == nil {
+		r.APIReader = mgr.GetAPIReader()
+	}
+	if r.Scheme == nil {
+		r.Scheme = mgr.GetScheme()
+	}
+	if r.Recorder == nil {
+		r.Recorder = mgr.GetEventRecorder("dockyard-registry")
+	}
+	if r.ClusterDomain == "" {
+		r.ClusterDomain = v1alpha1.DefaultClusterDomain
+	}
+	if r.MaxConcurrentReconciles == 0 {
+		r.MaxConcurrentReconciles = 4
+	}
+	r.applier = ssa.NewApplier(r.Client, FieldOwner)
+
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.Registry{}, IndexReferencedSecrets, func(o client.Object) []string {
+		return o.(*v1alpha1.Registry).ReferencedSecrets()
+	}); err != nil {
+		return fmt.Errorf("index Registries by referenced Secret: %w", err)
+	}
+
+	b := ctrl.NewControllerManagedBy(mgr).
+		Named("registry").
+		For(&v1alpha1.Registry{}, builder.WithPredicates(predicate.Or(
+			predicate.GenerationChangedPredicate{},
+			predicate.AnnotationChangedPredicate{},
+			predicate.LabelChangedPredicate{},
+		))).
+		Owns(&appsv1.Deployment{}).
+		Owns(&corev1.Service{}).
+		Owns(&corev1.ConfigMap{}).
+		Owns(&corev1.ServiceAccount{}).
+		Owns(&policyv1.PodDisruptionBudget{}).
+		Owns(&networkingv1.NetworkPolicy{}).
+		Owns(&networkingv1.Ingress{}).
+		Owns(&batchv1.CronJob{}).
+		// The PVC is owned only with deletionPolicy Delete, and GC Jobs are owned by their
+		// CronJob: both map back through the registry label.
+		Watches(&corev1.PersistentVolumeClaim{}, handler.EnqueueRequestsFromMapFunc(mapByRegistryLabel)).
+		Watches(&batchv1.Job{}, handler.EnqueueRequestsFromMapFunc(mapByRegistryLabel)).
+		// Secrets: metadata only (no Secret data is cached). Our own (HTTP secret) map
+		// through the label, referenced ones through the field index.
+		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.mapSecret), builder.OnlyMetadata).
+		WithOptions(controller.Options{MaxConcurrentReconciles: r.MaxConcurrentReconciles})
+	if r.CertManager {
+		b = b.Owns(&cmapi.Certificate{})
+	}
+	return b.Complete(r)
+}
+
+// IndexReferencedSecrets indexes Registries by the names of the Secrets they read.
+const IndexReferencedSecrets = "registry.dockyard.dev/referenced-secrets"
+
+func mapByRegistryLabel(_ context.Context, o client.Object) []reconcile.Request {
+	name := o.GetLabels()["registry.dockyard.dev/registry"]
+	if name == "" {
+		return nil
+	}
+	return []reconcile.Request{{NamespacedName: client.ObjectKey{Namespace: o.GetNamespace(), Name: name}}}
+}
+
+func (r *RegistryReconciler) mapSecret(ctx context.Context, o client.Object) []reconcile.Request {
+	reqs := mapByRegistryLabel(ctx, o)
+	var list v1alpha1.RegistryList
+	if err := r.Client.List(ctx, &list, client.InNamespace(o.GetNamespace()), client.MatchingFields{IndexReferencedSecrets: o.GetName()}); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "List Registries referencing Secret", "secret", client.ObjectKeyFromObject(o))
+		return reqs
+	}
+	for _, reg := range list.Items {
+		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&reg)})
+	}
+	return reqs
+}

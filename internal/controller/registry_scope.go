@@ -1,0 +1,53 @@
+package controller
+
+import (
+	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/dockyard-dev/dockyard/api/v1alpha1"
+)
+
+// scope is what one reconcile observed and decided; status is computed from it once.
+type scope struct {
+	reg    *v1alpha1.Registry
+	before *v1alpha1.RegistryStatus
+
+	// Dependencies.
+	users       *secretState // nil without spec.auth
+	credentials *secretState // nil without a storage credentials Secret
+	tls         *secretState // nil without spec.tls
+	cert        *certState   // nil without tls.issuerRef
+	inputsHash  string
+	usersGroups bool
+
+	// Workload.
+	pvc        *corev1.PersistentVolumeClaim
+	deployment *appsv1.Deployment
+	// deploymentHeld is true when the Deployment was not applied because a Secret its
+	// pods need is missing; a running Deployment is then left untouched.
+	deploymentHeld bool
+	// childrenApplied is true when every child object was applied (or was up to date).
+	childrenApplied bool
+
+	// Garbage collection.
+	lastGC *v1alpha1.GarbageCollectionRun
+}
+
+// secretState is what a referenced Secret looks like to the Registry.
+type secretState struct {
+	name        string
+	found       bool
+	missingKeys []string
+}
+
+func (s *secretState) ok() bool { return s != nil && s.found && len(s.missingKeys) == 0 }
+
+// certState is the cert-manager side of tls.issuerRef.
+type certState struct {
+	installed     bool
+	issuerFound   bool
+	issuerReady   bool
+	issuerMessage string
+	certificate   *cmapi.Certificate
+}

@@ -1,0 +1,179 @@
+// Package manager wires the Dockyard operator: flags, scheme, cache, controllers.
+package manager
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+
+	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/client-go/discovery"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/dockyard-dev/dockyard/api/v1alpha1"
+	"github.com/dockyard-dev/dockyard/internal/controller"
+	resources "github.com/dockyard-dev/dockyard/internal/resources/registry"
+)
+
+// DefaultImage is the registry image when neither --registry-image nor DOCKYARD_IMAGE is set.
+const DefaultImage = "dockyard:dev"
+
+// Options configure the operator.
+type Options struct {
+	MetricsAddr             string
+	ProbeAddr               string
+	LeaderElection          bool
+	LeaderElectionNamespace string
+	Image                   string
+	ClusterDomain           string
+	MaxConcurrentReconciles int
+}
+
+// NewScheme returns the scheme with every type the operator reads or writes.
+func NewScheme() *runtime.Scheme {
+	s := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(s))
+	utilruntime.Must(v1alpha1.AddToScheme(s))
+	utilruntime.Must(cmapi.AddToScheme(s))
+	return s
+}
+
+// Run parses flags and runs the manager until ctx is done.
+func Run(ctx context.Context, args []string, version string) error {
+	fs := flag.NewFlagSet("manager", flag.ContinueOnError)
+	var o Options
+	fs.StringVar(&o.MetricsAddr, "metrics-bind-address", ":8080", "address of the Prometheus metrics endpoint; 0 disables it")
+	fs.StringVar(&o.ProbeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
+	fs.BoolVar(&o.LeaderElection, "leader-elect", false, "elect a leader so only one replica reconciles")
+	fs.StringVar(&o.LeaderElectionNamespace, "leader-election-namespace", "", "namespace of the leader-election Lease (default: the pod's)")
+	fs.StringVar(&o.Image, "registry-image", envOr("DOCKYARD_IMAGE", DefaultImage), "image of registry pods and GC jobs when a Registry sets none (env DOCKYARD_IMAGE)")
+	fs.StringVar(&o.ClusterDomain, "cluster-domain", v1alpha1.DefaultClusterDomain, "the cluster's DNS domain, for certificate names")
+	fs.IntVar(&o.MaxConcurrentReconciles, "max-concurrent-reconciles", 4, "Registries reconciled in parallel")
+	zapOpts := zap.Options{}
+	zapOpts.BindFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+	log := ctrl.Log.WithName("setup")
+	log.Info("Starting dockyard manager", "version", version, "registryImage", o.Image)
+
+	cfg, err := ctrl.GetConfig()
+	if err != nil {
+		return fmt.Errorf("load kubeconfig: %w", err)
+	}
+	mgr, err := New(cfg, o)
+	if err != nil {
+		return err
+	}
+	return mgr.Start(ctx)
+}
+
+// New builds a manager with the Registry controller registered.
+func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
+	scheme := NewScheme()
+	certManager, err := certManagerInstalled(cfg)
+	if err != nil {
+		return nil, err
+	}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                  scheme,
+		Metrics:                 metricsserver.Options{BindAddress: o.MetricsAddr},
+		HealthProbeBindAddress:  o.ProbeAddr,
+		LeaderElection:          o.LeaderElection,
+		LeaderElectionID:        "dockyard.registry.dockyard.dev",
+		LeaderElectionNamespace: o.LeaderElectionNamespace,
+		Cache:                   CacheOptions(certManager),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create manager: %w", err)
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return nil, fmt.Errorf("add health check: %w", err)
+	}
+	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+		return nil, fmt.Errorf("add ready check: %w", err)
+	}
+	if !certManager {
+		ctrl.Log.WithName("setup").Info("cert-manager CRDs not found: Registries with tls.issuerRef will report CertManagerNotInstalled; restart the manager after installing cert-manager")
+	}
+	r := &controller.RegistryReconciler{
+		Image:                   o.Image,
+		ClusterDomain:           o.ClusterDomain,
+		CertManager:             certManager,
+		MaxConcurrentReconciles: o.MaxConcurrentReconciles,
+	}
+	if err := r.SetupWithManager(context.Background(), mgr); err != nil {
+		return nil, fmt.Errorf("set up Registry controller: %w", err)
+	}
+	return mgr, nil
+}
+
+// CacheOptions restricts the informers of child kinds to objects Dockyard labelled, so the
+// operator's memory does not grow with unrelated Deployments, ConfigMaps or Jobs. Secrets
+// are watched as metadata only (see the controller).
+func CacheOptions(certManager bool) cache.Options {
+	managed := labels.SelectorFromSet(labels.Set{resources.LabelManagedBy: resources.ManagedBy})
+	by := cache.ByObject{Label: managed}
+	opts := cache.Options{ByObject: map[client.Object]cache.ByObject{
+		&appsv1.Deployment{}:            by,
+		&corev1.Service{}:               by,
+		&corev1.ConfigMap{}:             by,
+		&corev1.ServiceAccount{}:        by,
+		&corev1.PersistentVolumeClaim{}: by,
+		&policyv1.PodDisruptionBudget{}: by,
+		&networkingv1.NetworkPolicy{}:   by,
+		&networkingv1.Ingress{}:         by,
+		&batchv1.CronJob{}:              by,
+		&batchv1.Job{}:                  by,
+	}}
+	if certManager {
+		opts.ByObject[&cmapi.Certificate{}] = by
+	}
+	return opts
+}
+
+// certManagerInstalled asks discovery whether cert-manager.io/v1 Certificates exist.
+func certManagerInstalled(cfg *rest.Config) (bool, error) {
+	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
+	if err != nil {
+		return false, fmt.Errorf("create discovery client: %w", err)
+	}
+	list, err := dc.ServerResourcesForGroupVersion(cmapi.SchemeGroupVersion.String())
+	if apierrors.IsNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("discover cert-manager.io/v1: %w", err)
+	}
+	for _, r := range list.APIResources {
+		if r.Kind == "Certificate" {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}

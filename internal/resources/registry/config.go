@@ -1,0 +1,116 @@
+package registry
+
+import (
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/dockyard-dev/dockyard/api/v1alpha1"
+	"github.com/dockyard-dev/dockyard/internal/registryconfig"
+)
+
+// Config renders the workload configuration for reg. It holds no secret value: it names
+// the environment variables and files through which credentials arrive.
+func Config(reg *v1alpha1.Registry, in Inputs) *registryconfig.Config {
+	c := &registryconfig.Config{
+		APIVersion: registryconfig.APIVersion,
+		HTTP: registryconfig.HTTP{
+			Addr:      fmt.Sprintf(":%d", registryconfig.DefaultPort),
+			SecretEnv: registryconfig.EnvHTTPSecret,
+		},
+		Metrics: registryconfig.Metrics{Addr: fmt.Sprintf(":%d", registryconfig.MetricsPort)},
+		Log:     registryconfig.Log{Level: "info", Format: "json"},
+	}
+	if reg.Spec.TLS != nil {
+		c.HTTP.TLS = &registryconfig.TLS{
+			CertFile: registryconfig.TLSDir + "/" + registryconfig.TLSCertFile,
+			KeyFile:  registryconfig.TLSDir + "/" + registryconfig.TLSKeyFile,
+		}
+	}
+	st := reg.Spec.Storage
+	switch {
+	case st.Filesystem != nil:
+		c.Storage.Filesystem = &registryconfig.FilesystemStorage{RootDirectory: registryconfig.DataDir}
+	case st.EmptyDir != nil:
+		c.Storage.Filesystem = &registryconfig.FilesystemStorage{RootDirectory: registryconfig.DataDir}
+	case st.S3 != nil:
+		s3 := &registryconfig.S3Storage{
+			Bucket:         st.S3.Bucket,
+			Region:         st.S3.Region,
+			Endpoint:       st.S3.Endpoint,
+			ForcePathStyle: st.S3.ForcePathStyle,
+			Encrypt:        st.S3.Encrypt,
+			RootDirectory:  st.S3.RootDirectory,
+		}
+		if s3.Region == "" {
+			s3.Region = v1alpha1.DefaultS3Region
+		}
+		if st.S3.CredentialsSecretRef != nil {
+			s3.AccessKeyIDEnv = registryconfig.EnvS3AccessKeyID
+			s3.SecretAccessKeyEnv = registryconfig.EnvS3SecretAccessKey
+		}
+		c.Storage.S3 = s3
+	case st.GCS != nil:
+		g := &registryconfig.GCSStorage{Bucket: st.GCS.Bucket, RootDirectory: st.GCS.RootDirectory}
+		if st.GCS.CredentialsSecretRef != nil {
+			g.KeyFile = registryconfig.GCSDir + "/" + registryconfig.GCSKeyFile
+		}
+		c.Storage.GCS = g
+	case st.Azure != nil:
+		a := &registryconfig.AzureStorage{
+			AccountName:   st.Azure.AccountName,
+			Container:     st.Azure.Container,
+			RootDirectory: st.Azure.RootDirectory,
+		}
+		if st.Azure.CredentialsSecretRef != nil {
+			a.AccountKeyEnv = registryconfig.EnvAzureAccountKey
+		}
+		c.Storage.Azure = a
+	}
+	if a := reg.Spec.Auth; a != nil {
+		auth := &registryconfig.Auth{
+			HtpasswdFile:  registryconfig.UsersDir + "/" + registryconfig.UsersHtpasswdKey,
+			AnonymousPull: a.AnonymousPull,
+		}
+		if in.UsersHaveGroups {
+			auth.GroupsFile = registryconfig.UsersDir + "/" + registryconfig.UsersGroupsKey
+		}
+		for _, r := range a.Access {
+			rule := registryconfig.AccessRule{
+				Repositories: append([]string(nil), r.Repositories...),
+				Role:         registryconfig.Role(r.Role),
+			}
+			for _, s := range r.Subjects {
+				rule.Subjects = append(rule.Subjects, registryconfig.Subject{Kind: registryconfig.SubjectKind(s.Kind), Name: s.Name})
+			}
+			auth.Access = append(auth.Access, rule)
+		}
+		c.Auth = auth
+	}
+	if gc := reg.Spec.GarbageCollection; gc != nil {
+		c.GC.DeleteUntagged = gc.DeleteUntagged
+		c.GC.GracePeriod = registryconfig.Duration{Duration: gc.GetGracePeriod()}
+	}
+	c.Defaults()
+	return c
+}
+
+// ConfigMap holds the rendered config under registryconfig.ConfigFileName.
+func ConfigMap(reg *v1alpha1.Registry, rendered []byte) *corev1.ConfigMap {
+	return &corev1.ConfigMap{
+		TypeMeta:   typeMeta("v1", "ConfigMap"),
+		ObjectMeta: objectMeta(reg, reg.ConfigMapName(), ComponentServer),
+		Data:       map[string]string{registryconfig.ConfigFileName: string(rendered)},
+	}
+}
+
+// HTTPSecret is the generated secret replicas share to sign upload state. The controller
+// creates it once with random bytes and never rewrites it.
+func HTTPSecret(reg *v1alpha1.Registry, secret []byte) *corev1.Secret {
+	return &corev1.Secret{
+		TypeMeta:   typeMeta("v1", "Secret"),
+		ObjectMeta: objectMeta(reg, reg.HTTPSecretName(), ComponentServer),
+		Type:       corev1.SecretTypeOpaque,
+		Data:       map[string][]byte{registryconfig.HTTPSecretKey: secret},
+	}
+}
