@@ -1,0 +1,288 @@
+// Package access is Dockyard's access control for the embedded registry: bcrypt htpasswd
+// users, optional groups, and rules granting roles on repository patterns. It plugs into
+// distribution through its access-controller registry (auth.Register) and adds what
+// distribution's Basic-auth path lacks: 403 DENIED answers for known users and a catalog
+// filtered to what the caller may pull.
+package access
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+
+	"github.com/distribution/distribution/v3/registry/auth"
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/dockyard-dev/dockyard/internal/registryconfig"
+)
+
+// ControllerName is the name under which the controller is registered with distribution.
+const ControllerName = "dockyard"
+
+// OptionController is the key, in the distribution auth options, of the *Controller to use.
+const OptionController = "controller"
+
+func init() {
+	if err := auth.Register(ControllerName, newFromOptions); err != nil {
+		panic(fmt.Sprintf("register %s access controller: %v", ControllerName, err))
+	}
+}
+
+// newFromOptions hands distribution the Controller built by the server.
+func newFromOptions(options map[string]any) (auth.AccessController, error) {
+	c, ok := options[OptionController].(*Controller)
+	if !ok || c == nil {
+		return nil, fmt.Errorf("%s access controller: option %q must hold a *access.Controller", ControllerName, OptionController)
+	}
+	return c, nil
+}
+
+// Actions distribution asks for.
+const (
+	ActionPull   = "pull"
+	ActionPush   = "push"
+	ActionDelete = "delete"
+)
+
+// Controller authenticates Basic credentials against the users file and authorizes actions
+// against the access rules.
+type Controller struct {
+	cfg   registryconfig.Auth
+	log   *slog.Logger
+	users atomic.Pointer[Users]
+
+	// dummyHash is compared against when the user is unknown, so that unknown and known users
+	// take the same time.
+	dummyHash []byte
+	// verified caches successful bcrypt checks: user -> HMAC(key, user:password:hash).
+	cacheKey []byte
+	mu       sync.Mutex
+	verified map[string][32]byte
+}
+
+// NewController builds a Controller and loads the users files once; call Watch to keep them
+// current.
+func NewController(cfg registryconfig.Auth, log *slog.Logger) (*Controller, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	dummy, err := bcrypt.GenerateFromPassword([]byte("dockyard-dummy-password"), bcrypt.DefaultCost)
+	if err != nil {
+		return nil, fmt.Errorf("generate dummy hash: %w", err)
+	}
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return nil, fmt.Errorf("generate credential cache key: %w", err)
+	}
+	c := &Controller{cfg: cfg, log: log, dummyHash: dummy, cacheKey: key, verified: map[string][32]byte{}}
+	if _, err := c.reload(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// identity is who a request comes from.
+type identity struct {
+	user   string // empty for anonymous
+	groups []string
+}
+
+func (id identity) anonymous() bool { return id.user == "" }
+
+var errNoCredentials = errors.New("no credentials")
+
+// authenticate checks the request's Basic credentials. It returns errNoCredentials when
+// there are none and auth.ErrAuthenticationFailure when they are wrong.
+func (c *Controller) authenticate(r *http.Request) (identity, error) {
+	user, pass, ok := r.BasicAuth()
+	if !ok {
+		return identity{}, errNoCredentials
+	}
+	if user == "" {
+		return identity{}, auth.ErrAuthenticationFailure
+	}
+	u := c.users.Load()
+	hash, known := u.hashes[user]
+	if !known {
+		_ = bcrypt.CompareHashAndPassword(c.dummyHash, []byte(pass))
+		return identity{}, auth.ErrAuthenticationFailure
+	}
+	mac := hmac.New(sha256.New, c.cacheKey)
+	mac.Write([]byte(user))
+	mac.Write([]byte{0})
+	mac.Write([]byte(pass))
+	mac.Write([]byte{0})
+	mac.Write(hash)
+	var sum [32]byte
+	copy(sum[:], mac.Sum(nil))
+	c.mu.Lock()
+	cached, hit := c.verified[user]
+	c.mu.Unlock()
+	if !hit || !hmac.Equal(cached[:], sum[:]) {
+		if err := bcrypt.CompareHashAndPassword(hash, []byte(pass)); err != nil {
+			return identity{}, auth.ErrAuthenticationFailure
+		}
+		c.mu.Lock()
+		c.verified[user] = sum
+		c.mu.Unlock()
+	}
+	return identity{user: user, groups: u.groups[user]}, nil
+}
+
+// allowed reports whether id may perform action on repository.
+func (c *Controller) allowed(id identity, repository, action string) bool {
+	if action == ActionPull && c.cfg.AnonymousPull {
+		return true
+	}
+	if id.anonymous() {
+		return false
+	}
+	if len(c.cfg.Access) == 0 {
+		return true
+	}
+	for _, rule := range c.cfg.Access {
+		if !roleAllows(rule.Role, action) || !subjectMatches(rule.Subjects, id) {
+			continue
+		}
+		for _, p := range rule.Repositories {
+			if MatchRepository(p, repository) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func roleAllows(role registryconfig.Role, action string) bool {
+	switch role {
+	case registryconfig.RoleManager:
+		return action == ActionPull || action == ActionPush || action == ActionDelete
+	case registryconfig.RoleViewer:
+		return action == ActionPull
+	}
+	return false
+}
+
+func subjectMatches(subjects []registryconfig.Subject, id identity) bool {
+	for _, s := range subjects {
+		switch s.Kind {
+		case registryconfig.SubjectUser:
+			if s.Name == id.user {
+				return true
+			}
+		case registryconfig.SubjectGroup:
+			for _, g := range id.groups {
+				if g == s.Name {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// Authorized implements auth.AccessController.
+func (c *Controller) Authorized(r *http.Request, access ...auth.Access) (*auth.Grant, error) {
+	id, err := c.authenticate(r)
+	switch {
+	case errors.Is(err, errNoCredentials):
+		if !c.cfg.AnonymousPull || len(access) == 0 || !c.allAllowed(identity{}, access) {
+			return nil, &challenge{realm: c.cfg.Realm, err: auth.ErrInvalidCredential}
+		}
+	case err != nil:
+		c.log.Info("Authentication failed", "user", basicUser(r), "path", r.URL.Path)
+		return nil, &challenge{realm: c.cfg.Realm, err: err}
+	default:
+		if !c.allAllowed(id, access) {
+			c.log.Info("Access denied", "user", id.user, "access", describe(access))
+			if d := decisionFrom(r.Context()); d != nil {
+				d.denied.Store(true)
+			}
+			return nil, &challenge{realm: c.cfg.Realm, err: errDenied, denied: true}
+		}
+	}
+	var resources []auth.Resource
+	for _, a := range access {
+		resources = append(resources, a.Resource)
+	}
+	return &auth.Grant{User: auth.UserInfo{Name: id.user}, Resources: resources}, nil
+}
+
+var errDenied = errors.New("requested access to the resource is denied")
+
+func (c *Controller) allAllowed(id identity, access []auth.Access) bool {
+	for _, a := range access {
+		switch a.Type {
+		case "repository":
+			if !c.allowed(id, a.Name, a.Action) {
+				return false
+			}
+		case "registry":
+			// The catalog: every authenticated caller (and anonymous callers when anonymous
+			// pull is on) may list; the catalog filter narrows the list to pullable names.
+			if a.Name != "catalog" || (id.anonymous() && !c.cfg.AnonymousPull) {
+				return false
+			}
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+func describe(access []auth.Access) []string {
+	out := make([]string, 0, len(access))
+	for _, a := range access {
+		out = append(out, a.Type+":"+a.Name+":"+a.Action)
+	}
+	return out
+}
+
+func basicUser(r *http.Request) string {
+	u, _, _ := r.BasicAuth()
+	return u
+}
+
+// challenge is a Basic challenge (401); a denied challenge is turned into 403 by Middleware.
+type challenge struct {
+	realm  string
+	err    error
+	denied bool
+}
+
+var _ auth.Challenge = (*challenge)(nil)
+
+func (ch *challenge) SetHeaders(_ *http.Request, w http.ResponseWriter) {
+	if ch.denied {
+		return
+	}
+	w.Header().Set("WWW-Authenticate", fmt.Sprintf("Basic realm=%q", ch.realm))
+}
+
+func (ch *challenge) Error() string {
+	return fmt.Sprintf("basic authentication challenge for realm %q: %v", ch.realm, ch.err)
+}
+
+// decision carries, through the request context, whether the access controller denied a
+// known user, so Middleware can answer 403 instead of distribution's 401.
+type decision struct{ denied atomic.Bool }
+
+type decisionKey struct{}
+
+func decisionFrom(ctx context.Context) *decision {
+	d, _ := ctx.Value(decisionKey{}).(*decision)
+	return d
+}
+
+// CanPush reports whether the request's credentials allow pushing to repository.
+func (c *Controller) CanPush(r *http.Request, repository string) bool {
+	id, err := c.authenticate(r)
+	return err == nil && c.allowed(id, repository, ActionPush)
+}

@@ -1,0 +1,97 @@
+package access
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strings"
+)
+
+// Middleware wraps the distribution app so that a known user who lacks a permission gets
+// 403 with an OCI error body whose code is DENIED (distribution itself only knows 401), and
+// so that the catalog lists only repositories the caller may pull.
+func (c *Controller) Middleware(next http.Handler) http.Handler {
+	catalog := c.catalogHandler(next)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v2/_catalog" && r.Method == http.MethodGet {
+			catalog.ServeHTTP(w, r)
+			return
+		}
+		c.dropForbiddenMount(r)
+		d := &decision{}
+		r = r.WithContext(context.WithValue(r.Context(), decisionKey{}, d))
+		next.ServeHTTP(&denyWriter{ResponseWriter: w, d: d}, r)
+	})
+}
+
+// dropForbiddenMount turns a cross-repository mount from a repository the caller may not
+// pull into a plain upload, as registries with token auth do, instead of refusing the push.
+func (c *Controller) dropForbiddenMount(r *http.Request) {
+	if r.Method != http.MethodPost || !strings.HasSuffix(r.URL.Path, "/blobs/uploads/") {
+		return
+	}
+	q := r.URL.Query()
+	from := q.Get("from")
+	if from == "" {
+		return
+	}
+	id, err := c.authenticate(r)
+	if err != nil || c.allowed(id, from, ActionPull) {
+		return
+	}
+	q.Del("from")
+	q.Del("mount")
+	r.URL.RawQuery = q.Encode()
+}
+
+// ErrorBody is an OCI distribution error response.
+type ErrorBody struct {
+	Errors []ErrorEntry `json:"errors"`
+}
+
+// ErrorEntry is one OCI distribution error.
+type ErrorEntry struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	Detail  any    `json:"detail,omitempty"`
+}
+
+// denyWriter rewrites the 401 distribution sends for a denied known user into 403 DENIED.
+type denyWriter struct {
+	http.ResponseWriter
+	d         *decision
+	swallowed bool
+}
+
+func (w *denyWriter) WriteHeader(code int) {
+	if code == http.StatusUnauthorized && w.d.denied.Load() {
+		w.swallowed = true
+		h := w.ResponseWriter.Header()
+		h.Del("WWW-Authenticate")
+		h.Del("Content-Length")
+		h.Set("Content-Type", "application/json; charset=utf-8")
+		w.ResponseWriter.WriteHeader(http.StatusForbidden)
+		_ = json.NewEncoder(w.ResponseWriter).Encode(ErrorBody{Errors: []ErrorEntry{{
+			Code: "DENIED", Message: errDenied.Error(),
+		}}})
+		return
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *denyWriter) Write(b []byte) (int, error) {
+	if w.swallowed {
+		return len(b), nil
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (w *denyWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// Flush implements http.Flusher.
+func (w *denyWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok && !w.swallowed {
+		f.Flush()
+	}
+}

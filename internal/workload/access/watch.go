@@ -1,0 +1,61 @@
+package access
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"time"
+)
+
+// reload re-reads the users and groups files; it reports whether anything changed. A file
+// that cannot be read keeps the previous snapshot (and is an error on first load).
+func (c *Controller) reload() (bool, error) {
+	htp, err := os.ReadFile(c.cfg.HtpasswdFile)
+	if err != nil {
+		return false, fmt.Errorf("read users file: %w", err)
+	}
+	var grp []byte
+	if c.cfg.GroupsFile != "" {
+		if grp, err = os.ReadFile(c.cfg.GroupsFile); err != nil {
+			return false, fmt.Errorf("read groups file: %w", err)
+		}
+	}
+	old := c.users.Load()
+	if old != nil && bytes.Equal(old.rawHtpasswd, htp) && bytes.Equal(old.rawGroups, grp) {
+		return false, nil
+	}
+	hashes, problems := ParseHtpasswd(c.cfg.HtpasswdFile, htp)
+	u := &Users{hashes: hashes, groups: map[string][]string{}, rawHtpasswd: htp, rawGroups: grp}
+	if c.cfg.GroupsFile != "" {
+		groups, gp := ParseGroups(c.cfg.GroupsFile, grp)
+		u.groups = groups
+		problems = append(problems, gp...)
+	}
+	for _, p := range problems {
+		c.log.Error("Skipped a line of the users files", "problem", p.String())
+	}
+	c.users.Store(u)
+	c.mu.Lock()
+	clear(c.verified)
+	c.mu.Unlock()
+	c.log.Info("Loaded users", "users", len(hashes), "file", c.cfg.HtpasswdFile, "groupsFile", c.cfg.GroupsFile)
+	return true, nil
+}
+
+// Watch re-reads the users files every interval until ctx is done. Mounted Secrets are
+// updated by swapping a symlink, so the files are compared by content rather than watched.
+func (c *Controller) Watch(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if _, err := c.reload(); err != nil {
+				c.log.Error("Reload users files, keeping the previous ones", "err", err)
+			}
+		}
+	}
+}

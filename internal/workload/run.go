@@ -1,0 +1,100 @@
+// Package workload is the registry process inside a Registry's pods: `dockyard registry
+// serve` runs the registry, `dockyard registry gc` collects garbage once.
+package workload
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/dockyard-dev/dockyard/internal/registryconfig"
+	"github.com/dockyard-dev/dockyard/internal/workload/server"
+)
+
+const usage = `usage: dockyard registry <command> [flags]
+
+commands:
+  serve --config FILE                        run the registry until SIGTERM
+  gc    --config FILE [--summary-file FILE]  collect garbage once and report a JSON summary
+`
+
+// ErrUsage is returned (wrapped) for a bad command line.
+var ErrUsage = errors.New("usage error")
+
+// Run executes `dockyard registry <args>`. ctx is cancelled on SIGTERM/SIGINT.
+func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return fmt.Errorf("%w: missing command", ErrUsage)
+	}
+	switch args[0] {
+	case "serve":
+		return runServe(ctx, args[1:], stderr)
+	case "gc":
+		return runGC(ctx, args[1:], stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	fmt.Fprint(stderr, usage)
+	return fmt.Errorf("%w: unknown command %q", ErrUsage, args[0])
+}
+
+func runServe(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", registryconfig.ConfigPath, "registry config file")
+	if err := fs.Parse(args); err != nil {
+		return fmt.Errorf("%w: %v", ErrUsage, err)
+	}
+	cfg, err := registryconfig.Load(*configPath)
+	if err != nil {
+		return err
+	}
+	log := setupLogging(cfg.Log, stderr)
+	s, err := server.New(ctx, cfg, server.Options{Logger: log})
+	if err != nil {
+		log.Error("Start registry", "err", err)
+		return err
+	}
+	return s.Run(ctx)
+}
+
+// setupLogging configures our slog logger and distribution's logrus logger (process-wide)
+// with the same level and format, writing to w.
+func setupLogging(c registryconfig.Log, w io.Writer) *slog.Logger {
+	level := slog.LevelInfo
+	lr := logrus.InfoLevel
+	switch strings.ToLower(c.Level) {
+	case "debug":
+		level, lr = slog.LevelDebug, logrus.DebugLevel
+	case "warn", "warning":
+		level, lr = slog.LevelWarn, logrus.WarnLevel
+	case "error":
+		level, lr = slog.LevelError, logrus.ErrorLevel
+	}
+	logrus.SetOutput(w)
+	logrus.SetLevel(lr)
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Format == "text" {
+		logrus.SetFormatter(&logrus.TextFormatter{FullTimestamp: true})
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	logrus.SetFormatter(&logrus.JSONFormatter{})
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// stdoutOrDiscard keeps a nil writer usable.
+func stdoutOrDiscard(w io.Writer) io.Writer {
+	if w == nil {
+		return os.Stdout
+	}
+	return w
+}

@@ -1,0 +1,67 @@
+package server
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"time"
+
+	"github.com/distribution/distribution/v3/configuration"
+
+	"github.com/dockyard-dev/dockyard/internal/registryconfig"
+	"github.com/dockyard-dev/dockyard/internal/workload/access"
+	"github.com/dockyard-dev/dockyard/internal/workload/storage"
+)
+
+// distributionConfig translates our config into distribution's. Credentials come from the
+// environment variables the config names; ac, when not nil, is installed as the access
+// controller.
+func distributionConfig(cfg *registryconfig.Config, getenv storage.Getenv, ac *access.Controller) (*configuration.Configuration, error) {
+	driver, params, err := storage.Params(cfg.Storage, getenv)
+	if err != nil {
+		return nil, err
+	}
+	dc := &configuration.Configuration{Version: "0.1"}
+	dc.Storage = configuration.Storage{
+		driver:   params,
+		"delete": {"enabled": true},
+		// Blobs are always served through the registry: a redirect would send clients to a
+		// storage endpoint they may not reach (or trust).
+		"redirect": {"disable": true},
+		// No "cache" section on purpose: distribution's blob-descriptor cache is not told
+		// about blobs the out-of-process garbage collector deletes, and would claim they
+		// still exist.
+	}
+	dc.HTTP.Addr = cfg.HTTP.Addr
+	secret, err := httpSecret(cfg.HTTP.SecretEnv, getenv)
+	if err != nil {
+		return nil, err
+	}
+	dc.HTTP.Secret = secret
+	dc.HTTP.Headers = map[string][]string{"X-Content-Type-Options": {"nosniff"}}
+	dc.Health.StorageDriver = configuration.StorageDriver{Enabled: true, Interval: 10 * time.Second, Threshold: 3}
+	dc.Catalog.MaxEntries = access.CatalogPageSize
+	dc.Log.Level = configuration.Loglevel(cfg.Log.Level)
+	dc.Log.AccessLog.Disabled = true
+	if ac != nil {
+		dc.Auth = configuration.Auth{access.ControllerName: {access.OptionController: ac}}
+	}
+	return dc, nil
+}
+
+// httpSecret reads the shared upload-state secret, or makes a random one when none is
+// configured (only correct with a single replica).
+func httpSecret(env string, getenv storage.Getenv) (string, error) {
+	if env != "" {
+		v := getenv(env)
+		if v == "" {
+			return "", fmt.Errorf("http.secretEnv: environment variable %s is empty or unset", env)
+		}
+		return v, nil
+	}
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("generate HTTP secret: %w", err)
+	}
+	return hex.EncodeToString(b), nil
+}

@@ -1,0 +1,137 @@
+package server
+
+import (
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/dockyard-dev/dockyard/internal/registryconfig"
+)
+
+// metrics are the workload's own Prometheus metrics. Each Server has its own registry, so
+// several servers can live in one process (tests); distribution's storage metrics come
+// from the default registry.
+type metrics struct {
+	reg      *prometheus.Registry
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+	inFlight prometheus.Gauge
+	certExp  prometheus.Gauge
+}
+
+func newMetrics() *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "dockyard_registry_http_requests_total",
+			Help: "Registry API requests by method, route and status code.",
+		}, []string{"method", "route", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "dockyard_registry_http_request_duration_seconds",
+			Help:    "Registry API request latency by method and route.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
+		}, []string{"method", "route"}),
+		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "dockyard_registry_http_in_flight_requests",
+			Help: "Registry API requests being served.",
+		}),
+		certExp: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "dockyard_registry_tls_certificate_expiry_timestamp_seconds",
+			Help: "NotAfter of the serving certificate, as a Unix timestamp.",
+		}),
+	}
+	m.reg.MustRegister(m.requests, m.duration, m.inFlight, m.certExp)
+	return m
+}
+
+// handler serves the workload's metrics plus the process-wide default registry
+// (Go runtime, process and distribution's storage metrics).
+func (m *metrics) handler() http.Handler {
+	return promhttp.HandlerFor(prometheus.Gatherers{m.reg, prometheus.DefaultGatherer}, promhttp.HandlerOpts{})
+}
+
+func routeOf(path string) string {
+	switch path {
+	case "/v2/", "/v2":
+		return "base"
+	case "/v2/_catalog":
+		return "catalog"
+	case registryconfig.HealthPath:
+		return "health"
+	}
+	if _, kind, _, ok := splitRoute(path); ok {
+		return kind
+	}
+	return "other"
+}
+
+// statusWriter records the status code for metrics.
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.code == 0 {
+		w.code = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (w *statusWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (m *metrics) instrument(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		m.inFlight.Inc()
+		sw := &statusWriter{ResponseWriter: w}
+		defer func() {
+			m.inFlight.Dec()
+			route := routeOf(r.URL.Path)
+			code := sw.code
+			if code == 0 {
+				code = http.StatusOK
+			}
+			m.requests.WithLabelValues(r.Method, route, strconv.Itoa(code)).Inc()
+			m.duration.WithLabelValues(r.Method, route).Observe(time.Since(start).Seconds())
+		}()
+		next.ServeHTTP(sw, r)
+	})
+}
+
+// healthHandler answers 200 while the storage driver is healthy and the server is not
+// draining, 503 otherwise, with the failing checks in the body.
+func (s *Server) healthHandler(w http.ResponseWriter, r *http.Request) {
+	status := map[string]string{}
+	if s.draining.Load() {
+		status["server"] = "shutting down"
+	}
+	for k, v := range s.health.CheckStatus(r.Context()) {
+		status[k] = v
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-cache")
+	if len(status) > 0 {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_ = json.NewEncoder(w).Encode(map[string]any{"status": "unhealthy", "checks": status})
+		return
+	}
+	_ = json.NewEncoder(w).Encode(map[string]any{"status": "ok"})
+}

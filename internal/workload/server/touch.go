@@ -1,0 +1,181 @@
+package server
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
+	"github.com/opencontainers/go-digest"
+
+	"github.com/dockyard-dev/dockyard/internal/workload/layout"
+)
+
+// maxManifestBytes bounds how much of a manifest push is read to find its references;
+// distribution refuses larger manifests anyway.
+const maxManifestBytes = 4 << 20
+
+// toucher keeps garbage collection from deleting what an in-flight push relies on. Before
+// distribution answers a request after which a client may rely on a blob existing (a blob
+// existence check during a push, a cross-repository mount, an upload commit, a manifest
+// push and the blobs it references) it rewrites that digest's marker under
+// layout.TouchRoot. The collector never deletes a blob whose marker is younger than its
+// grace period and re-checks the marker after moving the blob aside, so either the
+// collector sees the marker or the registry sees the blob gone.
+type toucher struct {
+	driver storagedriver.StorageDriver
+	log    *slog.Logger
+	// canPush reports whether the request may push to the repository; nil means no auth.
+	canPush func(r *http.Request, repo string) bool
+	// fresh is how long a rewritten marker is trusted before it is rewritten again.
+	fresh time.Duration
+	now   func() time.Time
+
+	mu   sync.Mutex
+	last map[digest.Digest]time.Time
+}
+
+func newToucher(d storagedriver.StorageDriver, grace time.Duration, canPush func(*http.Request, string) bool, log *slog.Logger) *toucher {
+	return &toucher{driver: d, log: log, canPush: canPush, fresh: min(grace/10, time.Minute),
+		now: time.Now, last: map[digest.Digest]time.Time{}}
+}
+
+// splitRoute splits an API path into the repository name, the route kind ("blob",
+// "upload", "manifest") and the rest of the path.
+func splitRoute(p string) (name, kind, rest string, ok bool) {
+	p, found := strings.CutPrefix(p, "/v2/")
+	if !found {
+		return "", "", "", false
+	}
+	for _, k := range []struct{ sep, kind string }{
+		{"/blobs/uploads", "upload"}, {"/blobs/", "blob"}, {"/manifests/", "manifest"}, {"/tags/", "tags"},
+	} {
+		if i := strings.LastIndex(p, k.sep); i > 0 {
+			return p[:i], k.kind, p[i+len(k.sep):], true
+		}
+	}
+	return "", "", "", false
+}
+
+func (t *toucher) middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		digests, err := t.digestsFor(r)
+		if err != nil {
+			writeOCIError(w, http.StatusBadRequest, "MANIFEST_INVALID", err.Error())
+			return
+		}
+		if len(digests) > 0 {
+			if err := t.touch(r, digests); err != nil {
+				t.log.Error("Record blob use for garbage collection", "err", err, "path", r.URL.Path)
+				writeOCIError(w, http.StatusServiceUnavailable, "UNAVAILABLE", "storage is unavailable, retry")
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// digestsFor returns the digests a push request is about to rely on.
+func (t *toucher) digestsFor(r *http.Request) ([]digest.Digest, error) {
+	name, kind, rest, ok := splitRoute(r.URL.Path)
+	if !ok {
+		return nil, nil
+	}
+	var raw []string
+	switch {
+	case kind == "blob" && r.Method == http.MethodHead:
+		raw = []string{rest}
+	case kind == "upload" && (r.Method == http.MethodPost || r.Method == http.MethodPut):
+		q := r.URL.Query()
+		raw = []string{q.Get("mount"), q.Get("digest")}
+	case kind == "manifest" && r.Method == http.MethodPut:
+		body, err := io.ReadAll(io.LimitReader(r.Body, maxManifestBytes+1))
+		if err != nil {
+			return nil, fmt.Errorf("read manifest: %w", err)
+		}
+		_ = r.Body.Close()
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		if len(body) > maxManifestBytes {
+			return nil, nil // distribution refuses it
+		}
+		raw = append(raw, digest.FromBytes(body).String())
+		raw = append(raw, manifestReferences(body)...)
+	default:
+		return nil, nil
+	}
+	if t.canPush != nil && !t.canPush(r, name) {
+		return nil, nil
+	}
+	var out []digest.Digest
+	for _, s := range raw {
+		if d, err := digest.Parse(s); err == nil {
+			out = append(out, d)
+		}
+	}
+	return out, nil
+}
+
+// manifestReferences lists the digests an image manifest or index refers to.
+func manifestReferences(body []byte) []string {
+	type desc struct {
+		Digest string `json:"digest"`
+	}
+	var m struct {
+		Config    *desc  `json:"config"`
+		Layers    []desc `json:"layers"`
+		Manifests []desc `json:"manifests"`
+		Blobs     []desc `json:"blobs"`
+		Subject   *desc  `json:"subject"`
+	}
+	if json.Unmarshal(body, &m) != nil {
+		return nil
+	}
+	var out []string
+	if m.Config != nil {
+		out = append(out, m.Config.Digest)
+	}
+	if m.Subject != nil {
+		out = append(out, m.Subject.Digest)
+	}
+	for _, l := range [][]desc{m.Layers, m.Manifests, m.Blobs} {
+		for _, d := range l {
+			out = append(out, d.Digest)
+		}
+	}
+	return out
+}
+
+func (t *toucher) touch(r *http.Request, digests []digest.Digest) error {
+	now := t.now()
+	stamp := []byte(now.UTC().Format(time.RFC3339Nano))
+	for _, d := range digests {
+		t.mu.Lock()
+		last, ok := t.last[d]
+		t.mu.Unlock()
+		if ok && now.Sub(last) < t.fresh {
+			continue
+		}
+		if err := t.driver.PutContent(r.Context(), layout.TouchPath(d), stamp); err != nil {
+			return fmt.Errorf("write marker for %s: %w", d, err)
+		}
+		t.mu.Lock()
+		if len(t.last) > 100_000 {
+			clear(t.last)
+		}
+		t.last[d] = now
+		t.mu.Unlock()
+	}
+	return nil
+}
+
+func writeOCIError(w http.ResponseWriter, status int, code, msg string) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]any{"errors": []map[string]string{{"code": code, "message": msg}}})
+}

@@ -1,0 +1,107 @@
+// Package storage turns the storage section of the registry config into distribution
+// storage-driver parameters, reading credentials from the environment variables the config
+// names, and creates drivers. It registers every driver Dockyard supports.
+package storage
+
+import (
+	"context"
+	"fmt"
+
+	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
+	_ "github.com/distribution/distribution/v3/registry/storage/driver/azure"
+	"github.com/distribution/distribution/v3/registry/storage/driver/factory"
+	_ "github.com/distribution/distribution/v3/registry/storage/driver/filesystem"
+	_ "github.com/distribution/distribution/v3/registry/storage/driver/gcs"
+	_ "github.com/distribution/distribution/v3/registry/storage/driver/inmemory"
+	_ "github.com/distribution/distribution/v3/registry/storage/driver/s3-aws"
+
+	"github.com/dockyard-dev/dockyard/internal/registryconfig"
+)
+
+// Getenv reads an environment variable (os.Getenv, or a map in tests).
+type Getenv func(string) string
+
+// Params returns distribution's driver name and parameters for s.
+func Params(s registryconfig.Storage, getenv Getenv) (string, map[string]any, error) {
+	switch {
+	case s.Filesystem != nil:
+		return "filesystem", map[string]any{"rootdirectory": s.Filesystem.RootDirectory}, nil
+	case s.InMemory != nil:
+		return "inmemory", map[string]any{}, nil
+	case s.S3 != nil:
+		p := map[string]any{
+			"bucket":         s.S3.Bucket,
+			"region":         s.S3.Region,
+			"forcepathstyle": s.S3.ForcePathStyle,
+			"encrypt":        s.S3.Encrypt,
+		}
+		if s.S3.Endpoint != "" {
+			p["regionendpoint"] = s.S3.Endpoint
+		}
+		if s.S3.RootDirectory != "" {
+			p["rootdirectory"] = s.S3.RootDirectory
+		}
+		if s.S3.AccessKeyIDEnv != "" {
+			id, err := required(getenv, s.S3.AccessKeyIDEnv, "storage.s3.accessKeyIDEnv")
+			if err != nil {
+				return "", nil, err
+			}
+			secret, err := required(getenv, s.S3.SecretAccessKeyEnv, "storage.s3.secretAccessKeyEnv")
+			if err != nil {
+				return "", nil, err
+			}
+			p["accesskey"], p["secretkey"] = id, secret
+		}
+		return "s3aws", p, nil
+	case s.GCS != nil:
+		p := map[string]any{"bucket": s.GCS.Bucket}
+		if s.GCS.RootDirectory != "" {
+			p["rootdirectory"] = s.GCS.RootDirectory
+		}
+		if s.GCS.KeyFile != "" {
+			p["keyfile"] = s.GCS.KeyFile
+		}
+		return "gcs", p, nil
+	case s.Azure != nil:
+		p := map[string]any{"accountname": s.Azure.AccountName, "container": s.Azure.Container}
+		if s.Azure.RootDirectory != "" {
+			p["rootdirectory"] = s.Azure.RootDirectory
+		}
+		if s.Azure.ServiceURL != "" {
+			p["serviceurl"] = s.Azure.ServiceURL
+		}
+		if s.Azure.AccountKeyEnv != "" {
+			key, err := required(getenv, s.Azure.AccountKeyEnv, "storage.azure.accountKeyEnv")
+			if err != nil {
+				return "", nil, err
+			}
+			p["accountkey"] = key
+			p["credentials"] = map[string]any{"type": "shared_key"}
+		} else {
+			p["credentials"] = map[string]any{"type": "default_credentials"}
+		}
+		return "azure", p, nil
+	}
+	return "", nil, fmt.Errorf("storage: no backend configured")
+}
+
+func required(getenv Getenv, name, field string) (string, error) {
+	v := getenv(name)
+	if v == "" {
+		return "", fmt.Errorf("%s: environment variable %s is empty or unset", field, name)
+	}
+	return v, nil
+}
+
+// NewDriver creates the storage driver for s.
+func NewDriver(ctx context.Context, s registryconfig.Storage, getenv Getenv) (storagedriver.StorageDriver, error) {
+	name, params, err := Params(s, getenv)
+	if err != nil {
+		return nil, err
+	}
+	d, err := factory.Create(ctx, name, params)
+	if err != nil {
+		return nil, fmt.Errorf("create %s storage driver: %w", name, err)
+	}
+	return d, nil
+}
