@@ -96,8 +96,8 @@ undeploy: $(KUSTOMIZE) ## Remove the operator (Registries' retained volumes stay
 	$(KUSTOMIZE) build config/default | kubectl delete --ignore-not-found -f -
 
 .PHONY: bundle
-bundle: manifests $(KUSTOMIZE) ## Write the OLM bundle (bundle/manifests, bundle/metadata) from config/.
-	$(KUSTOMIZE) build config/manifests | go run ./hack/bundlegen --out bundle --version $$(cat VERSION) --image $(IMG)
+bundle: manifests $(KUSTOMIZE) ## Write the OLM bundle (bundle/, bundle.Dockerfile) from config/ for image $(IMG).
+	$(KUSTOMIZE) build config/manifests | go run ./hack/bundlegen --out bundle --dockerfile bundle.Dockerfile --version $$(cat VERSION) --image $(IMG)
 
 ##@ Tools
 
