@@ -1,0 +1,165 @@
+package controller_test
+
+import (
+	"context"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	"github.com/dockyard-dev/dockyard/internal/manager"
+)
+
+// The suite runs the real manager against a real kube-apiserver and etcd (envtest; built
+// from the Go module proxy by hack/build-envtest.sh, see `make test`). There is no
+// kube-controller-manager: no Deployment controller, no garbage collector, no volume
+// binding. Tests that need their effects write the status those controllers would.
+
+var (
+	testEnv   *envtest.Environment
+	k8sClient client.Client
+	ctx       context.Context
+	cancel    context.CancelFunc
+	writes    = &writeCounter{byPath: map[string]int{}}
+)
+
+const testImage = "dockyard:test"
+
+func TestController(t *testing.T) {
+	RegisterFailHandler(Fail)
+	RunSpecs(t, "Controller Suite (envtest)")
+}
+
+var _ = BeforeSuite(func() {
+	logf.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
+	ctx, cancel = context.WithCancel(context.Background())
+
+	Expect(os.Getenv("KUBEBUILDER_ASSETS")).NotTo(BeEmpty(),
+		"KUBEBUILDER_ASSETS is unset: run `make test`, which builds kube-apiserver and etcd into bin/envtest")
+
+	testEnv = &envtest.Environment{
+		CRDDirectoryPaths:     []string{filepath.Join("..", "..", "config", "crd", "bases"), certManagerCRDs()},
+		ErrorIfCRDPathMissing: true,
+	}
+	cfg, err := testEnv.Start()
+	Expect(err).NotTo(HaveOccurred())
+
+	k8sClient, err = client.New(cfg, client.Options{Scheme: manager.NewScheme()})
+	Expect(err).NotTo(HaveOccurred())
+
+	// The manager's writes are counted at its transport.
+	mgrCfg := rest.CopyConfig(cfg)
+	mgrCfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { return writes.wrap(rt) })
+	mgr, err := manager.New(mgrCfg, manager.Options{MetricsAddr: "0", ProbeAddr: "0", Image: testImage, ClusterDomain: "cluster.local"})
+	Expect(err).NotTo(HaveOccurred())
+	go func() {
+		defer GinkgoRecover()
+		Expect(mgr.Start(ctx)).To(Succeed())
+	}()
+})
+
+var _ = AfterSuite(func() {
+	cancel()
+	if testEnv != nil {
+		Expect(testEnv.Stop()).To(Succeed())
+	}
+})
+
+// certManagerCRDs is the deploy/crds directory of the cert-manager module this project
+// builds against, so the Certificate schema the API server enforces is the real one.
+func certManagerCRDs() string {
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/cert-manager/cert-manager").Output()
+	Expect(err).NotTo(HaveOccurred(), "locate the cert-manager module")
+	dir := filepath.Join(strings.TrimSpace(string(out)), "deploy", "crds")
+	Expect(dir).To(BeADirectory())
+	return dir
+}
+
+// writeCounter counts the manager's mutating API requests.
+type writeCounter struct {
+	total  atomic.Int64
+	mu     sync.Mutex
+	byPath map[string]int
+}
+
+type countingRT struct {
+	next http.RoundTripper
+	c    *writeCounter
+}
+
+func (w *writeCounter) wrap(rt http.RoundTripper) http.RoundTripper {
+	return &countingRT{next: rt, c: w}
+}
+
+func (c *countingRT) RoundTrip(req *http.Request) (*http.Response, error) {
+	switch req.Method {
+	case http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete:
+		c.c.total.Add(1)
+		c.c.mu.Lock()
+		c.c.byPath[req.Method+" "+req.URL.Path]++
+		c.c.mu.Unlock()
+	}
+	return c.next.RoundTrip(req)
+}
+
+func (w *writeCounter) snapshot() map[string]int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := make(map[string]int, len(w.byPath))
+	for k, v := range w.byPath {
+		out[k] = v
+	}
+	return out
+}
+
+func diffCounts(before, after map[string]int) map[string]int {
+	d := map[string]int{}
+	for k, v := range after {
+		if v != before[k] {
+			d[k] = v - before[k]
+		}
+	}
+	return d
+}
+
+var _ = ctrl.Log
+
+const (
+	timeout  = 20 * time.Second
+	interval = 100 * time.Millisecond
+)
+
+// reconcileCount reads controller-runtime's reconcile counter for the registry controller.
+func reconcileCount() float64 {
+	mfs, err := ctrlmetrics.Registry.Gather()
+	Expect(err).NotTo(HaveOccurred())
+	var n float64
+	for _, mf := range mfs {
+		if mf.GetName() != "controller_runtime_reconcile_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "controller" && l.GetValue() == "registry" {
+					n += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return n
+}

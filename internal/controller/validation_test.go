@@ -1,0 +1,197 @@
+package controller_test
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/dockyard-dev/dockyard/api/v1alpha1"
+)
+
+var _ = Describe("Registry validation at apply time", func() {
+	var ns string
+	BeforeEach(func() { ns = newNamespace() })
+
+	DescribeTable("rejects an invalid Registry with a message a person understands",
+		func(reg func(ns string) *v1alpha1.Registry, wantMessage string) {
+			err := k8sClient.Create(ctx, reg(ns), client.DryRunAll)
+			Expect(err).To(HaveOccurred())
+			Expect(err.Error()).To(ContainSubstring(wantMessage))
+		},
+		Entry("no storage backend", func(ns string) *v1alpha1.Registry {
+			return newRegistry(ns, "r", withStorage(v1alpha1.RegistryStorage{}))
+		}, "set exactly one backend"),
+		Entry("two storage backends", func(ns string) *v1alpha1.Registry {
+			st := s3Storage("")
+			st.EmptyDir = &v1alpha1.EmptyDirStorage{}
+			return newRegistry(ns, "r", withStorage(st))
+		}, "set exactly one backend"),
+		Entry("replicas > 1 on a ReadWriteOnce volume", func(ns string) *v1alpha1.Registry {
+			return newRegistry(ns, "r", withReplicas(2))
+		}, "a ReadWriteOnce volume cannot be mounted by pods on different nodes"),
+		Entry("replicas > 1 on emptyDir", func(ns string) *v1alpha1.Registry {
+			return newRegistry(ns, "r", withReplicas(3), withStorage(v1alpha1.RegistryStorage{EmptyDir: &v1alpha1.EmptyDirStorage{}}))
+		}, "emptyDir is private to each pod"),
+		Entry("both issuerRef and secretRef", func(ns string) *v1alpha1.Registry {
+			r := newRegistry(ns, "r", withIssuer("ClusterIssuer", "ca"))
+			r.Spec.TLS.SecretRef = &v1alpha1.SecretReference{Name: "cert"}
+			return r
+		}, "set exactly one of issuerRef"),
+		Entry("neither issuerRef nor secretRef", func(ns string) *v1alpha1.Registry {
+			r := newRegistry(ns, "r")
+			r.Spec.TLS = &v1alpha1.TLSSpec{}
+			return r
+		}, "set exactly one of issuerRef"),
+		Entry("a schedule with six fields", func(ns string) *v1alpha1.Registry {
+			return newRegistry(ns, "r", withGC("0 0 3 * * *"))
+		}, "use five cron fields"),
+		Entry("a schedule that is not cron", func(ns string) *v1alpha1.Registry {
+			return newRegistry(ns, "r", withGC("every night"))
+		}, "use five cron fields"),
+		Entry("an unknown @-macro", func(ns string) *v1alpha1.Registry {
+			return newRegistry(ns, "r", withGC("@fortnightly"))
+		}, "use five cron fields"),
+		Entry("a repository pattern with a leading slash", func(ns string) *v1alpha1.Registry {
+			return newRegistry(ns, "r", withUsers("users", rule(v1alpha1.RoleManager, "alice", "/team-a/**")))
+		}, "each pattern is lowercase path segments"),
+		Entry("a repository pattern with upper case", func(ns string) *v1alpha1.Registry {
+			return newRegistry(ns, "r", withUsers("users", rule(v1alpha1.RoleViewer, "alice", "Team-A/*")))
+		}, "each pattern is lowercase path segments"),
+		Entry("a repository pattern with a double slash", func(ns string) *v1alpha1.Registry {
+			return newRegistry(ns, "r", withUsers("users", rule(v1alpha1.RoleViewer, "alice", "team-a//x")))
+		}, "each pattern is lowercase path segments"),
+		Entry("an unknown role", func(ns string) *v1alpha1.Registry {
+			return newRegistry(ns, "r", withUsers("users", rule("Owner", "alice", "**")))
+		}, `supported values: "Manager", "Viewer"`),
+		Entry("a port out of range", func(ns string) *v1alpha1.Registry {
+			r := newRegistry(ns, "r")
+			r.Spec.Service = &v1alpha1.ServiceSpec{Port: 70000}
+			return r
+		}, "should be less than or equal to 65535"),
+		Entry("port 0", func(ns string) *v1alpha1.Registry {
+			r := newRegistry(ns, "r")
+			r.Spec.Service = &v1alpha1.ServiceSpec{Port: -1}
+			return r
+		}, "should be greater than or equal to 1"),
+		Entry("too many replicas", func(ns string) *v1alpha1.Registry {
+			return newRegistry(ns, "r", withReplicas(51), withStorage(s3Storage("")))
+		}, "should be less than or equal to 50"),
+		Entry("negative replicas", func(ns string) *v1alpha1.Registry {
+			return newRegistry(ns, "r", withReplicas(-1))
+		}, "should be greater than or equal to 0"),
+		Entry("garbage collection on emptyDir", func(ns string) *v1alpha1.Registry {
+			return newRegistry(ns, "r", withStorage(v1alpha1.RegistryStorage{EmptyDir: &v1alpha1.EmptyDirStorage{}}), withGC("@daily"))
+		}, "garbageCollection cannot run on emptyDir"),
+		Entry("garbage collection on a ReadWriteOncePod volume", func(ns string) *v1alpha1.Registry {
+			return newRegistry(ns, "r", withAccessModes(corev1.ReadWriteOncePod), withGC("@daily"))
+		}, "cannot run on a ReadWriteOncePod volume"),
+		Entry("a grace period too short to protect pushes", func(ns string) *v1alpha1.Registry {
+			r := newRegistry(ns, "r", withGC("@daily"))
+			r.Spec.GarbageCollection.GracePeriod = &metav1.Duration{Duration: 30e9}
+			return r
+		}, "gracePeriod must be at least 10m"),
+		Entry("a name too long for child objects", func(ns string) *v1alpha1.Registry {
+			return newRegistry(ns, strings.Repeat("a", 50))
+		}, "at most 49 characters"),
+		Entry("a name starting with a digit (not a Service name)", func(ns string) *v1alpha1.Registry {
+			return newRegistry(ns, "1registry")
+		}, "must start with a letter"),
+		Entry("an unknown deletion policy", func(ns string) *v1alpha1.Registry {
+			return newRegistry(ns, "r", withDeletionPolicy("Orphan"))
+		}, `supported values: "Retain", "Delete"`),
+		Entry("an S3 endpoint that is not a URL", func(ns string) *v1alpha1.Registry {
+			st := s3Storage("")
+			st.S3.Endpoint = "minio:9000"
+			return newRegistry(ns, "r", withStorage(st))
+		}, "spec.storage.s3.endpoint"),
+		Entry("an issuer kind that is not Issuer or ClusterIssuer", func(ns string) *v1alpha1.Registry {
+			return newRegistry(ns, "r", withIssuer("Vault", "v"))
+		}, `supported values: "Issuer", "ClusterIssuer"`),
+	)
+
+	It("accepts replicas > 1 on shared storage", func() {
+		Expect(k8sClient.Create(ctx, newRegistry(ns, "s3", withReplicas(3), withStorage(s3Storage(""))), client.DryRunAll)).To(Succeed())
+		Expect(k8sClient.Create(ctx, newRegistry(ns, "rwx", withReplicas(2), withAccessModes(corev1.ReadWriteMany)), client.DryRunAll)).To(Succeed())
+	})
+
+	It("fills defaults: replicas 1, Retain, ReadWriteOnce, ClusterIP port 5000, Issuer kind", func() {
+		r := newRegistry(ns, "defaults", withIssuer("", "ca"))
+		r.Spec.Service = &v1alpha1.ServiceSpec{}
+		Expect(k8sClient.Create(ctx, r)).To(Succeed())
+		Expect(*r.Spec.Replicas).To(Equal(int32(1)))
+		Expect(r.Spec.DeletionPolicy).To(Equal(v1alpha1.DeletionPolicyRetain))
+		Expect(r.Spec.Storage.Filesystem.AccessModes).To(ConsistOf(corev1.ReadWriteOnce))
+		Expect(r.Spec.Service.Port).To(Equal(int32(5000)))
+		Expect(r.Spec.Service.Type).To(Equal(corev1.ServiceTypeClusterIP))
+		Expect(r.Spec.TLS.IssuerRef.Kind).To(Equal("Issuer"))
+		Expect(r.Spec.TLS.IssuerRef.Group).To(Equal("cert-manager.io"))
+	})
+
+	DescribeTable("rejects updates that would strand data",
+		func(mutate func(*v1alpha1.Registry), wantMessage string) {
+			r := newRegistry(ns, "upd", func(r *v1alpha1.Registry) {
+				r.Spec.Storage.Filesystem.StorageClassName = ptr("fast")
+				r.Spec.Storage.Filesystem.Size = resource.MustParse("10Gi")
+			})
+			Expect(k8sClient.Create(ctx, r)).To(Succeed())
+			mutate(r)
+			err := k8sClient.Update(ctx, r)
+			Expect(err).To(HaveOccurred())
+			Expect(err.Error()).To(ContainSubstring(wantMessage))
+		},
+		Entry("switching the storage backend", func(r *v1alpha1.Registry) {
+			r.Spec.Storage = s3Storage("")
+		}, "the backend cannot be changed after creation"),
+		Entry("shrinking the volume", func(r *v1alpha1.Registry) {
+			r.Spec.Storage.Filesystem.Size = resource.MustParse("5Gi")
+		}, "can grow but not shrink"),
+		Entry("changing the storage class", func(r *v1alpha1.Registry) {
+			r.Spec.Storage.Filesystem.StorageClassName = ptr("slow")
+		}, "storageClassName cannot be changed"),
+	)
+
+	It("allows growing the volume", func() {
+		r := newRegistry(ns, "grow")
+		Expect(k8sClient.Create(ctx, r)).To(Succeed())
+		r.Spec.Storage.Filesystem.Size = resource.MustParse("20Gi")
+		Expect(k8sClient.Update(ctx, r)).To(Succeed())
+	})
+
+	It("accepts every sample in config/samples (server-side dry run)", func() {
+		files, err := filepath.Glob(filepath.Join("..", "..", "config", "samples", "*.yaml"))
+		Expect(err).NotTo(HaveOccurred())
+		n := 0
+		for _, f := range files {
+			if filepath.Base(f) == "kustomization.yaml" {
+				continue
+			}
+			data, err := os.ReadFile(f)
+			Expect(err).NotTo(HaveOccurred())
+			dec := yaml.NewYAMLOrJSONDecoder(strings.NewReader(string(data)), 4096)
+			for {
+				u := &unstructured.Unstructured{}
+				if err := dec.Decode(&u.Object); err != nil {
+					break
+				}
+				if len(u.Object) == 0 {
+					continue
+				}
+				u.SetNamespace(ns)
+				Expect(k8sClient.Create(ctx, u, client.DryRunAll)).To(Succeed(), "sample %s (%s %s)", f, u.GetKind(), u.GetName())
+				n++
+			}
+		}
+		Expect(n).To(BeNumerically(">", 0), "no samples found in config/samples")
+	})
+})
+
+func ptr[T any](v T) *T { return &v }
