@@ -1,0 +1,231 @@
+package controller
+
+import (
+	"errors"
+	"testing"
+
+	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/dockyard-dev/dockyard/api/v1alpha1"
+)
+
+func testReg(mut ...func(*v1alpha1.Registry)) *v1alpha1.Registry {
+	one := int32(1)
+	r := &v1alpha1.Registry{
+		ObjectMeta: metav1.ObjectMeta{Name: "r", Namespace: "ns", Generation: 3},
+		Spec: v1alpha1.RegistrySpec{Replicas: &one, Storage: v1alpha1.RegistryStorage{
+			Filesystem: &v1alpha1.FilesystemStorage{Size: resource.MustParse("1Gi")},
+		}},
+	}
+	for _, m := range mut {
+		m(r)
+	}
+	return r
+}
+
+func dep(gen, observed int64, want, updated, available, total int32, conds ...appsv1.DeploymentCondition) *appsv1.Deployment {
+	d := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Generation: gen}}
+	d.Spec.Replicas = &want
+	d.Status = appsv1.DeploymentStatus{ObservedGeneration: observed, UpdatedReplicas: updated, AvailableReplicas: available, ReadyReplicas: available, Replicas: total, Conditions: conds}
+	return d
+}
+
+func TestStorageCondition(t *testing.T) {
+	s3 := func(r *v1alpha1.Registry) {
+		r.Spec.Storage = v1alpha1.RegistryStorage{S3: &v1alpha1.S3Storage{Bucket: "b", CredentialsSecretRef: &v1alpha1.SecretReference{Name: "c"}}}
+	}
+	cases := []struct {
+		name       string
+		reg        *v1alpha1.Registry
+		s          scope
+		wantStatus metav1.ConditionStatus
+		wantReason string
+	}{
+		{"pvc not yet created", testReg(), scope{}, metav1.ConditionFalse, v1alpha1.ReasonVolumePending},
+		{"pvc pending", testReg(), scope{pvc: &corev1.PersistentVolumeClaim{Status: corev1.PersistentVolumeClaimStatus{Phase: corev1.ClaimPending}}}, metav1.ConditionFalse, v1alpha1.ReasonVolumePending},
+		{"pvc bound", testReg(), scope{pvc: &corev1.PersistentVolumeClaim{Status: corev1.PersistentVolumeClaimStatus{Phase: corev1.ClaimBound}}}, metav1.ConditionTrue, v1alpha1.ReasonVolumeBound},
+		{"pvc lost", testReg(), scope{pvc: &corev1.PersistentVolumeClaim{Status: corev1.PersistentVolumeClaimStatus{Phase: corev1.ClaimLost}}}, metav1.ConditionFalse, v1alpha1.ReasonVolumeLost},
+		{"emptyDir", testReg(func(r *v1alpha1.Registry) {
+			r.Spec.Storage = v1alpha1.RegistryStorage{EmptyDir: &v1alpha1.EmptyDirStorage{}}
+		}), scope{}, metav1.ConditionTrue, v1alpha1.ReasonEphemeralStorage},
+		{"s3 credentials missing", testReg(s3), scope{credentials: &secretState{name: "c"}}, metav1.ConditionFalse, v1alpha1.ReasonSecretNotFound},
+		{"s3 credentials lack a key", testReg(s3), scope{credentials: &secretState{name: "c", found: true, missingKeys: []string{"secretAccessKey"}}}, metav1.ConditionFalse, v1alpha1.ReasonSecretKeyMissing},
+		{"s3 credentials complete", testReg(s3), scope{credentials: &secretState{name: "c", found: true}}, metav1.ConditionTrue, v1alpha1.ReasonSecretFound},
+		{"s3 ambient identity", testReg(func(r *v1alpha1.Registry) {
+			r.Spec.Storage = v1alpha1.RegistryStorage{S3: &v1alpha1.S3Storage{Bucket: "b"}}
+		}), scope{}, metav1.ConditionTrue, v1alpha1.ReasonAmbientCredentials},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := storageCondition(tc.reg, &tc.s)
+			if c.Status != tc.wantStatus || c.Reason != tc.wantReason {
+				t.Errorf("got %s/%s (%s), want %s/%s", c.Status, c.Reason, c.Message, tc.wantStatus, tc.wantReason)
+			}
+		})
+	}
+}
+
+func TestCertificateCondition(t *testing.T) {
+	issuer := func(r *v1alpha1.Registry) {
+		r.Spec.TLS = &v1alpha1.TLSSpec{IssuerRef: &v1alpha1.IssuerReference{Name: "ca", Kind: "ClusterIssuer"}}
+	}
+	readyCert := &cmapi.Certificate{Status: cmapi.CertificateStatus{Conditions: []cmapi.CertificateCondition{{Type: cmapi.CertificateConditionReady, Status: cmmeta.ConditionTrue}}}}
+	notReadyCert := &cmapi.Certificate{Status: cmapi.CertificateStatus{Conditions: []cmapi.CertificateCondition{{Type: cmapi.CertificateConditionReady, Status: cmmeta.ConditionFalse, Message: "Issuing"}}}}
+	okSecret := &secretState{name: "r-tls", found: true}
+	cases := []struct {
+		name       string
+		reg        *v1alpha1.Registry
+		s          scope
+		wantNil    bool
+		wantStatus metav1.ConditionStatus
+		wantReason string
+	}{
+		{"no tls", testReg(), scope{}, true, "", ""},
+		{"cert-manager not installed", testReg(issuer), scope{cert: &certState{}}, false, metav1.ConditionFalse, v1alpha1.ReasonCertManagerMissing},
+		{"issuer missing", testReg(issuer), scope{cert: &certState{installed: true}}, false, metav1.ConditionFalse, v1alpha1.ReasonIssuerNotFound},
+		{"issuer not ready", testReg(issuer), scope{cert: &certState{installed: true, issuerFound: true}}, false, metav1.ConditionFalse, v1alpha1.ReasonIssuerNotReady},
+		{"certificate not issued", testReg(issuer), scope{cert: &certState{installed: true, issuerFound: true, issuerReady: true, certificate: notReadyCert}, tls: &secretState{name: "r-tls"}}, false, metav1.ConditionFalse, v1alpha1.ReasonCertificateNotReady},
+		{"certificate issued", testReg(issuer), scope{cert: &certState{installed: true, issuerFound: true, issuerReady: true, certificate: readyCert}, tls: okSecret}, false, metav1.ConditionTrue, v1alpha1.ReasonCertificateIssued},
+		{"renewal in progress keeps serving", testReg(issuer), scope{cert: &certState{installed: true, issuerFound: true, issuerReady: true, certificate: notReadyCert}, tls: okSecret}, false, metav1.ConditionTrue, v1alpha1.ReasonCertificateIssued},
+		{"own secret missing", testReg(func(r *v1alpha1.Registry) {
+			r.Spec.TLS = &v1alpha1.TLSSpec{SecretRef: &v1alpha1.SecretReference{Name: "x"}}
+		}), scope{tls: &secretState{name: "x"}}, false, metav1.ConditionFalse, v1alpha1.ReasonSecretNotFound},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := certificateCondition(tc.reg, &tc.s)
+			if tc.wantNil {
+				if c != nil {
+					t.Fatalf("want no condition, got %+v", c)
+				}
+				return
+			}
+			if c == nil || c.Status != tc.wantStatus || c.Reason != tc.wantReason {
+				t.Errorf("got %+v, want %s/%s", c, tc.wantStatus, tc.wantReason)
+			}
+		})
+	}
+}
+
+func TestReadyProgressingDegraded(t *testing.T) {
+	trueDep := metav1.Condition{Type: v1alpha1.ConditionStorageReady, Status: metav1.ConditionTrue}
+	pendingVol := metav1.Condition{Type: v1alpha1.ConditionStorageReady, Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonVolumePending}
+	missingSecret := metav1.Condition{Type: v1alpha1.ConditionAuthReady, Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonSecretNotFound, Message: "gone"}
+	deadline := appsv1.DeploymentCondition{Type: appsv1.DeploymentProgressing, Status: corev1.ConditionFalse, Reason: "ProgressDeadlineExceeded"}
+	cases := []struct {
+		name                         string
+		reg                          *v1alpha1.Registry
+		s                            scope
+		deps                         []*metav1.Condition
+		err                          error
+		ready, progressing, degraded metav1.ConditionStatus
+		readyReason                  string
+	}{
+		{"available", testReg(), scope{deployment: dep(2, 2, 1, 1, 1, 1)}, []*metav1.Condition{&trueDep}, nil, "True", "False", "False", v1alpha1.ReasonAvailable},
+		{"rolling out", testReg(), scope{deployment: dep(2, 2, 1, 0, 0, 1)}, []*metav1.Condition{&trueDep}, nil, "False", "True", "False", v1alpha1.ReasonRollingOut},
+		{"old pods terminating", testReg(), scope{deployment: dep(2, 2, 1, 1, 1, 2)}, []*metav1.Condition{&trueDep}, nil, "False", "True", "False", v1alpha1.ReasonRollingOut},
+		{"deployment controller behind", testReg(), scope{deployment: dep(3, 2, 1, 1, 1, 1)}, []*metav1.Condition{&trueDep}, nil, "False", "True", "False", v1alpha1.ReasonRollingOut},
+		{"no deployment yet", testReg(), scope{}, []*metav1.Condition{&trueDep}, nil, "False", "True", "False", v1alpha1.ReasonRollingOut},
+		{"volume pending does not block", testReg(), scope{deployment: dep(2, 2, 1, 0, 0, 1)}, []*metav1.Condition{&pendingVol}, nil, "False", "True", "False", v1alpha1.ReasonRollingOut},
+		{"missing secret holds the rollout", testReg(), scope{deploymentHeld: true}, []*metav1.Condition{&trueDep, &missingSecret}, nil, "False", "False", "False", v1alpha1.ReasonDependenciesNotReady},
+		{"progress deadline exceeded", testReg(), scope{deployment: dep(2, 2, 1, 1, 0, 1, deadline)}, []*metav1.Condition{&trueDep}, nil, "False", "False", "True", v1alpha1.ReasonDeploymentUnavailable},
+		{"scaled to zero", testReg(func(r *v1alpha1.Registry) { z := int32(0); r.Spec.Replicas = &z }), scope{deployment: dep(2, 2, 0, 0, 0, 0)}, []*metav1.Condition{&trueDep}, nil, "True", "False", "False", v1alpha1.ReasonScaledToZero},
+		{"apply error", testReg(), scope{deployment: dep(2, 2, 1, 1, 1, 1)}, []*metav1.Condition{&trueDep}, errors.New("forbidden"), "False", "False", "True", v1alpha1.ReasonReconcileFailed},
+		{"last GC failed", testReg(), scope{deployment: dep(2, 2, 1, 1, 1, 1), lastGC: &v1alpha1.GarbageCollectionRun{JobName: "j", Result: "Failed"}}, []*metav1.Condition{&trueDep}, nil, "True", "False", "True", v1alpha1.ReasonAvailable},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.s.reg = tc.reg
+			r := readyCondition(tc.reg, &tc.s, tc.deps, tc.err)
+			p := progressingCondition(tc.reg, &tc.s, tc.err)
+			d := degradedCondition(&tc.s, tc.err)
+			if r.Status != tc.ready || r.Reason != tc.readyReason {
+				t.Errorf("Ready = %s/%s (%s), want %s/%s", r.Status, r.Reason, r.Message, tc.ready, tc.readyReason)
+			}
+			if p.Status != tc.progressing {
+				t.Errorf("Progressing = %s/%s, want %s", p.Status, p.Reason, tc.progressing)
+			}
+			if d.Status != tc.degraded {
+				t.Errorf("Degraded = %s/%s, want %s", d.Status, d.Reason, tc.degraded)
+			}
+		})
+	}
+}
+
+func TestComputeStatusIsStableAndAdvancesObservedGeneration(t *testing.T) {
+	reg := testReg()
+	s := &scope{reg: reg, before: &v1alpha1.RegistryStatus{}, deployment: dep(1, 1, 1, 1, 1, 1), childrenApplied: true,
+		pvc: &corev1.PersistentVolumeClaim{Status: corev1.PersistentVolumeClaimStatus{Phase: corev1.ClaimBound}}}
+	first := computeStatus(reg, s, nil)
+	if first.ObservedGeneration != 3 {
+		t.Errorf("observedGeneration = %d, want 3", first.ObservedGeneration)
+	}
+	s.before = first
+	second := computeStatus(reg, s, nil)
+	if len(first.Conditions) != len(second.Conditions) {
+		t.Fatal("conditions changed on an identical observation")
+	}
+	for i := range first.Conditions {
+		if first.Conditions[i] != second.Conditions[i] {
+			t.Errorf("condition %s changed: %+v -> %+v", first.Conditions[i].Type, first.Conditions[i], second.Conditions[i])
+		}
+	}
+	reg.Generation = 4
+	failed := computeStatus(reg, s, errors.New("boom"))
+	if failed.ObservedGeneration != 3 {
+		t.Errorf("a failed reconcile must not advance observedGeneration, got %d", failed.ObservedGeneration)
+	}
+}
+
+func TestGCRunFromJob(t *testing.T) {
+	at := metav1.Now()
+	job := func(failed bool) *batchv1.Job {
+		j := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Name: "r-gc-1"}}
+		j.Status.StartTime = &at
+		typ := batchv1.JobComplete
+		if failed {
+			typ = batchv1.JobFailed
+		}
+		j.Status.Conditions = []batchv1.JobCondition{{Type: typ, Status: corev1.ConditionTrue, Reason: "BackoffLimitExceeded", LastTransitionTime: at}}
+		return j
+	}
+	pod := func(msg string) []corev1.Pod {
+		return []corev1.Pod{{Status: corev1.PodStatus{ContainerStatuses: []corev1.ContainerStatus{{State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{Message: msg, FinishedAt: at}}}}}}}
+	}
+	ok := gcRunFromJob(job(false), pod(`{"result":"Succeeded","blobsDeleted":4,"manifestsDeleted":1,"bytesFreed":1024}`))
+	if ok.Result != "Succeeded" || ok.BlobsDeleted != 4 || ok.ManifestsDeleted != 1 || ok.BytesFreed != 1024 || ok.CompletionTime == nil {
+		t.Errorf("succeeded run = %+v", ok)
+	}
+	crashed := gcRunFromJob(job(true), pod("panic: runtime error\ngoroutine 1"))
+	if crashed.Result != "Failed" || crashed.Message == "" {
+		t.Errorf("crashed run = %+v", crashed)
+	}
+	noPods := gcRunFromJob(job(true), nil)
+	if noPods.Result != "Failed" || noPods.Message == "" {
+		t.Errorf("failed run without pods = %+v", noPods)
+	}
+}
+
+func TestNewestFinishedJob(t *testing.T) {
+	t1, t2 := metav1.Unix(100, 0), metav1.Unix(200, 0)
+	mk := func(name string, at metav1.Time, done bool) batchv1.Job {
+		j := batchv1.Job{ObjectMeta: metav1.ObjectMeta{Name: name}}
+		if done {
+			j.Status.Conditions = []batchv1.JobCondition{{Type: batchv1.JobComplete, Status: corev1.ConditionTrue, LastTransitionTime: at}}
+		}
+		return j
+	}
+	got := newestFinishedJob([]batchv1.Job{mk("a", t2, true), mk("b", t1, true), mk("c", t2, false)})
+	if got == nil || got.Name != "a" {
+		t.Errorf("newest finished = %v, want a", got)
+	}
+	if newestFinishedJob([]batchv1.Job{mk("running", t1, false)}) != nil {
+		t.Error("a running job is not finished")
+	}
+}
