@@ -48,7 +48,11 @@ GO
   log "resolving k8s.io/kubernetes ${KUBERNETES_VERSION} ($(grep -c '=>' "$work/go.mod") staging modules pinned to ${STAGING_VERSION})"
   (cd "$work" && GOFLAGS=-mod=mod go mod tidy -e >/dev/null 2>&1 || true)
   log "building kube-apiserver (cold: ~8 min on 2 cores)"
-  (cd "$work" && GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o "$OUT/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver)
+  local minor=${K8S_MINOR%%.*}
+  local vpkg=k8s.io/component-base/version
+  local ldflags="-s -w -X ${vpkg}.gitVersion=${KUBERNETES_VERSION} -X ${vpkg}.gitMajor=1 -X ${vpkg}.gitMinor=${minor} -X ${vpkg}.gitTreeState=clean"
+  (cd "$work" && GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -ldflags="$ldflags" -o "$OUT/kube-apiserver.tmp" k8s.io/kubernetes/cmd/kube-apiserver)
+  mv "$OUT/kube-apiserver.tmp" "$OUT/kube-apiserver"
 }
 
 build_etcd() {
@@ -81,11 +85,11 @@ import (
 func main() { etcdmain.Main(os.Args) }
 GO
   log "building etcd ${ETCD_VERSION}"
-  (cd "$work" && GOFLAGS=-mod=mod go mod tidy >/dev/null && CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o "$OUT/etcd" .)
+  (cd "$work" && GOFLAGS=-mod=mod go mod tidy >/dev/null && CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o "$OUT/etcd.tmp" . && mv "$OUT/etcd.tmp" "$OUT/etcd")
 }
 
 build_etcd
 build_apiserver
 "$OUT/etcd" --version >/dev/null
-"$OUT/kube-apiserver" --version >&2
+log "$("$OUT/kube-apiserver" --version), etcd $("$OUT/etcd" --version | head -1)"
 echo "$OUT"
