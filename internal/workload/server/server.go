@@ -96,7 +96,7 @@ func New(ctx context.Context, cfg *registryconfig.Config, opts Options) (*Server
 		if s.users != nil {
 			canPush = s.users.CanPush
 		}
-		touch = newToucher(d, cfg.GC.GracePeriod.Duration, canPush, s.log.With("component", "gc-guard"))
+		touch = newToucher(d, canPush, s.log.With("component", "gc-guard"))
 	}
 
 	if t := cfg.HTTP.TLS; t != nil {

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
@@ -33,17 +32,15 @@ type toucher struct {
 	log    *slog.Logger
 	// canPush reports whether the request may push to the repository; nil means no auth.
 	canPush func(r *http.Request, repo string) bool
-	// fresh is how long a rewritten marker is trusted before it is rewritten again.
-	fresh time.Duration
-	now   func() time.Time
-
-	mu   sync.Mutex
-	last map[digest.Digest]time.Time
+	now     func() time.Time
 }
 
-func newToucher(d storagedriver.StorageDriver, grace time.Duration, canPush func(*http.Request, string) bool, log *slog.Logger) *toucher {
-	return &toucher{driver: d, log: log, canPush: canPush, fresh: min(grace/10, time.Minute),
-		now: time.Now, last: map[digest.Digest]time.Time{}}
+// newToucher returns a toucher writing markers through d. Markers are rewritten on every
+// such request (no in-process cache): a cache would have to be reasoned about against
+// whatever else ages or removes markers, and one tiny write per relied-on blob is cheap
+// next to the push itself.
+func newToucher(d storagedriver.StorageDriver, canPush func(*http.Request, string) bool, log *slog.Logger) *toucher {
+	return &toucher{driver: d, log: log, canPush: canPush, now: time.Now}
 }
 
 // splitRoute splits an API path into the repository name, the route kind ("blob",
@@ -154,22 +151,15 @@ func manifestReferences(body []byte) []string {
 func (t *toucher) touch(r *http.Request, digests []digest.Digest) error {
 	now := t.now()
 	stamp := []byte(now.UTC().Format(time.RFC3339Nano))
+	seen := map[digest.Digest]bool{}
 	for _, d := range digests {
-		t.mu.Lock()
-		last, ok := t.last[d]
-		t.mu.Unlock()
-		if ok && now.Sub(last) < t.fresh {
+		if seen[d] {
 			continue
 		}
+		seen[d] = true
 		if err := t.driver.PutContent(r.Context(), layout.TouchPath(d), stamp); err != nil {
 			return fmt.Errorf("write marker for %s: %w", d, err)
 		}
-		t.mu.Lock()
-		if len(t.last) > 100_000 {
-			clear(t.last)
-		}
-		t.last[d] = now
-		t.mu.Unlock()
 	}
 	return nil
 }

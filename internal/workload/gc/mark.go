@@ -1,0 +1,218 @@
+package gc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/distribution/distribution/v3"
+	"github.com/distribution/distribution/v3/manifest/manifestlist"
+	"github.com/distribution/distribution/v3/manifest/ocischema"
+	"github.com/distribution/distribution/v3/manifest/schema2"
+	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
+	"github.com/distribution/reference"
+	"github.com/opencontainers/go-digest"
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/dockyard-dev/dockyard/internal/workload/layout"
+)
+
+// isManifestType reports whether a descriptor's media type is a manifest or index (whose
+// references must be followed), rather than a plain blob.
+func isManifestType(mt string) bool {
+	switch mt {
+	case v1.MediaTypeImageManifest, v1.MediaTypeImageIndex, schema2.MediaTypeManifest,
+		manifestlist.MediaTypeManifestList:
+		return true
+	}
+	return false
+}
+
+var _ = ocischema.SchemaVersion // ensure OCI manifest handlers are linked
+
+// mark walks every repository and marks what must stay; with DeleteUntagged it deletes
+// untagged manifests that are neither recent nor children of a kept index.
+func (c *collector) mark(ctx context.Context) error {
+	repos, ok := c.ns.(distribution.RepositoryEnumerator)
+	if !ok {
+		return errors.New("registry storage cannot enumerate repositories")
+	}
+	var names []string
+	if err := repos.Enumerate(ctx, func(name string) error {
+		names = append(names, name)
+		return nil
+	}); err != nil && !isNotFound(err) {
+		return fmt.Errorf("list repositories: %w", err)
+	}
+	for _, name := range names {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := c.markRepository(ctx, name); err != nil {
+			return fmt.Errorf("repository %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// links walks the link files under root and returns digest -> newest link mtime.
+func (c *collector) links(ctx context.Context, root string) (map[digest.Digest]time.Time, error) {
+	out := map[digest.Digest]time.Time{}
+	err := c.Driver.Walk(ctx, root, func(fi storagedriver.FileInfo) error {
+		if fi.IsDir() {
+			return nil
+		}
+		if d, ok := layout.DigestFromLinkPath(fi.Path()); ok {
+			if t := fi.ModTime(); t.After(out[d]) {
+				out[d] = t
+			}
+		}
+		return nil
+	})
+	if err != nil && !isNotFound(err) {
+		return nil, fmt.Errorf("walk %s: %w", root, err)
+	}
+	return out, nil
+}
+
+func (c *collector) noteLinks(m map[digest.Digest]time.Time) {
+	for d, t := range m {
+		if t.After(c.linked[d]) {
+			c.linked[d] = t
+		}
+	}
+}
+
+func (c *collector) markRepository(ctx context.Context, name string) error {
+	named, err := reference.WithName(name)
+	if err != nil {
+		return fmt.Errorf("parse name: %w", err)
+	}
+	repo, err := c.ns.Repository(ctx, named)
+	if err != nil {
+		return fmt.Errorf("open: %w", err)
+	}
+	ms, err := repo.Manifests(ctx)
+	if err != nil {
+		return fmt.Errorf("open manifests: %w", err)
+	}
+	layers, err := c.links(ctx, layout.LayersPath(name))
+	if err != nil {
+		return err
+	}
+	c.noteLinks(layers)
+	revisions, err := c.links(ctx, layout.RevisionsPath(name))
+	if err != nil {
+		return err
+	}
+	c.noteLinks(revisions)
+
+	var roots []digest.Digest
+	tags, err := repo.Tags(ctx).All(ctx)
+	if err != nil && !isRepoUnknown(err) && !isNotFound(err) {
+		return fmt.Errorf("list tags: %w", err)
+	}
+	for _, tag := range tags {
+		desc, err := repo.Tags(ctx).Get(ctx, tag)
+		if err != nil {
+			var unknown distribution.ErrTagUnknown
+			if errors.As(err, &unknown) || isNotFound(err) {
+				continue // deleted meanwhile
+			}
+			return fmt.Errorf("read tag %s: %w", tag, err)
+		}
+		roots = append(roots, desc.Digest)
+	}
+	for d, t := range revisions {
+		keep := !c.DeleteUntagged || c.recent(t)
+		if !keep {
+			touched, _, _, err := c.modTime(ctx, layout.TouchPath(d))
+			if err != nil {
+				return err
+			}
+			keep = c.recent(touched)
+		}
+		if keep {
+			roots = append(roots, d)
+		}
+	}
+	kept := map[digest.Digest]struct{}{}
+	for _, d := range roots {
+		if err := c.markManifest(ctx, ms, d, kept); err != nil {
+			return err
+		}
+	}
+	if !c.DeleteUntagged {
+		return nil
+	}
+	for d := range revisions {
+		if _, ok := kept[d]; ok {
+			continue
+		}
+		if err := c.deleteManifest(ctx, name, ms, d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func isRepoUnknown(err error) bool {
+	var u distribution.ErrRepositoryUnknown
+	return errors.As(err, &u)
+}
+
+// markManifest marks d, its blobs and, for an index, its children (recursively).
+func (c *collector) markManifest(ctx context.Context, ms distribution.ManifestService, d digest.Digest, kept map[digest.Digest]struct{}) error {
+	if _, ok := kept[d]; ok {
+		return nil
+	}
+	kept[d] = struct{}{}
+	c.marked[d] = struct{}{}
+	m, err := ms.Get(ctx, d)
+	if err != nil {
+		var unknown distribution.ErrManifestUnknownRevision
+		var blobUnknown = distribution.ErrBlobUnknown
+		if errors.As(err, &unknown) || errors.Is(err, blobUnknown) || isNotFound(err) {
+			return nil // deleted meanwhile, or a child that was never pushed here
+		}
+		// Without the manifest we cannot know what it needs: stop rather than guess.
+		return fmt.Errorf("read manifest %s: %w", d, err)
+	}
+	for _, ref := range m.References() {
+		c.marked[ref.Digest] = struct{}{}
+		if isManifestType(ref.MediaType) {
+			if err := c.markManifest(ctx, ms, ref.Digest, kept); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// deleteManifest removes an untagged manifest from a repository after re-checking, just
+// before the delete, that it was not re-pushed or relied on meanwhile.
+func (c *collector) deleteManifest(ctx context.Context, repo string, ms distribution.ManifestService, d digest.Digest) error {
+	linkTime, _, exists, err := c.modTime(ctx, layout.RevisionLinkPath(repo, d))
+	if err != nil || !exists {
+		return err
+	}
+	touched, _, _, err := c.modTime(ctx, layout.TouchPath(d))
+	if err != nil {
+		return err
+	}
+	if c.recent(linkTime) || c.recent(touched) {
+		c.marked[d] = struct{}{}
+		return nil
+	}
+	if err := ms.Delete(ctx, d); err != nil {
+		var unknown distribution.ErrManifestUnknownRevision
+		if errors.As(err, &unknown) || isNotFound(err) {
+			return nil
+		}
+		return fmt.Errorf("delete untagged manifest %s: %w", d, err)
+	}
+	c.res.ManifestsDeleted++
+	c.Logger.Debug("Deleted untagged manifest", "repository", repo, "digest", d.String())
+	return nil
+}
