@@ -14,6 +14,8 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -21,6 +23,7 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+	sigsyaml "sigs.k8s.io/yaml"
 
 	"github.com/dockyard-dev/dockyard/internal/manager"
 )
@@ -62,8 +65,13 @@ var _ = BeforeSuite(func() {
 	k8sClient, err = client.New(cfg, client.Options{Scheme: manager.NewScheme()})
 	Expect(err).NotTo(HaveOccurred())
 
+	// The manager runs as its own user, bound to exactly the ClusterRole generated from the
+	// controller's RBAC markers (config/rbac/role.yaml): a missing verb fails the suite.
+	mgrUser, err := testEnv.AddUser(envtest.User{Name: "dockyard-manager"}, cfg)
+	Expect(err).NotTo(HaveOccurred())
+	bindGeneratedRole("dockyard-manager")
+	mgrCfg := rest.CopyConfig(mgrUser.Config())
 	// The manager's writes are counted at its transport.
-	mgrCfg := rest.CopyConfig(cfg)
 	mgrCfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { return writes.wrap(rt) })
 	mgr, err := manager.New(mgrCfg, manager.Options{MetricsAddr: "0", ProbeAddr: "0", Image: testImage, ClusterDomain: "cluster.local"})
 	Expect(err).NotTo(HaveOccurred())
@@ -79,6 +87,25 @@ var _ = AfterSuite(func() {
 		Expect(testEnv.Stop()).To(Succeed())
 	}
 })
+
+// bindGeneratedRole creates the ClusterRole in config/rbac/role.yaml and binds it to user.
+func bindGeneratedRole(user string) {
+	data, err := os.ReadFile(filepath.Join("..", "..", "config", "rbac", "role.yaml"))
+	Expect(err).NotTo(HaveOccurred())
+	role := &rbacv1.ClusterRole{}
+	Expect(sigsyaml.Unmarshal(data, role)).To(Succeed())
+	for _, r := range role.Rules {
+		Expect(r.Verbs).NotTo(ContainElement("*"), "no wildcard verbs")
+		Expect(r.Resources).NotTo(ContainElement("*"), "no wildcard resources")
+	}
+	role.Name = "dockyard-manager-under-test"
+	Expect(k8sClient.Create(ctx, role)).To(Succeed())
+	Expect(k8sClient.Create(ctx, &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: role.Name},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: user}},
+	})).To(Succeed())
+}
 
 // certManagerCRDs is the deploy/crds directory of the cert-manager module this project
 // builds against, so the Certificate schema the API server enforces is the real one.
