@@ -76,6 +76,11 @@ build: ## Build the dockyard binary (manager and registry workload) into bin/.
 run: manifests generate ## Run the manager against the cluster in ~/.kube/config.
 	go run ./cmd manager
 
+.PHONY: image-tar
+image-tar: ## Build the dockyard image as a tarball (bin/images/dockyard.tar, tag $(IMG)) without Docker.
+	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 go build -trimpath -ldflags "-s -w -X main.version=$$(cat VERSION)" -o bin/linux/dockyard ./cmd
+	go run ./hack/imagetar --tag $(IMG) --out bin/images/dockyard.tar --file bin/linux/dockyard:/dockyard:0755 --entrypoint /dockyard --user 65532:65532
+
 .PHONY: docker-build
 docker-build: ## Build the dockyard image (needs a Docker engine).
 	docker build -t $(IMG) .
