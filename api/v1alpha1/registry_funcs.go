@@ -9,12 +9,12 @@ import (
 
 // Defaults used when the API server did not fill a field (e.g. objects built in tests).
 const (
-	DefaultServicePort  int32 = 5000
-	DefaultGracePeriod        = time.Hour
-	DefaultReplicas     int32 = 1
-	DefaultS3Region           = "us-east-1"
-	DefaultIssuerGroup        = "cert-manager.io"
-	DefaultClusterDomain      = "cluster.local"
+	DefaultServicePort   int32 = 5000
+	DefaultGracePeriod         = time.Hour
+	DefaultReplicas      int32 = 1
+	DefaultS3Region            = "us-east-1"
+	DefaultIssuerGroup         = "cert-manager.io"
+	DefaultClusterDomain       = "cluster.local"
 )
 
 // GetReplicas returns spec.replicas or its default.
@@ -147,9 +147,9 @@ func (g *GarbageCollectionSpec) GetGracePeriod() time.Duration {
 	return g.GracePeriod.Duration
 }
 
-// ReferencedSecrets lists the names of the user-provided Secrets the Registry reads, in a
-// stable order. The TLS Secret created by cert-manager is included because a renewal must
-// roll the pods' input hash.
+// ReferencedSecrets lists the names of the Secrets the Registry reads, in a stable order:
+// the users Secret, the storage credentials and the TLS Secret (also when cert-manager
+// creates it), so that a change to any of them is reconciled.
 func (r *Registry) ReferencedSecrets() []string {
 	var names []string
 	if a := r.Spec.Auth; a != nil {

@@ -232,34 +232,47 @@ var _ = Describe("Registry controller", func() {
 			expectCondition(ns, name, v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonDeploymentUnavailable)
 		})
 
-		It("rolls the pods when a referenced Secret, the certificate or the config changes", func() {
+		It("rolls the pods when the config changes, but not for live-reloaded users or certificates", func() {
 			var h0 string
 			Eventually(func() string { h0 = inputsHash(ns, name); return h0 }, timeout, interval).ShouldNot(BeEmpty())
 
-			By("users Secret changes")
+			By("the spec changes the rendered config: the pods roll")
+			updateRegistry(ns, name, func(r *v1alpha1.Registry) { r.Spec.Auth.AnonymousPull = true })
+			Eventually(func() string { return inputsHash(ns, name) }, timeout, interval).ShouldNot(Equal(h0))
+			cm := get(ns, name+"-config", &corev1.ConfigMap{})
+			Expect(cm.Data[registryconfig.ConfigFileName]).To(ContainSubstring("anonymousPull: true"))
+			h1 := inputsHash(ns, name)
+
+			By("users and the certificate change: the workload reloads them, nothing rolls")
 			users := get(ns, "users", &corev1.Secret{})
 			users.StringData = map[string]string{"htpasswd": htpasswdLine("alice", "new-password")}
 			Expect(k8sClient.Update(ctx, users)).To(Succeed())
-			Eventually(func() string { return inputsHash(ns, name) }, timeout, interval).ShouldNot(Equal(h0))
-			h1 := inputsHash(ns, name)
-
-			By("the certificate is renewed")
 			tls := get(ns, "main-tls", &corev1.Secret{})
 			tls.Data[corev1.TLSCertKey] = []byte("cert-v2")
 			Expect(k8sClient.Update(ctx, tls)).To(Succeed())
-			Eventually(func() string { return inputsHash(ns, name) }, timeout, interval).ShouldNot(Equal(h1))
-			h2 := inputsHash(ns, name)
+			Consistently(func() string { return inputsHash(ns, name) }, 2*time.Second, interval).Should(Equal(h1))
 
-			By("the spec changes the rendered config")
-			updateRegistry(ns, name, func(r *v1alpha1.Registry) { r.Spec.Auth.AnonymousPull = true })
-			Eventually(func() string { return inputsHash(ns, name) }, timeout, interval).ShouldNot(Equal(h2))
-			cm := get(ns, name+"-config", &corev1.ConfigMap{})
-			Expect(cm.Data[registryconfig.ConfigFileName]).To(ContainSubstring("anonymousPull: true"))
+			By("a groups key appears: the config names the groups file, the pods roll")
+			users = get(ns, "users", &corev1.Secret{})
+			delete(users.Data, "groups")
+			Expect(k8sClient.Update(ctx, users)).To(Succeed())
+			Eventually(func() string { return inputsHash(ns, name) }, timeout, interval).ShouldNot(Equal(h1))
+		})
+
+		It("rolls the pods when storage credentials change (they reach the pods as environment variables)", func() {
+			Expect(k8sClient.Create(ctx, usersSecret(ns, "s3", map[string]string{"accessKeyID": "AKIA1", "secretAccessKey": "one"}))).To(Succeed())
+			Expect(k8sClient.Create(ctx, newRegistry(ns, "obj", withStorage(s3Storage("s3"))))).To(Succeed())
+			var h0 string
+			Eventually(func() string { h0 = inputsHash(ns, "obj"); return h0 }, timeout, interval).ShouldNot(BeEmpty())
+			s := get(ns, "s3", &corev1.Secret{})
+			s.StringData = map[string]string{"secretAccessKey": "two"}
+			Expect(k8sClient.Update(ctx, s)).To(Succeed())
+			Eventually(func() string { return inputsHash(ns, "obj") }, timeout, interval).ShouldNot(Equal(h0))
 
 			By("an unrelated Secret changes: nothing rolls")
-			h3 := inputsHash(ns, name)
+			h1 := inputsHash(ns, "obj")
 			Expect(k8sClient.Create(ctx, usersSecret(ns, "unrelated", map[string]string{"a": "b"}))).To(Succeed())
-			Consistently(func() string { return inputsHash(ns, name) }, 2*time.Second, interval).Should(Equal(h3))
+			Consistently(func() string { return inputsHash(ns, "obj") }, 2*time.Second, interval).Should(Equal(h1))
 		})
 
 		It("writes nothing when a reconcile finds nothing to change", func() {

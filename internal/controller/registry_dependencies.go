@@ -25,7 +25,14 @@ import (
 const issuerRecheck = 30 * time.Second
 
 // observeDependencies reads the Secrets and the issuer the Registry refers to, and digests
-// everything the pods read at start into the inputs hash.
+// what the pods read only at start into the inputs hash.
+//
+// The users Secret and the certificate are deliberately left out of the hash: they are
+// mounted as Secret volumes (kubelet refreshes the files) and the workload reloads both
+// live, without dropping a request. Rolling the pods for them instead would turn every
+// certificate renewal into downtime on a ReadWriteOnce volume, whose Deployment must use
+// the Recreate strategy. Storage credentials reach the pods as environment variables,
+// which only a restart picks up, so they are hashed.
 func (r *RegistryReconciler) observeDependencies(ctx context.Context, s *scope) (ctrl.Result, error) {
 	reg := s.reg
 	h := sha256.New()
@@ -40,7 +47,6 @@ func (r *RegistryReconciler) observeDependencies(ctx context.Context, s *scope) 
 		if sec != nil {
 			_, s.usersGroups = sec.Data[registryconfig.UsersGroupsKey]
 		}
-		hashSecret(h, "users", sec)
 	}
 	if ref := reg.StorageCredentialsRef(); ref != nil {
 		sec, st, err := r.readSecret(ctx, reg.Namespace, ref.Name, credentialKeys(reg)...)
@@ -56,7 +62,7 @@ func (r *RegistryReconciler) observeDependencies(ctx context.Context, s *scope) 
 			return res, err
 		}
 		s.tls = st
-		hashSecret(h, "tls", sec)
+		_ = sec // reloaded live by the workload; see above
 		if t.IssuerRef != nil {
 			cs, err := r.observeIssuer(ctx, reg)
 			if err != nil {

@@ -8,8 +8,8 @@ import (
 )
 
 // Certificate asks cert-manager for the serving certificate; nil unless tls.issuerRef is
-// set. cert-manager renews it before expiry (with a new private key) and the pods' input
-// hash follows the Secret, so renewals reach every replica.
+// set. cert-manager renews it before expiry (with a new private key); kubelet refreshes the
+// mounted Secret and the registry serves the new certificate without a restart.
 func Certificate(reg *v1alpha1.Registry, in Inputs) *cmapi.Certificate {
 	if reg.Spec.TLS == nil || reg.Spec.TLS.IssuerRef == nil {
 		return nil

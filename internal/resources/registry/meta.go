@@ -34,8 +34,9 @@ type Inputs struct {
 	Image string
 	// ClusterDomain is the cluster's DNS domain (cluster.local).
 	ClusterDomain string
-	// InputsHash digests everything the pods read at start (config, referenced Secrets,
-	// certificate); it is written on the pod template so a change rolls the pods.
+	// InputsHash digests what the pods read only at start (rendered config, storage
+	// credentials, the HTTP secret); it is written on the pod template so a change rolls
+	// the pods. The certificate and the users Secret are reloaded live instead.
 	InputsHash string
 	// UsersHaveGroups is true when the users Secret has a groups key.
 	UsersHaveGroups bool
