@@ -1,0 +1,386 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"time"
+
+	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"golang.org/x/crypto/bcrypt"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/dockyard-dev/dockyard/api/v1alpha1"
+)
+
+const regName = "main"
+
+var _ = Describe("a Registry on a real cluster", Ordered, Label("smoke"), func() {
+	var (
+		ns   string
+		reg  *regClient
+		ca   *x509.CertPool
+		port int32
+	)
+
+	BeforeAll(func() {
+		ns = fmt.Sprintf("e2e-%d", time.Now().Unix()%100000)
+		Expect(k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: map[string]string{
+			"pod-security.kubernetes.io/enforce": "restricted",
+		}}})).To(Succeed())
+		DeferCleanup(func() {
+			if !CurrentSpecReport().Failed() {
+				_ = k8s.Delete(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})
+			}
+		})
+		createCAIssuer(ns)
+		Expect(k8s.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "users"}, StringData: map[string]string{
+			"htpasswd": htpasswd("alice", "alice-pw") + htpasswd("victor", "victor-pw"),
+			"groups":   "team-a: alice\n",
+		}})).To(Succeed())
+		r := &v1alpha1.Registry{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: regName},
+			Spec: v1alpha1.RegistrySpec{
+				Storage: v1alpha1.RegistryStorage{Filesystem: &v1alpha1.FilesystemStorage{
+					Size: resource.MustParse("1Gi"), AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteMany},
+				}},
+				TLS: &v1alpha1.TLSSpec{IssuerRef: &v1alpha1.IssuerReference{Kind: "Issuer", Name: "ca"}, DNSNames: []string{"localhost"}},
+				Auth: &v1alpha1.AuthSpec{UsersSecretRef: v1alpha1.SecretReference{Name: "users"}, Access: []v1alpha1.AccessRule{
+					{Subjects: []v1alpha1.Subject{{Kind: "Group", Name: "team-a"}}, Repositories: []string{"team-a/**"}, Role: v1alpha1.RoleManager},
+					{Subjects: []v1alpha1.Subject{{Kind: "User", Name: "victor"}}, Repositories: []string{"**"}, Role: v1alpha1.RoleViewer},
+				}},
+				GarbageCollection: &v1alpha1.GarbageCollectionSpec{Schedule: "0 3 * * *", DeleteUntagged: true},
+				Service:           &v1alpha1.ServiceSpec{Type: corev1.ServiceTypeNodePort},
+			},
+		}
+		Expect(k8s.Create(ctx, r)).To(Succeed())
+	})
+
+	It("becomes Ready (kubectl wait)", func() {
+		run("kubectl", "-n", ns, "wait", "--for=condition=Ready", "registry/"+regName, "--timeout=300s")
+		r := &v1alpha1.Registry{}
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: regName}, r)).To(Succeed())
+		Expect(r.Status.URL).To(Equal(fmt.Sprintf("https://%s.%s.svc:5000", regName, ns)))
+		Expect(r.Status.ObservedGeneration).To(Equal(r.Generation))
+		ca = caPool(ns)
+		svc := &corev1.Service{}
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: regName}, svc)).To(Succeed())
+		port = svc.Spec.Ports[0].NodePort
+		reg = newRegClient(fmt.Sprintf("%s.%s.svc:5000", regName, ns), svc.Spec.ClusterIP+":5000", ca)
+	})
+
+	It("takes a push from a Manager and serves the same digest back", func() {
+		img, err := random.Image(512<<10, 3)
+		Expect(err).NotTo(HaveOccurred())
+		ref := reg.ref("team-a/app:v1")
+		Expect(remote.Write(ref, img, reg.opts("alice", "alice-pw")...)).To(Succeed())
+		want, _ := img.Digest()
+		got, err := remote.Image(ref, reg.opts("victor", "victor-pw")...)
+		Expect(err).NotTo(HaveOccurred())
+		gotDigest, _ := got.Digest()
+		Expect(gotDigest).To(Equal(want))
+		layers, _ := got.Layers()
+		for _, l := range layers {
+			rc, err := l.Compressed()
+			Expect(err).NotTo(HaveOccurred())
+			_, err = io.Copy(io.Discard, rc) // go-containerregistry verifies the digest at EOF
+			Expect(err).NotTo(HaveOccurred(), "layer content verifies against its digest")
+			Expect(rc.Close()).To(Succeed())
+		}
+	})
+
+	It("refuses a push from a Viewer (403) and a client without credentials (401)", func() {
+		img, _ := random.Image(1024, 1)
+		err := remote.Write(reg.ref("team-a/app:viewer"), img, reg.opts("victor", "victor-pw")...)
+		Expect(statusCode(err)).To(Equal(http.StatusForbidden), "%v", err)
+		_, err = remote.Image(reg.ref("team-a/app:v1"), remote.WithTransport(reg.transport))
+		Expect(statusCode(err)).To(Equal(http.StatusUnauthorized), "%v", err)
+	})
+
+	It("lets a pod on the node run an image pulled from the Registry with an imagePullSecret", func() {
+		certsDir := os.Getenv("E2E_CONTAINERD_CERTS_DIR")
+		tarPath := filepath.Join(repoRoot, "bin", "images", "dockyard.tar")
+		if certsDir == "" {
+			Skip("E2E_CONTAINERD_CERTS_DIR is unset: cannot make the node trust the Registry's CA")
+		}
+		Expect(tarPath).To(BeAnExistingFile(), "make image-tar builds it")
+		img, err := tarball.ImageFromPath(tarPath, nil)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(remote.Write(reg.ref("team-a/dockyard:e2e"), img, reg.opts("alice", "alice-pw")...)).To(Succeed())
+
+		host := fmt.Sprintf("localhost:%d", port)
+		trustCA(certsDir, host, ns)
+		auth := base64.StdEncoding.EncodeToString([]byte("victor:victor-pw"))
+		dockercfg, _ := json.Marshal(map[string]any{"auths": map[string]any{host: map[string]string{"auth": auth}}})
+		Expect(k8s.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "pull"}, Type: corev1.SecretTypeDockerConfigJson,
+			Data: map[string][]byte{corev1.DockerConfigJsonKey: dockercfg}})).To(Succeed())
+		pod := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "pulled"},
+			Spec: corev1.PodSpec{
+				RestartPolicy:    corev1.RestartPolicyNever,
+				ImagePullSecrets: []corev1.LocalObjectReference{{Name: "pull"}},
+				SecurityContext:  &corev1.PodSecurityContext{RunAsNonRoot: ptr(true), RunAsUser: ptr(int64(65532)), SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}},
+				Containers: []corev1.Container{{
+					Name: "c", Image: host + "/team-a/dockyard:e2e", ImagePullPolicy: corev1.PullAlways, Args: []string{"version"},
+					SecurityContext: &corev1.SecurityContext{AllowPrivilegeEscalation: ptr(false), Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}}},
+				}},
+			},
+		}
+		Expect(k8s.Create(ctx, pod)).To(Succeed())
+		Eventually(func(g Gomega) {
+			p := &corev1.Pod{}
+			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(pod), p)).To(Succeed())
+			g.Expect(p.Status.Phase).To(Equal(corev1.PodSucceeded), "pod status: %+v", p.Status.ContainerStatuses)
+		}, longWait, poll).Should(Succeed())
+	})
+
+	It("keeps serving every push while cert-manager renews the certificate", Label("disruptive"), func() {
+		before := servedSerial(reg, ca)
+		secret := &corev1.Secret{}
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: regName + "-tls"}, secret)).To(Succeed())
+		oldCert := string(secret.Data["tls.crt"])
+
+		var pushed, failed atomic.Int64
+		var lastErr atomic.Value
+		stop := make(chan struct{})
+		done := make(chan struct{})
+		go func() {
+			defer GinkgoRecover()
+			defer close(done)
+			for i := 0; i < 200; i++ { // bounded: at most 200 small pushes
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				img, _ := random.Image(4096, 1)
+				if err := remote.Write(reg.ref(fmt.Sprintf("team-a/rotation:%d", i)), img, reg.opts("alice", "alice-pw")...); err != nil {
+					failed.Add(1)
+					lastErr.Store(err.Error())
+				} else {
+					pushed.Add(1)
+				}
+				time.Sleep(200 * time.Millisecond)
+			}
+		}()
+
+		By("asking cert-manager to renew (what `cmctl renew` does)")
+		renew(ns, regName+"-tls")
+		Eventually(func() string {
+			s := &corev1.Secret{}
+			_ = k8s.Get(ctx, client.ObjectKeyFromObject(secret), s)
+			return string(s.Data["tls.crt"])
+		}, longWait, poll).ShouldNot(Equal(oldCert))
+		By("waiting for the registry to serve the renewed certificate (kubelet refreshes the volume, the registry reloads it)")
+		Eventually(func() string { return servedSerial(reg, ca) }, longWait, time.Second).ShouldNot(Equal(before))
+		close(stop)
+		<-done
+		Expect(failed.Load()).To(BeZero(), "pushes failed during rotation, last error: %v", lastErr.Load())
+		Expect(pushed.Load()).To(BeNumerically(">", 5))
+	})
+
+	It("rolls out a spec change: two replicas and anonymous pull", Label("disruptive"), func() {
+		Eventually(func() error {
+			r := &v1alpha1.Registry{}
+			if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: regName}, r); err != nil {
+				return err
+			}
+			r.Spec.Replicas = ptr(int32(2))
+			r.Spec.Auth.AnonymousPull = true
+			return k8s.Update(ctx, r)
+		}, shortWait, poll).Should(Succeed())
+		Eventually(func(g Gomega) {
+			r := &v1alpha1.Registry{}
+			g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: regName}, r)).To(Succeed())
+			g.Expect(r.Status.ObservedGeneration).To(Equal(r.Generation))
+			g.Expect(r.Status.ReadyReplicas).To(Equal(int32(2)))
+			g.Expect(r.Status.Replicas).To(Equal(int32(2)))
+			ready := conditionStatus(r, v1alpha1.ConditionReady)
+			g.Expect(ready).To(Equal(metav1.ConditionTrue))
+		}, longWait, poll).Should(Succeed())
+		_, err := remote.Image(reg.ref("team-a/app:v1"), remote.WithTransport(reg.transport))
+		Expect(err).NotTo(HaveOccurred(), "anonymous pull is on")
+	})
+
+	It("runs garbage collection from the CronJob and records the result", Label("disruptive"), func() {
+		Expect(remote.Delete(reg.ref("team-a/rotation:0"), reg.opts("alice", "alice-pw")...)).To(Succeed())
+		job := fmt.Sprintf("%s-gc-manual-%d", regName, time.Now().Unix()%10000)
+		run("kubectl", "-n", ns, "create", "job", job, "--from=cronjob/"+regName+"-gc")
+		Eventually(func(g Gomega) {
+			r := &v1alpha1.Registry{}
+			g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: regName}, r)).To(Succeed())
+			gc := r.Status.LastGarbageCollection
+			g.Expect(gc).NotTo(BeNil())
+			g.Expect(gc.JobName).To(Equal(job))
+			g.Expect(gc.Result).To(Equal("Succeeded"), "message: %s", gc.Message)
+			g.Expect(gc.CompletionTime).NotTo(BeNil())
+		}, longWait, poll).Should(Succeed())
+		_, err := remote.Image(reg.ref("team-a/app:v1"), reg.opts("victor", "victor-pw")...)
+		Expect(err).NotTo(HaveOccurred(), "tagged images survive garbage collection")
+	})
+
+	It("deletes its children with the Registry and keeps the volume (deletionPolicy Retain)", Label("disruptive"), func() {
+		Expect(k8s.Delete(ctx, &v1alpha1.Registry{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: regName}})).To(Succeed())
+		for _, obj := range []client.Object{&appsv1.Deployment{}, &corev1.Service{}, &corev1.ConfigMap{}} {
+			name := regName
+			if _, ok := obj.(*corev1.ConfigMap); ok {
+				name = regName + "-config"
+			}
+			Eventually(func() error { return k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, obj) }, longWait, poll).
+				Should(Satisfy(apierrors.IsNotFound), "%T %s", obj, name)
+		}
+		Consistently(func() error {
+			return k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: regName + "-data"}, &corev1.PersistentVolumeClaim{})
+		}, 5*time.Second, poll).Should(Succeed(), "the PVC is retained")
+	})
+})
+
+// createCAIssuer makes a CA with cert-manager: a self-signed Issuer signs a CA
+// Certificate, and an Issuer named "ca" issues from it.
+func createCAIssuer(ns string) {
+	GinkgoHelper()
+	Expect(k8s.Create(ctx, &cmapi.Issuer{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "selfsigned"},
+		Spec: cmapi.IssuerSpec{IssuerConfig: cmapi.IssuerConfig{SelfSigned: &cmapi.SelfSignedIssuer{}}}})).To(Succeed())
+	Expect(k8s.Create(ctx, &cmapi.Certificate{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "ca"},
+		Spec: cmapi.CertificateSpec{IsCA: true, CommonName: "dockyard e2e CA", SecretName: "ca",
+			PrivateKey: &cmapi.CertificatePrivateKey{Algorithm: cmapi.ECDSAKeyAlgorithm, Size: 256},
+			IssuerRef:  cmmeta.IssuerReference{Name: "selfsigned", Kind: "Issuer"}}})).To(Succeed())
+	Expect(k8s.Create(ctx, &cmapi.Issuer{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "ca"},
+		Spec: cmapi.IssuerSpec{IssuerConfig: cmapi.IssuerConfig{CA: &cmapi.CAIssuer{SecretName: "ca"}}}})).To(Succeed())
+}
+
+func caPool(ns string) *x509.CertPool {
+	GinkgoHelper()
+	s := &corev1.Secret{}
+	Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "ca"}, s)).To(Succeed())
+	pool := x509.NewCertPool()
+	Expect(pool.AppendCertsFromPEM(s.Data["tls.crt"])).To(BeTrue())
+	return pool
+}
+
+// trustCA writes containerd's per-registry host config so the node trusts the CA.
+func trustCA(certsDir, host, ns string) {
+	GinkgoHelper()
+	s := &corev1.Secret{}
+	Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "ca"}, s)).To(Succeed())
+	dir := filepath.Join(certsDir, host)
+	Expect(os.MkdirAll(dir, 0o755)).To(Succeed())
+	Expect(os.WriteFile(filepath.Join(dir, "ca.crt"), s.Data["tls.crt"], 0o644)).To(Succeed())
+	Expect(os.WriteFile(filepath.Join(dir, "hosts.toml"), []byte(fmt.Sprintf(
+		"server = \"https://%s\"\n\n[host.\"https://%s\"]\n  capabilities = [\"pull\", \"resolve\"]\n  ca = %q\n", host, host, filepath.Join(dir, "ca.crt"))), 0o644)).To(Succeed())
+	DeferCleanup(os.RemoveAll, dir)
+}
+
+// renew sets the Issuing condition on a Certificate, as `cmctl renew` does.
+func renew(ns, name string) {
+	GinkgoHelper()
+	Eventually(func() error {
+		c := &cmapi.Certificate{}
+		if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, c); err != nil {
+			return err
+		}
+		now := metav1.Now()
+		c.Status.Conditions = append(c.Status.Conditions, cmapi.CertificateCondition{
+			Type: cmapi.CertificateConditionIssuing, Status: cmmeta.ConditionTrue, Reason: "ManuallyTriggered",
+			Message: "Certificate re-issuance manually triggered", LastTransitionTime: &now, ObservedGeneration: c.Generation,
+		})
+		return k8s.Status().Update(ctx, c)
+	}, shortWait, poll).Should(Succeed())
+}
+
+// regClient talks to a registry by its Service name, dialling the Service's ClusterIP (the
+// test runs inside the cluster's network namespace but not with cluster DNS).
+type regClient struct {
+	host      string
+	transport http.RoundTripper
+}
+
+func newRegClient(host, dialAddr string, ca *x509.CertPool) *regClient {
+	d := &net.Dialer{Timeout: 10 * time.Second}
+	tr := &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: ca, MinVersion: tls.VersionTLS12},
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return d.DialContext(ctx, network, dialAddr)
+		},
+		DisableKeepAlives: true, // every request sees the certificate served now
+	}
+	return &regClient{host: host, transport: tr}
+}
+
+func (c *regClient) ref(repoTag string) name.Reference {
+	r, err := name.ParseReference(c.host + "/" + repoTag)
+	Expect(err).NotTo(HaveOccurred())
+	return r
+}
+
+func (c *regClient) opts(user, pw string) []remote.Option {
+	return []remote.Option{remote.WithTransport(c.transport), remote.WithAuth(&authn.Basic{Username: user, Password: pw})}
+}
+
+// servedSerial returns the serial number of the certificate the registry serves now.
+func servedSerial(c *regClient, ca *x509.CertPool) string {
+	tr := c.transport.(*http.Transport)
+	conn, err := tr.DialContext(ctx, "tcp", c.host)
+	if err != nil {
+		return "dial: " + err.Error()
+	}
+	defer conn.Close()
+	host, _, _ := net.SplitHostPort(c.host)
+	tc := tls.Client(conn, &tls.Config{RootCAs: ca, ServerName: host, MinVersion: tls.VersionTLS12})
+	if err := tc.HandshakeContext(ctx); err != nil {
+		return "handshake: " + err.Error()
+	}
+	return tc.ConnectionState().PeerCertificates[0].SerialNumber.String()
+}
+
+func statusCode(err error) int {
+	var te *transport.Error
+	if errors.As(err, &te) {
+		return te.StatusCode
+	}
+	return 0
+}
+
+func conditionStatus(r *v1alpha1.Registry, t string) metav1.ConditionStatus {
+	for _, c := range r.Status.Conditions {
+		if c.Type == t {
+			return c.Status
+		}
+	}
+	return metav1.ConditionUnknown
+}
+
+func htpasswd(user, pw string) string {
+	h, err := bcrypt.GenerateFromPassword([]byte(pw), bcrypt.MinCost)
+	Expect(err).NotTo(HaveOccurred())
+	return user + ":" + string(h) + "\n"
+}
+
+func ptr[T any](v T) *T { return &v }
+
