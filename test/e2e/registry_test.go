@@ -383,4 +383,3 @@ func htpasswd(user, pw string) string {
 }
 
 func ptr[T any](v T) *T { return &v }
-
