@@ -171,11 +171,11 @@ func Generate(objs []Object, o Options) (*Bundle, error) {
 	for _, d := range deployments {
 		spec, _, _ := unstructured.NestedMap(d, "spec")
 		if spec == nil {
-			return nil, fmt.Errorf("Deployment %q has no spec", name(d))
+			return nil, fmt.Errorf("read Deployment %q: no spec", name(d))
 		}
 		if o.Image != "" {
 			if err := setImage(spec, o.Image); err != nil {
-				return nil, fmt.Errorf("Deployment %q: %w", name(d), err)
+				return nil, fmt.Errorf("set image of Deployment %q: %w", name(d), err)
 			}
 		}
 		sa := nestedString(spec, "template", "spec", "serviceAccountName")
