@@ -104,6 +104,20 @@ undeploy: $(KUSTOMIZE) ## Remove the operator (Registries' retained volumes stay
 bundle: manifests $(KUSTOMIZE) ## Write the OLM bundle (bundle/, bundle.Dockerfile) from config/ for image $(IMG).
 	$(KUSTOMIZE) build config/manifests | go run ./hack/bundlegen --out bundle --dockerfile bundle.Dockerfile --version $$(cat VERSION) --image $(IMG)
 
+##@ Local cluster
+
+.PHONY: cluster-bins
+cluster-bins: ## Build the local cluster's binaries and images into bin/cluster/<versions> (cached; cold ~20 min).
+	@hack/cluster-bins.sh >/dev/null
+
+.PHONY: cluster-up
+cluster-up: ## Start a real single-node cluster in private namespaces; then: hack/in-cluster-ns kubectl get nodes.
+	hack/cluster-up.sh
+
+.PHONY: cluster-down
+cluster-down: ## Stop the local cluster and remove everything it left (idempotent).
+	hack/cluster-down.sh
+
 ##@ Tools
 
 $(CONTROLLER_GEN):

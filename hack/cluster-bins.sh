@@ -1,0 +1,199 @@
+#!/usr/bin/env bash
+# Builds everything the local single-node cluster (hack/cluster-up.sh) runs, from the Go module
+# proxy and Debian packages only, and caches it under bin/cluster/<key>/ where <key> is derived
+# from the pinned versions in hack/versions.env. Nothing prebuilt is downloaded and no image is
+# ever pulled: images are docker-save tarballs built here from static binaries.
+#
+#   hack/cluster-bins.sh          # build what is missing; prints the directory on stdout
+#
+# Layout of bin/cluster/<key>/:
+#   kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl kubeadm
+#   etcd containerd containerd-shim-runc-v2 ctr runc coredns pause
+#   cert-manager/{controller,webhook,cainjector}   cni/{bridge,host-local,loopback,portmap}
+#   images/{pause,coredns,cert-manager-*}.tar       cert-manager-crds/*.yaml
+# Cold build on 2 shared cores: ~15-25 min (Kubernetes is most of it). Warm: a few seconds.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=versions.env
+source "$ROOT/hack/versions.env"
+# shellcheck source=cluster-lib.sh
+source "$ROOT/hack/cluster-lib.sh"
+
+OUT=$(cluster_bin_dir)
+WORK="$ROOT/bin/.work/cluster"
+mkdir -p "$OUT" "$WORK"
+K8S_MINOR=${KUBERNETES_VERSION#v1.}
+STAGING_VERSION=v0.${K8S_MINOR}
+PAUSE_VERSION=3.10
+log() { echo "cluster-bins: $*" >&2; }
+
+# step NAME FUNC: runs FUNC unless its outputs exist, printing how long it took.
+step() {
+  local name=$1 fn=$2 t0=$SECONDS
+  if "${fn}_done"; then log "$name: cached"; return 0; fi
+  log "$name: building"
+  "$fn"
+  "${fn}_done" || { log "$name: build produced no output"; exit 1; }
+  log "$name: built in $((SECONDS - t0))s"
+}
+
+# wrapper_module DIR MODULE-PATH: a throwaway module in DIR whose go.mod requires the modules
+# listed on stdin ("path version" lines) and whose tools.go imports the packages in $PKGS.
+wrapper_module() {
+  local dir=$1 name=$2
+  rm -rf "$dir" && mkdir -p "$dir"
+  {
+    echo "module $name"
+    echo
+    echo "go 1.26.0"
+    echo
+    echo "require ("
+    sed 's/^/\t/'
+    echo ")"
+  } > "$dir/go.mod"
+  {
+    echo "//go:build tools"
+    echo
+    echo "package tools"
+    echo
+    echo "import ("
+    for p in $PKGS; do echo "	_ \"$p\""; done
+    echo ")"
+  } > "$dir/tools.go"
+}
+
+K8S_CMDS="kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl kubeadm"
+build_k8s_done() { for c in $K8S_CMDS; do [[ -x "$OUT/$c" ]] || return 1; done; }
+build_k8s() {
+  local work="$WORK/kubernetes-${KUBERNETES_VERSION}" gomod pkgs=()
+  gomod=$(go mod download -json "k8s.io/kubernetes@${KUBERNETES_VERSION}" | sed -n 's/.*"GoMod": "\(.*\)",/\1/p')
+  for c in $K8S_CMDS; do pkgs+=("k8s.io/kubernetes/cmd/$c"); done
+  # k8s.io/kubernetes points its staging modules at ./staging/... (absent from the module zip):
+  # pin each one to the published v0.N.P, exactly as hack/build-envtest.sh does.
+  PKGS="${pkgs[*]}" wrapper_module "$work" dockyard.local/cluster/kubernetes <<<"k8s.io/kubernetes ${KUBERNETES_VERSION}"
+  {
+    echo
+    echo "replace ("
+    sed -n 's#^[[:space:]]*\(k8s.io/[a-z0-9-]*\) => ./staging/src/.*#\t\1 => \1 '"${STAGING_VERSION}"'#p' "$gomod"
+    echo ")"
+  } >> "$work/go.mod"
+  log "kubernetes: $(grep -c ' => ' "$work/go.mod") staging modules pinned to ${STAGING_VERSION}"
+  (cd "$work" && GOFLAGS=-mod=mod go mod tidy -e >/dev/null 2>&1 || true)
+  local vpkg=k8s.io/component-base/version minor=${K8S_MINOR%%.*}
+  local ldflags="-s -w -X ${vpkg}.gitVersion=${KUBERNETES_VERSION} -X ${vpkg}.gitMajor=1 -X ${vpkg}.gitMinor=${minor} -X ${vpkg}.gitTreeState=clean"
+  ldflags+=" -X k8s.io/client-go/pkg/version.gitVersion=${KUBERNETES_VERSION} -X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=${minor}"
+  rm -rf "$OUT/.k8s.tmp" && mkdir -p "$OUT/.k8s.tmp"
+  # One invocation for all commands so they share compilation work.
+  (cd "$work" && GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -ldflags="$ldflags" -o "$OUT/.k8s.tmp/" "${pkgs[@]}")
+  mv "$OUT"/.k8s.tmp/* "$OUT/" && rmdir "$OUT/.k8s.tmp"
+}
+
+build_etcd_done() { [[ -x "$OUT/etcd" ]]; }
+build_etcd() {
+  # hack/build-envtest.sh builds the same etcd; reuse it (and its cache) rather than duplicate.
+  local dir
+  dir=$("$ROOT/hack/build-envtest.sh")
+  cp "$dir/etcd" "$OUT/etcd"
+}
+
+build_containerd_done() { [[ -x "$OUT/containerd" && -x "$OUT/containerd-shim-runc-v2" && -x "$OUT/ctr" ]]; }
+build_containerd() {
+  local work="$WORK/containerd-${CLUSTER_CONTAINERD_VERSION}" m=github.com/containerd/containerd/v2
+  PKGS="$m/cmd/containerd $m/cmd/containerd-shim-runc-v2 $m/cmd/ctr" \
+    wrapper_module "$work" dockyard.local/cluster/containerd <<<"$m ${CLUSTER_CONTAINERD_VERSION}"
+  (cd "$work" && GOFLAGS=-mod=mod go mod tidy >/dev/null)
+  local ldflags="-s -w -X $m/version.Version=${CLUSTER_CONTAINERD_VERSION} -X $m/version.Package=github.com/containerd/containerd/v2"
+  (cd "$work" && GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -tags "no_btrfs no_devmapper no_zfs" \
+    -ldflags="$ldflags" -o "$OUT/" "$m/cmd/containerd" "$m/cmd/containerd-shim-runc-v2" "$m/cmd/ctr")
+}
+
+build_runc_done() { [[ -x "$OUT/runc" ]]; }
+build_runc() {
+  # runc needs cgo (its nsenter is C); static, with seccomp from Debian's libseccomp-dev.
+  [[ -f /usr/lib/x86_64-linux-gnu/libseccomp.a ]] || apt_install libseccomp-dev
+  local work="$WORK/runc-${CLUSTER_RUNC_VERSION}" m=github.com/opencontainers/runc
+  PKGS="$m" wrapper_module "$work" dockyard.local/cluster/runc <<<"$m ${CLUSTER_RUNC_VERSION}"
+  # runc's main package is its module root, which a tools.go cannot import (and `go mod tidy`
+  # would then drop the pin): add the requirement with `go get` and build the package directly.
+  rm "$work/tools.go"
+  (cd "$work" && GOFLAGS=-mod=mod go get "$m@${CLUSTER_RUNC_VERSION}" >/dev/null 2>&1)
+  (cd "$work" && GOFLAGS=-mod=mod CGO_ENABLED=1 go build -trimpath -buildmode=pie \
+    -tags "seccomp urfave_cli_no_docs netgo osusergo" \
+    -ldflags="-s -w -linkmode external -extldflags '-static-pie' -X main.version=${CLUSTER_RUNC_VERSION#v}" -o "$OUT/runc" "$m")
+}
+
+build_cni_done() { for p in bridge host-local loopback portmap; do [[ -x "$OUT/cni/$p" ]] || return 1; done; }
+build_cni() {
+  [[ -x /usr/lib/cni/bridge ]] || apt_install containernetworking-plugins
+  mkdir -p "$OUT/cni"
+  for p in bridge host-local loopback portmap; do cp /usr/lib/cni/$p "$OUT/cni/"; done
+}
+
+build_pause_done() { [[ -x "$OUT/pause" ]]; }
+build_pause() {
+  local src
+  src="$(go env GOMODCACHE)/k8s.io/kubernetes@${KUBERNETES_VERSION}/build/pause/linux/pause.c"
+  [[ -f "$src" ]] || go mod download "k8s.io/kubernetes@${KUBERNETES_VERSION}"
+  gcc -Os -Wall -Werror -static -DVERSION="v${PAUSE_VERSION}-dockyard" -o "$OUT/pause" "$src"
+  strip "$OUT/pause"
+}
+
+build_coredns_done() { [[ -x "$OUT/coredns" ]]; }
+build_coredns() {
+  local work="$WORK/coredns-${CLUSTER_COREDNS_VERSION}" m=github.com/coredns/coredns
+  PKGS="$m/coremain" wrapper_module "$work" dockyard.local/cluster/coredns <<<"$m ${CLUSTER_COREDNS_VERSION}"
+  # The coredns main package is the module root (it imports the generated plugin list).
+  cat > "$work/main.go" <<'GO'
+// Command coredns is github.com/coredns/coredns with its default plugin set.
+package main
+
+import (
+	_ "github.com/coredns/coredns/core/plugin" // the default plugins, as in coredns.go
+
+	"github.com/coredns/coredns/coremain"
+)
+
+func main() { coremain.Run() }
+GO
+  rm "$work/tools.go"
+  (cd "$work" && GOFLAGS=-mod=mod go mod tidy >/dev/null)
+  (cd "$work" && GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o "$OUT/coredns" .)
+}
+
+build_certmanager_done() { for c in controller webhook cainjector; do [[ -x "$OUT/cert-manager/$c" ]] || return 1; done; }
+build_certmanager() {
+  local work="$WORK/cert-manager-${CLUSTER_CERT_MANAGER_VERSION}" m=github.com/cert-manager/cert-manager
+  PKGS="$m/cmd/controller $m/cmd/webhook $m/cmd/cainjector" \
+    wrapper_module "$work" dockyard.local/cluster/cert-manager <<<"$m ${CLUSTER_CERT_MANAGER_VERSION}"
+  (cd "$work" && GOFLAGS=-mod=mod go mod tidy >/dev/null)
+  local ldflags="-s -w -X $m/pkg/util.AppVersion=${CLUSTER_CERT_MANAGER_VERSION} -X $m/pkg/util.AppGitCommit=dockyard"
+  mkdir -p "$OUT/cert-manager"
+  (cd "$work" && GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -ldflags="$ldflags" -o "$OUT/cert-manager/" \
+    "$m/cmd/controller" "$m/cmd/webhook" "$m/cmd/cainjector")
+  cp "$(go env GOMODCACHE)/$m@${CLUSTER_CERT_MANAGER_VERSION}/deploy/crds/"crd-*.yaml "$OUT/cert-manager/" 2>/dev/null || true
+}
+
+build_images_done() { for i in pause coredns cert-manager-controller cert-manager-webhook cert-manager-cainjector; do [[ -f "$OUT/images/$i.tar" ]] || return 1; done; }
+build_images() {
+  local img="$ROOT/hack/cluster-image-tar.sh"
+  mkdir -p "$OUT/images"
+  "$img" "$OUT/images/pause.tar" "${CLUSTER_PAUSE_IMAGE}" "$OUT/pause" /pause
+  "$img" "$OUT/images/coredns.tar" "${CLUSTER_COREDNS_IMAGE}" "$OUT/coredns" /coredns
+  for c in controller webhook cainjector; do
+    "$img" "$OUT/images/cert-manager-$c.tar" "$(cert_manager_image "$c")" \
+      "$OUT/cert-manager/$c" "/app/cmd/$c/$c"
+  done
+}
+
+t_all=$SECONDS
+step "containerd ${CLUSTER_CONTAINERD_VERSION}" build_containerd
+step "runc ${CLUSTER_RUNC_VERSION}" build_runc
+step "CNI plugins (Debian)" build_cni
+step "pause" build_pause
+step "etcd ${ETCD_VERSION}" build_etcd
+step "kubernetes ${KUBERNETES_VERSION}" build_k8s
+step "coredns ${CLUSTER_COREDNS_VERSION}" build_coredns
+step "cert-manager ${CLUSTER_CERT_MANAGER_VERSION}" build_certmanager
+step "images" build_images
+log "all binaries ready in $((SECONDS - t_all))s: $OUT"
+echo "$OUT"
