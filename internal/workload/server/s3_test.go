@@ -1,0 +1,150 @@
+package server_test
+
+import (
+	"context"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/dockyard-dev/dockyard/internal/registryconfig"
+	"github.com/dockyard-dev/dockyard/internal/workload/gc"
+	"github.com/dockyard-dev/dockyard/internal/workload/server"
+	"github.com/dockyard-dev/dockyard/internal/workload/storage"
+)
+
+// versitygw returns the S3 gateway binary built by hack/build-versitygw.sh.
+func versitygw(t *testing.T) string {
+	p := os.Getenv("DOCKYARD_VERSITYGW")
+	if p == "" {
+		p, _ = filepath.Abs("../../../bin/versitygw-v1.8.0")
+	}
+	if _, err := os.Stat(p); err != nil {
+		t.Skipf("S3 gateway not built (run hack/build-versitygw.sh or set DOCKYARD_VERSITYGW): %v", err)
+	}
+	return p
+}
+
+// startS3 runs versitygw over a temp dir on 127.0.0.1 with one bucket and returns its URL.
+func startS3(t *testing.T, bucket, access, secret string) string {
+	bin := versitygw(t)
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, bucket), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, bin, "--port", addr, "--access", access, "--secret", secret, "posix", dir)
+	// Its access log goes nowhere; failures show up as registry errors.
+	if err := cmd.Start(); err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cancel(); _ = cmd.Wait() })
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+			return "http://" + addr
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("S3 gateway not listening within 15s: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func TestS3StoragePushPullAndGC(t *testing.T) {
+	const access, secret = "dockyard-test", "dockyard-test-secret"
+	endpoint := startS3(t, "registry", access, secret)
+	env := map[string]string{registryconfig.EnvS3AccessKeyID: access, registryconfig.EnvS3SecretAccessKey: secret}
+	getenv := func(k string) string { return env[k] }
+	const grace = 2 * time.Second
+	st := registryconfig.Storage{S3: &registryconfig.S3Storage{
+		Bucket: "registry", Region: "us-east-1", Endpoint: endpoint, ForcePathStyle: true,
+		RootDirectory:  "/dockyard",
+		AccessKeyIDEnv: registryconfig.EnvS3AccessKeyID, SecretAccessKeyEnv: registryconfig.EnvS3SecretAccessKey,
+	}}
+	cfg := &registryconfig.Config{
+		APIVersion: registryconfig.APIVersion,
+		HTTP:       registryconfig.HTTP{Addr: "127.0.0.1:0"},
+		Storage:    st,
+		GC:         registryconfig.GC{DeleteUntagged: true, GracePeriod: registryconfig.Duration{Duration: grace}},
+	}
+	cfg.Defaults()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	srv, err := server.New(ctx, cfg, server.Options{Getenv: getenv})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	keep := mustTag(t, srv.Addr()+"/s3/app:keep")
+	drop := mustTag(t, srv.Addr()+"/s3/app:drop")
+	keepImg, _ := random.Image(256<<10, 2)
+	dropImg, _ := random.Image(256<<10, 2)
+	if err := remote.Write(keep, keepImg); err != nil {
+		t.Fatalf("push to S3-backed registry: %v", err)
+	}
+	if err := remote.Write(drop, dropImg); err != nil {
+		t.Fatalf("push: %v", err)
+	}
+	dd, _ := dropImg.Digest()
+	if err := remote.Delete(drop.Context().Digest(dd.String())); err != nil {
+		t.Fatalf("delete: %v", err)
+	}
+
+	driver, err := storage.NewDriver(ctx, st, getenv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	collect := func() gc.Result {
+		res, err := gc.Collect(ctx, gc.Options{Driver: driver, DeleteUntagged: true, GracePeriod: grace})
+		if err != nil {
+			t.Fatalf("gc on S3: %v", err)
+		}
+		return res
+	}
+	if res := collect(); res.BlobsDeleted != 0 {
+		t.Fatalf("gc deleted %d blobs inside the grace period", res.BlobsDeleted)
+	}
+	time.Sleep(grace + time.Second)
+	res := collect()
+	// The dropped image: manifest, config and 2 layers.
+	if res.BlobsDeleted != 4 || res.BytesFreed < 512<<10 {
+		t.Errorf("gc on S3 = %+v, want 4 blobs (> 512 KiB) of the deleted image", res)
+	}
+	img, err := remote.Image(keep)
+	if err != nil {
+		t.Fatalf("pull kept image: %v", err)
+	}
+	if err := verifyImage(img); err != nil {
+		t.Errorf("kept image broken after gc: %v", err)
+	}
+	// The collected image can be pushed again.
+	if err := remote.Write(drop, dropImg); err != nil {
+		t.Fatalf("re-push collected image: %v", err)
+	}
+	again, err := remote.Image(drop)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := verifyImage(again); err != nil {
+		t.Errorf("re-pushed image broken: %v", err)
+	}
+	t.Logf("gc on S3: %+v", res)
+}
