@@ -21,12 +21,12 @@ import (
 // secretDir mimics a mounted Secret: files are symlinks through ..data, and an update
 // swaps ..data to a new directory in one rename.
 type secretDir struct {
-	t   *testing.T
+	t   testing.TB
 	dir string
 	gen int
 }
 
-func newSecretDir(t *testing.T, files map[string][]byte) *secretDir {
+func newSecretDir(t testing.TB, files map[string][]byte) *secretDir {
 	s := &secretDir{t: t, dir: filepath.Join(t.TempDir(), "users")}
 	if err := os.MkdirAll(s.dir, 0o755); err != nil {
 		t.Fatal(err)
@@ -71,7 +71,7 @@ var testUsers = map[string]string{
 
 const testGroups = "# readers may pull team-a\nreaders: bob\n"
 
-func authFixture(t *testing.T, users map[string]string) (*secretDir, *registryconfig.Auth) {
+func authFixture(t testing.TB, users map[string]string) (*secretDir, *registryconfig.Auth) {
 	files := map[string][]byte{
 		registryconfig.UsersHtpasswdKey: htpasswd(t, users),
 		registryconfig.UsersGroupsKey:   []byte(testGroups),

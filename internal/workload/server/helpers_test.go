@@ -38,7 +38,7 @@ type testCA struct {
 	pool *x509.CertPool
 }
 
-func newCA(t *testing.T) *testCA {
+func newCA(t testing.TB) *testCA {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -68,7 +68,7 @@ func newCA(t *testing.T) *testCA {
 
 // issue writes a serving certificate for 127.0.0.1 with the given serial to certFile and
 // keyFile (replacing them atomically, as a Secret volume update does).
-func (ca *testCA) issue(t *testing.T, serial int64, certFile, keyFile string) {
+func (ca *testCA) issue(t testing.TB, serial int64, certFile, keyFile string) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -95,7 +95,7 @@ func (ca *testCA) issue(t *testing.T, serial int64, certFile, keyFile string) {
 	writeAtomic(t, certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
 }
 
-func writeAtomic(t *testing.T, path string, data []byte) {
+func writeAtomic(t testing.TB, path string, data []byte) {
 	t.Helper()
 	tmp := path + ".tmp"
 	if err := os.WriteFile(tmp, data, 0o600); err != nil {
@@ -107,7 +107,7 @@ func writeAtomic(t *testing.T, path string, data []byte) {
 }
 
 // htpasswd renders users (name -> password) with cheap bcrypt hashes.
-func htpasswd(t *testing.T, users map[string]string) []byte {
+func htpasswd(t testing.TB, users map[string]string) []byte {
 	t.Helper()
 	var b strings.Builder
 	for u, p := range users {
@@ -136,7 +136,7 @@ type testRegistry struct {
 // startRegistry runs a registry on 127.0.0.1 with filesystem storage under a temp dir,
 // TLS from a fresh CA and, when auth is not nil, access control. mutate may adjust the
 // config before start.
-func startRegistry(t *testing.T, auth *registryconfig.Auth, mutate func(*registryconfig.Config)) *testRegistry {
+func startRegistry(t testing.TB, auth *registryconfig.Auth, mutate func(*registryconfig.Config)) *testRegistry {
 	t.Helper()
 	dir := t.TempDir()
 	tr := &testRegistry{dir: dir, ca: newCA(t), certFile: filepath.Join(dir, "tls.crt"),
@@ -194,7 +194,7 @@ func (tr *testRegistry) opts(user, password string) []remote.Option {
 	return []remote.Option{remote.WithTransport(tr.transport), remote.WithAuth(a)}
 }
 
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))

@@ -9,6 +9,6 @@ import (
 
 func TestMain(m *testing.M) {
 	// distribution logs every request through logrus; keep test output readable.
-	logrus.SetLevel(logrus.WarnLevel)
+	logrus.SetLevel(logrus.ErrorLevel)
 	os.Exit(m.Run())
 }

@@ -97,6 +97,9 @@ func New(ctx context.Context, cfg *registryconfig.Config, opts Options) (*Server
 			canPush = s.users.CanPush
 		}
 		touch = newToucher(d, canPush, s.log.With("component", "gc-guard"))
+		if fs := cfg.Storage.Filesystem; fs != nil {
+			touch.fsRoot = fs.RootDirectory
+		}
 	}
 
 	if t := cfg.HTTP.TLS; t != nil {
