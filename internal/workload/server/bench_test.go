@@ -120,4 +120,3 @@ func BenchmarkBlobHead(b *testing.B) {
 		}
 	})
 }
-
