@@ -107,7 +107,7 @@ func (r *Registry) DNSNames(clusterDomain string) []string {
 	return dedupe(names)
 }
 
-// AccessModes returns the filesystem volume's access modes (default ReadWriteOnce).
+// GetAccessModes returns the filesystem volume's access modes (default ReadWriteOnce).
 func (s *FilesystemStorage) GetAccessModes() []corev1.PersistentVolumeAccessMode {
 	if len(s.AccessModes) == 0 {
 		return []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce}

@@ -274,6 +274,7 @@ type SecretReference struct {
 // TLSSpec is the registry's serving certificate. Set exactly one of issuerRef and secretRef.
 //
 // +kubebuilder:validation:XValidation:rule="has(self.issuerRef) != has(self.secretRef)",message="tls: set exactly one of issuerRef (cert-manager issues and rotates the certificate) or secretRef (an existing kubernetes.io/tls Secret)"
+// +kubebuilder:validation:XValidation:rule="!has(self.dnsNames) || has(self.issuerRef)",message="tls.dnsNames only applies with issuerRef; with secretRef the names are those of your certificate"
 type TLSSpec struct {
 	// issuerRef is the cert-manager Issuer or ClusterIssuer that issues and renews the
 	// certificate. The operator creates a Certificate named <registry>-tls for the
@@ -569,8 +570,4 @@ type RegistryList struct {
 	metav1.TypeMeta `json:",inline"`
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []Registry `json:"items"`
-}
-
-func init() {
-	SchemeBuilder.Register(&Registry{}, &RegistryList{})
 }

@@ -135,7 +135,8 @@ func (r *RegistryReconciler) applyOrDelete(ctx context.Context, reg *v1alpha1.Re
 		return nil
 	}
 	ctrl.LoggerFrom(ctx).Info("Deleting child no longer wanted", "kind", fmt.Sprintf("%T", current), "name", name)
-	if err := r.Client.Delete(ctx, current, client.Preconditions{UID: ptrTo(current.GetUID())}); client.IgnoreNotFound(err) != nil {
+	err = r.Client.Delete(ctx, current, client.Preconditions{UID: ptrTo(current.GetUID())})
+	if err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("delete %T %s/%s: %w", current, reg.Namespace, name, err)
 	}
 	if gvk, err := apiutil.GVKForObject(current, r.Scheme); err == nil {

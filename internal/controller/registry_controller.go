@@ -53,11 +53,13 @@ type RegistryReconciler struct {
 }
 
 // RBAC: only the verbs the controller uses. Children are written with server-side apply
-// (create + patch); only optional children (switched off in the spec) are ever deleted;
+// (create + patch; finalizers/update lets owner references block deletion where the
+// OwnerReferencesPermissionEnforcement admission plugin runs); only optional children (switched off in the spec) are ever deleted;
 // the rest go with their owner through Kubernetes' garbage collector. Secrets: the HTTP
 // secret is created once and never changed; referenced Secrets are only read.
 // +kubebuilder:rbac:groups=registry.dockyard.dev,resources=registries,verbs=get;list;watch
 // +kubebuilder:rbac:groups=registry.dockyard.dev,resources=registries/status,verbs=patch
+// +kubebuilder:rbac:groups=registry.dockyard.dev,resources=registries/finalizers,verbs=update
 // +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;patch
 // +kubebuilder:rbac:groups="",resources=services;configmaps;serviceaccounts;persistentvolumeclaims,verbs=get;list;watch;create;patch
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create

@@ -113,6 +113,11 @@ var _ = Describe("Registry validation at apply time", func() {
 			st.S3.Endpoint = "minio:9000"
 			return newRegistry(ns, "r", withStorage(st))
 		}, "spec.storage.s3.endpoint"),
+		Entry("dnsNames with a user-provided certificate", func(ns string) *v1alpha1.Registry {
+			r := newRegistry(ns, "r", withTLSSecret("mine"))
+			r.Spec.TLS.DNSNames = []string{"registry.example.com"}
+			return r
+		}, "tls.dnsNames only applies with issuerRef"),
 		Entry("an issuer kind that is not Issuer or ClusterIssuer", func(ns string) *v1alpha1.Registry {
 			return newRegistry(ns, "r", withIssuer("Vault", "v"))
 		}, `supported values: "Issuer", "ClusterIssuer"`),

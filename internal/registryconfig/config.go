@@ -141,7 +141,9 @@ type Subject struct {
 type SubjectKind string
 
 const (
-	SubjectUser  SubjectKind = "User"
+	// SubjectUser is a user from the htpasswd file.
+	SubjectUser SubjectKind = "User"
+	// SubjectGroup is a group from the groups file.
 	SubjectGroup SubjectKind = "Group"
 )
 
