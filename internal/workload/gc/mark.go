@@ -109,6 +109,7 @@ func (c *collector) markRepository(ctx context.Context, name string) error {
 	c.noteLinks(revisions)
 
 	var roots []digest.Digest
+	fallback := map[string]referrersTag{}
 	tags, err := repo.Tags(ctx).All(ctx)
 	if err != nil && !isRepoUnknown(err) && !isNotFound(err) {
 		return fmt.Errorf("list tags: %w", err)
@@ -121,6 +122,11 @@ func (c *collector) markRepository(ctx context.Context, name string) error {
 				continue // deleted meanwhile
 			}
 			return fmt.Errorf("read tag %s: %w", tag, err)
+		}
+		if subject, ok := referrersTagSubject(tag); ok && c.DeleteUntagged {
+			// Lives as long as its subject does (see markReferrers).
+			fallback[tag] = referrersTag{subject: subject, index: desc.Digest}
+			continue
 		}
 		roots = append(roots, desc.Digest)
 	}
@@ -145,6 +151,12 @@ func (c *collector) markRepository(ctx context.Context, name string) error {
 	}
 	if !c.DeleteUntagged {
 		return nil
+	}
+	if err := c.markReferrers(ctx, ms, revisions, fallback, kept); err != nil {
+		return err
+	}
+	if err := c.dropOrphanReferrersTags(ctx, repo, fallback, kept); err != nil {
+		return err
 	}
 	for d := range revisions {
 		if _, ok := kept[d]; ok {
