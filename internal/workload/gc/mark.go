@@ -224,6 +224,18 @@ func (c *collector) deleteManifest(ctx context.Context, repo string, ms distribu
 		}
 		return fmt.Errorf("delete untagged manifest %s: %w", d, err)
 	}
+	// A push of the same manifest (e.g. tagging it) touches its marker before it writes;
+	// if that happened between the check above and the delete, put the link back.
+	ctx = context.WithoutCancel(ctx)
+	if recent, err := c.touchedRecently(ctx, d); err != nil || recent {
+		if perr := c.Driver.PutContent(ctx, layout.RevisionLinkPath(repo, d), []byte(d.String())); perr != nil {
+			return fmt.Errorf("restore manifest %s in %s: %w", d, repo, perr)
+		}
+		if err != nil {
+			return err
+		}
+		return c.markManifest(ctx, ms, d, map[digest.Digest]struct{}{})
+	}
 	c.res.ManifestsDeleted++
 	c.Logger.Debug("Deleted untagged manifest", "repository", repo, "digest", d.String())
 	return nil

@@ -63,6 +63,9 @@ func (c *collector) sweepBlob(ctx context.Context, d digest.Digest) error {
 		}
 		return fmt.Errorf("move blob %s aside: %w", d, err)
 	}
+	// From here on finish the decision even if the run is being cancelled, so that nothing
+	// is left aside.
+	ctx = context.WithoutCancel(ctx)
 	recent, err := c.touchedRecently(ctx, d)
 	if err != nil || recent {
 		if rerr := c.restore(ctx, d); rerr != nil {
