@@ -69,7 +69,7 @@ func writeSummary(s registryconfig.GCSummary, stdout io.Writer, file string) err
 		return fmt.Errorf("encode summary: %w", err)
 	}
 	b = append(b, '\n')
-	if _, err := stdoutOrDiscard(stdout).Write(b); err != nil {
+	if _, err := orStdout(stdout).Write(b); err != nil {
 		return fmt.Errorf("print summary: %w", err)
 	}
 	if file != "" {

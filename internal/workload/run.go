@@ -91,8 +91,8 @@ func setupLogging(c registryconfig.Log, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, opts))
 }
 
-// stdoutOrDiscard keeps a nil writer usable.
-func stdoutOrDiscard(w io.Writer) io.Writer {
+// orStdout returns w, or os.Stdout when w is nil.
+func orStdout(w io.Writer) io.Writer {
 	if w == nil {
 		return os.Stdout
 	}

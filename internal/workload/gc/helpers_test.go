@@ -28,7 +28,7 @@ func TestMain(m *testing.M) {
 }
 
 // startServe runs `serve` on 127.0.0.1 (plain HTTP) over a filesystem root.
-func startServe(t *testing.T, root string, grace time.Duration) string {
+func startServe(t testing.TB, root string, grace time.Duration) string {
 	t.Helper()
 	cfg := &registryconfig.Config{
 		APIVersion: registryconfig.APIVersion,
