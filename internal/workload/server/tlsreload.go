@@ -19,6 +19,8 @@ type certReloader struct {
 	mu              sync.RWMutex
 	cert            *tls.Certificate
 	certPEM, keyPEM []byte
+	// badCert and badKey are the last pair that failed to load, reported once.
+	badCert, badKey []byte
 }
 
 func newCertReloader(certFile, keyFile string, log *slog.Logger) (*certReloader, error) {
@@ -42,12 +44,14 @@ func (r *certReloader) reload() (bool, error) {
 	r.mu.RLock()
 	same := bytes.Equal(certPEM, r.certPEM) && bytes.Equal(keyPEM, r.keyPEM)
 	r.mu.RUnlock()
-	if same {
+	if same || (bytes.Equal(certPEM, r.badCert) && bytes.Equal(keyPEM, r.badKey)) {
 		return false, nil
 	}
 	cert, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
-		// Files are often written one after the other; the next poll sees the pair.
+		// Files are often written one after the other; the next poll sees the pair. Report
+		// a given bad pair once.
+		r.badCert, r.badKey = certPEM, keyPEM
 		return false, fmt.Errorf("load TLS key pair %s, %s: %w", r.certFile, r.keyFile, err)
 	}
 	r.mu.Lock()
