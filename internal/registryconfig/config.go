@@ -43,6 +43,10 @@ type HTTP struct {
 	SecretEnv string `json:"secretEnv,omitempty"`
 	// DrainTimeout bounds how long a SIGTERM waits for in-flight requests. Default 30s.
 	DrainTimeout Duration `json:"drainTimeout,omitempty"`
+	// ShutdownDelay keeps accepting requests this long after SIGTERM, with the health path
+	// answering 503, before the listener closes and draining starts, so that Service
+	// endpoints and load balancers stop sending traffic first. Default 0 (close at once).
+	ShutdownDelay Duration `json:"shutdownDelay,omitempty"`
 }
 
 // TLS points at PEM files.

@@ -104,3 +104,25 @@ func TestParseRoundTripAndDefaults(t *testing.T) {
 		t.Error("a bad duration must be rejected")
 	}
 }
+
+func TestParseShutdownDelay(t *testing.T) {
+	for _, tc := range []struct {
+		yaml string
+		want time.Duration
+	}{
+		{"", 0},
+		{", shutdownDelay: 5s", 5 * time.Second},
+		{", shutdownDelay: 1m30s", 90 * time.Second},
+	} {
+		c, err := Parse([]byte("apiVersion: " + APIVersion + "\nhttp: {addr: ':5000'" + tc.yaml + "}\nstorage: {inmemory: {}}\n"))
+		if err != nil {
+			t.Fatalf("%q: %v", tc.yaml, err)
+		}
+		if c.HTTP.ShutdownDelay.Duration != tc.want {
+			t.Errorf("%q: shutdownDelay = %v, want %v", tc.yaml, c.HTTP.ShutdownDelay.Duration, tc.want)
+		}
+	}
+	if _, err := Parse([]byte("apiVersion: " + APIVersion + "\nhttp: {addr: ':5000', shutdownDelay: later}\nstorage: {inmemory: {}}\n")); err == nil {
+		t.Error("a bad shutdownDelay must be rejected")
+	}
+}

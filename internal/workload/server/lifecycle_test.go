@@ -161,3 +161,40 @@ func TestDrainTimeoutBoundsShutdown(t *testing.T) {
 		t.Error("client of the cut-off upload did not see an error")
 	}
 }
+
+func TestShutdownDelayKeepsServingWithFailingHealth(t *testing.T) {
+	reg := startRegistry(t, nil, func(c *registryconfig.Config) {
+		c.HTTP.ShutdownDelay.Duration = 1500 * time.Millisecond
+	})
+	client := &http.Client{Transport: reg.transport, Timeout: 5 * time.Second}
+	status := func(path string) int {
+		resp, err := client.Get("https://" + reg.host + path)
+		if err != nil {
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	reg.cancel()
+	time.Sleep(300 * time.Millisecond)
+	if got := status(registryconfig.HealthPath); got != http.StatusServiceUnavailable {
+		t.Errorf("health during the shutdown delay = %d, want 503", got)
+	}
+	reg.transport.CloseIdleConnections() // a new connection must still be accepted
+	if got := status("/v2/"); got != http.StatusOK {
+		t.Errorf("API during the shutdown delay = %d, want 200", got)
+	}
+	select {
+	case err := <-reg.done:
+		if err != nil {
+			t.Fatalf("Run returned %v", err)
+		}
+		reg.done <- nil
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after the delay")
+	}
+	reg.transport.CloseIdleConnections()
+	if got := status("/v2/"); got != 0 {
+		t.Errorf("API after shutdown answered %d", got)
+	}
+}

@@ -245,6 +245,10 @@ func (s *Server) Run(ctx context.Context) error {
 
 func (s *Server) drain() error {
 	s.draining.Store(true)
+	if delay := s.cfg.HTTP.ShutdownDelay.Duration; delay > 0 {
+		s.log.Info("Shutting down after a delay, health now failing", "delay", delay.String())
+		time.Sleep(delay)
+	}
 	timeout := s.cfg.HTTP.DrainTimeout.Duration
 	s.log.Info("Draining registry", "timeout", timeout.String())
 	dctx, cancel := context.WithTimeout(context.Background(), timeout)
