@@ -110,10 +110,9 @@ EOF
 log "CoreDNS applied"
 
 # --- cert-manager ------------------------------------------------------------------------
-CM_DIR="$(go env GOMODCACHE)/github.com/cert-manager/cert-manager@${CLUSTER_CERT_MANAGER_VERSION}"
-[[ -d "$CM_DIR/deploy/crds" ]] || go mod download "github.com/cert-manager/cert-manager@${CLUSTER_CERT_MANAGER_VERSION}"
-# The CRDs in deploy/crds carry helm label templates; render them with fixed values.
-for f in "$CM_DIR"/deploy/crds/crd-*.yaml; do
+# The CRDs (copied from the module's deploy/crds by cluster-bins.sh) carry helm label
+# templates; render them with fixed values.
+for f in "$BIN"/cert-manager/crd-*.yaml; do
   sed -e "s/'{{ template \"cert-manager.name\" . }}'/cert-manager/" -e "s/'{{ .Release.Name }}'/cert-manager/" \
     -e '/# Generated labels/d' "$f"
   echo "---"

@@ -9,8 +9,9 @@
 # Layout of bin/cluster/<key>/:
 #   kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl kubeadm
 #   etcd containerd containerd-shim-runc-v2 ctr runc coredns pause
-#   cert-manager/{controller,webhook,cainjector}   cni/{bridge,host-local,loopback,portmap}
-#   images/{pause,coredns,cert-manager-*}.tar       cert-manager-crds/*.yaml
+#   cert-manager/{controller,webhook,cainjector,crd-*.yaml}   cni/{bridge,host-local,loopback,portmap}
+#   busybox (Debian's busybox-static, for a test image)
+#   images/{pause,busybox,coredns,cert-manager-*}.tar
 # Cold build on 2 shared cores: ~15-25 min (Kubernetes is most of it). Warm: a few seconds.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -138,6 +139,13 @@ build_pause() {
   strip "$OUT/pause"
 }
 
+build_busybox_done() { [[ -x "$OUT/busybox" ]]; }
+build_busybox() {
+  # A static busybox (Debian's busybox-static) for a small test image with a shell, wget, nslookup.
+  [[ -x /bin/busybox ]] && file -L /bin/busybox | grep -q 'statically linked' || apt_install busybox-static
+  cp /bin/busybox "$OUT/busybox"
+}
+
 build_coredns_done() { [[ -x "$OUT/coredns" ]]; }
 build_coredns() {
   local work="$WORK/coredns-${CLUSTER_COREDNS_VERSION}" m=github.com/coredns/coredns
@@ -160,7 +168,10 @@ GO
   (cd "$work" && GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o "$OUT/coredns" .)
 }
 
-build_certmanager_done() { for c in controller webhook cainjector; do [[ -x "$OUT/cert-manager/$c" ]] || return 1; done; }
+build_certmanager_done() {
+  for c in controller webhook cainjector; do [[ -x "$OUT/cert-manager/$c" ]] || return 1; done
+  [[ -f "$OUT/cert-manager/crd-certificates.yaml" ]]
+}
 build_certmanager() {
   local work="$WORK/cert-manager-${CLUSTER_CERT_MANAGER_VERSION}" m=github.com/cert-manager/cert-manager
   PKGS="$m/cmd/controller $m/cmd/webhook $m/cmd/cainjector" \
@@ -170,15 +181,16 @@ build_certmanager() {
   mkdir -p "$OUT/cert-manager"
   (cd "$work" && GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -ldflags="$ldflags" -o "$OUT/cert-manager/" \
     "$m/cmd/controller" "$m/cmd/webhook" "$m/cmd/cainjector")
-  cp "$(go env GOMODCACHE)/$m@${CLUSTER_CERT_MANAGER_VERSION}/deploy/crds/"crd-*.yaml "$OUT/cert-manager/" 2>/dev/null || true
+  cp "$(go env GOMODCACHE)/$m@${CLUSTER_CERT_MANAGER_VERSION}/deploy/crds/"crd-*.yaml "$OUT/cert-manager/"
 }
 
-build_images_done() { for i in pause coredns cert-manager-controller cert-manager-webhook cert-manager-cainjector; do [[ -f "$OUT/images/$i.tar" ]] || return 1; done; }
+build_images_done() { for i in pause busybox coredns cert-manager-controller cert-manager-webhook cert-manager-cainjector; do [[ -f "$OUT/images/$i.tar" ]] || return 1; done; }
 build_images() {
   local img="$ROOT/hack/cluster-image-tar.sh"
   mkdir -p "$OUT/images"
   "$img" "$OUT/images/pause.tar" "${CLUSTER_PAUSE_IMAGE}" "$OUT/pause" /pause
   "$img" "$OUT/images/coredns.tar" "${CLUSTER_COREDNS_IMAGE}" "$OUT/coredns" /coredns
+  "$img" "$OUT/images/busybox.tar" "${CLUSTER_BUSYBOX_IMAGE}" "$OUT/busybox" /bin/busybox
   for c in controller webhook cainjector; do
     "$img" "$OUT/images/cert-manager-$c.tar" "$(cert_manager_image "$c")" \
       "$OUT/cert-manager/$c" "/app/cmd/$c/$c"
@@ -191,6 +203,7 @@ step "runc ${CLUSTER_RUNC_VERSION}" build_runc
 step "CNI plugins (Debian)" build_cni
 step "pause" build_pause
 step "etcd ${ETCD_VERSION}" build_etcd
+step "busybox (Debian busybox-static)" build_busybox
 step "kubernetes ${KUBERNETES_VERSION}" build_k8s
 step "coredns ${CLUSTER_COREDNS_VERSION}" build_coredns
 step "cert-manager ${CLUSTER_CERT_MANAGER_VERSION}" build_certmanager

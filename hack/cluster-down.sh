@@ -41,7 +41,7 @@ done
 procs_left() {
   local h
   for h in $(cluster_cgroup_hierarchies); do
-    [[ -d "$h/$CLUSTER_CGROUP" ]] && find "$h/$CLUSTER_CGROUP" -name cgroup.procs -exec cat {} + 2>/dev/null
+    if [[ -d "$h/$CLUSTER_CGROUP" ]]; then find "$h/$CLUSTER_CGROUP" -name cgroup.procs -exec cat {} + 2>/dev/null; fi
   done | sort -u
 }
 for _ in $(seq 1 50); do

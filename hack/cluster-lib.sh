@@ -20,6 +20,8 @@ CLUSTER_CGROUP=${CLUSTER_CGROUP:-dockyard-cluster}
 
 # Images are built locally (hack/cluster-bins.sh) and imported; never pulled.
 CLUSTER_PAUSE_IMAGE=dockyard.local/cluster/pause:3.10
+# A static busybox: `command: [/bin/busybox, sh, -c, ...]`, `busybox wget`, `busybox nslookup`.
+CLUSTER_BUSYBOX_IMAGE=dockyard.local/cluster/busybox:stable
 CLUSTER_COREDNS_IMAGE=dockyard.local/cluster/coredns:${CLUSTER_COREDNS_VERSION}
 cert_manager_image() { echo "dockyard.local/cluster/cert-manager-$1:${CLUSTER_CERT_MANAGER_VERSION}"; }
 
