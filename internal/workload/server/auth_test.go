@@ -283,3 +283,45 @@ func TestAnonymousPull(t *testing.T) {
 	_, err = remote.Image(tag, reg.opts("admin", "wrong")...)
 	wantStatus(t, "wrong password with anonymousPull", err, http.StatusUnauthorized, "")
 }
+
+// Copying an image between repositories normally mounts its blobs. A mount from a
+// repository the pusher cannot pull must not leak the blob, and must not fail the push
+// either: it becomes a plain upload of bytes the pusher has.
+func TestMountFromUnreadableRepositoryBecomesUpload(t *testing.T) {
+	_, auth := authFixture(t, testUsers)
+	reg := startRegistry(t, auth, nil)
+	src := mustTag(t, reg.host+"/team-b/tool:v1")
+	img, _ := random.Image(32<<10, 2)
+	if err := remote.Write(src, img, reg.opts("admin", "admin-pw")...); err != nil {
+		t.Fatal(err)
+	}
+	// The image as fetched by admin: its layers know they can be mounted from team-b/tool.
+	fetched, err := remote.Image(src, reg.opts("admin", "admin-pw")...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := mustTag(t, reg.host+"/team-a/copy:v1")
+	if err := remote.Write(dst, fetched, reg.opts("alice", "alice-pw")...); err != nil {
+		t.Fatalf("alice copy with a mount from team-b: %v", err)
+	}
+	got, err := remote.Image(dst, reg.opts("alice", "alice-pw")...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := verifyImage(got); err != nil {
+		t.Errorf("copied image broken: %v", err)
+	}
+	// A direct mount attempt by alice is answered as a new upload (202), not a mount (201).
+	layers, _ := img.Layers()
+	d, _ := layers[0].Digest()
+	req, _ := http.NewRequest(http.MethodPost, fmt.Sprintf("https://%s/v2/team-a/other/blobs/uploads/?mount=%s&from=team-b/tool", reg.host, d), nil)
+	req.SetBasicAuth("alice", "alice-pw")
+	resp, err := reg.transport.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Errorf("mount from an unreadable repository = %d, want 202 (plain upload)", resp.StatusCode)
+	}
+}
