@@ -19,7 +19,7 @@ log() { [[ "$QUIET" == --quiet ]] || echo "cluster-down: $*" >&2; }
 # in_cluster_cgroup PID: true if PID runs in the cluster's cgroup (guards against PID reuse).
 in_cluster_cgroup() { grep -q ":/${CLUSTER_CGROUP}\(/\|\$\)" "/proc/$1/cgroup" 2>/dev/null; }
 
-# 1. Processes we recorded, newest first: TERM, then KILL after 10s.
+# 1. Processes we recorded, newest first: TERM, then KILL after 5s.
 pids=()
 if [[ -f "$CLUSTER_STATE/pids/order" ]]; then
   for name in $(tac "$CLUSTER_STATE/pids/order"); do
@@ -31,7 +31,7 @@ if [[ -f "$CLUSTER_STATE/pids/order" ]]; then
     fi
   done
 fi
-end=$((SECONDS + 10))
+end=$((SECONDS + 5))
 for pid in "${pids[@]}"; do
   while pid_alive "$pid" && [[ $SECONDS -lt $end ]]; do sleep 0.2; done
   pid_alive "$pid" && { log "PID $pid still running: KILL"; kill -KILL "$pid" 2>/dev/null || true; }
@@ -40,7 +40,7 @@ done
 # 2. Everything else in the cluster's cgroup tree: container processes, shims, the holder.
 procs_left() {
   local h
-  for h in $(cluster_cgroup_hierarchies); do
+  for h in $(cluster_cgroup_all_hierarchies); do
     if [[ -d "$h/$CLUSTER_CGROUP" ]]; then find "$h/$CLUSTER_CGROUP" -name cgroup.procs -exec cat {} + 2>/dev/null; fi
   done | sort -u
 }
@@ -58,7 +58,7 @@ done
 if pid=$(cluster_holder_pid); then kill -KILL "$pid" 2>/dev/null || true; fi
 
 # 3. Cgroups, deepest first, in every hierarchy.
-for h in $(cluster_cgroup_hierarchies); do
+for h in $(cluster_cgroup_all_hierarchies); do
   [[ -d "$h/$CLUSTER_CGROUP" ]] || continue
   find "$h/$CLUSTER_CGROUP" -depth -type d -exec rmdir {} + 2>/dev/null || true
   [[ -d "$h/$CLUSTER_CGROUP" ]] && { echo "cluster-down: could not remove $h/$CLUSTER_CGROUP" >&2; exit 1; }

@@ -64,3 +64,7 @@ pid_alive() {
   stat=${stat##*) }
   [[ "${stat%% *}" != Z ]]
 }
+
+# Every mounted hierarchy, v1 and v2: runc and the kubelet also create the node's cgroups in
+# the unified (cgroup2) hierarchy of a hybrid host, so cluster-down cleans all of them.
+cluster_cgroup_all_hierarchies() { findmnt -rn -t cgroup,cgroup2 -o TARGET; }

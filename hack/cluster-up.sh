@@ -230,7 +230,7 @@ launch containerd containerd --config "$CLUSTER_STATE/config/containerd.toml"
 wait_for 30 "containerd" in_ns ctr --address /run/containerd/containerd.sock version
 done_step "containerd ready"
 
-import_image() { in_ns ctr --address /run/containerd/containerd.sock -n k8s.io images import "$1" >/dev/null; }
+import_image() { in_ns ctr --address /run/containerd/containerd.sock -n k8s.io images import "$1" >/dev/null 2>>"$CLUSTER_STATE/logs/ctr.log"; }
 for img in "$BIN"/images/*.tar; do import_image "$img" || die "import $img failed"; done
 if [[ -f "$ROOT/bin/images/dockyard.tar" ]]; then
   import_image "$ROOT/bin/images/dockyard.tar" && log "imported bin/images/dockyard.tar"
