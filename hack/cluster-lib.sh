@@ -10,6 +10,8 @@ CLUSTER_NETNS=${CLUSTER_NETNS:-dockyard-cluster}
 CLUSTER_KUBECONFIG=${CLUSTER_KUBECONFIG:-$ROOT/bin/cluster/kubeconfig}
 # The node's address lives on an ifb device inside the namespace (no `dummy` driver here).
 # Packets to it are only ever sent from inside the namespace.
+# The API server's port, on the namespace's loopback and forwarded from the host's loopback.
+CLUSTER_API_PORT=${CLUSTER_API_PORT:-6443}
 CLUSTER_NODE_IP=${CLUSTER_NODE_IP:-10.213.0.2}
 CLUSTER_POD_CIDR=${CLUSTER_POD_CIDR:-10.214.0.0/16}
 CLUSTER_SERVICE_CIDR=${CLUSTER_SERVICE_CIDR:-10.215.0.0/16}

@@ -25,6 +25,7 @@ done_step() { log "$(printf '%-48s %4ss' "$1" $((SECONDS - STEP_T)))"; STEP_T=$S
 die() { log "ERROR: $*"; log "logs: $CLUSTER_STATE/logs"; exit 1; }
 
 BIN=$("$ROOT/hack/cluster-bins.sh")
+(cd "$ROOT" && CGO_ENABLED=0 go build -o "$ROOT/bin/nsforward" ./hack/nsforward)
 done_step "binaries ($BIN)"
 export PATH="$BIN:$PATH"
 
@@ -72,6 +73,14 @@ launch() {
   echo "$name" >> "$CLUSTER_STATE/pids/order"
 }
 export CG_PROCS_LIST="${CG_PROCS[*]}"
+# launch_host NAME CMD...: like launch, but in the host's namespaces.
+launch_host() {
+  local name=$1; shift
+  setsid bash -c 'for f in $CG_PROCS_LIST; do echo $$ > "$f"; done; exec "$@"' _ "$@" \
+    >"$CLUSTER_STATE/logs/$name.log" 2>&1 </dev/null &
+  echo $! > "$CLUSTER_STATE/pids/$name"
+  echo "$name" >> "$CLUSTER_STATE/pids/order"
+}
 
 # wait_for SECONDS WHAT CMD...: retries CMD every 0.5s.
 wait_for() {
@@ -100,7 +109,7 @@ apiVersion: kubeadm.k8s.io/v1beta4
 kind: InitConfiguration
 localAPIEndpoint:
   advertiseAddress: ${CLUSTER_NODE_IP}
-  bindPort: 6443
+  bindPort: ${CLUSTER_API_PORT}
 nodeRegistration:
   name: ${NODE}
   criSocket: unix:///run/containerd/containerd.sock
@@ -111,7 +120,7 @@ clusterName: ${CLUSTER_NAME}
 kubernetesVersion: ${KUBERNETES_VERSION}
 certificatesDir: ${CLUSTER_STATE}/pki
 # Loopback, so a kubeconfig used by mistake outside the namespaces reaches nothing off-machine.
-controlPlaneEndpoint: 127.0.0.1:6443
+controlPlaneEndpoint: 127.0.0.1:${CLUSTER_API_PORT}
 apiServer:
   certSANs: [127.0.0.1, localhost, ${CLUSTER_NODE_IP}]
 etcd:
@@ -139,7 +148,7 @@ launch etcd etcd --name "$NODE" --data-dir "$CLUSTER_STATE/etcd" \
   --initial-cluster "$NODE=http://127.0.0.1:2380" --listen-metrics-urls http://127.0.0.1:2381 \
   --unsafe-no-fsync --log-level warn
 launch kube-apiserver kube-apiserver \
-  --advertise-address "$CLUSTER_NODE_IP" --secure-port 6443 --allow-privileged \
+  --advertise-address "$CLUSTER_NODE_IP" --secure-port "$CLUSTER_API_PORT" --allow-privileged \
   --etcd-servers http://127.0.0.1:2379 --service-cluster-ip-range "$CLUSTER_SERVICE_CIDR" \
   --authorization-mode Node,RBAC --enable-admission-plugins NodeRestriction \
   --client-ca-file "$PKI/ca.crt" --tls-cert-file "$PKI/apiserver.crt" --tls-private-key-file "$PKI/apiserver.key" \
@@ -152,6 +161,14 @@ launch kube-apiserver kube-apiserver \
   --requestheader-extra-headers-prefix X-Remote-Extra- --requestheader-group-headers X-Remote-Group \
   --requestheader-username-headers X-Remote-User --enable-bootstrap-token-auth
 wait_for 60 "kube-apiserver /readyz" kc get --raw /readyz
+# The same kubeconfig works from the host: its 127.0.0.1:PORT is forwarded into the
+# namespace's loopback (hack/nsforward; loopback to loopback, nothing else is reachable).
+if ss -Hltn "sport = :$CLUSTER_API_PORT" | grep -q .; then
+  log "WARNING: 127.0.0.1:$CLUSTER_API_PORT is taken on the host: the kubeconfig works only via hack/in-cluster-ns"
+else
+  launch_host nsforward "$ROOT/bin/nsforward" --pid "$HOLDER" \
+    --listen "127.0.0.1:$CLUSTER_API_PORT" --target "127.0.0.1:$CLUSTER_API_PORT"
+fi
 done_step "etcd + kube-apiserver ready"
 
 # The two bindings `kubeadm init` creates: admin.conf's group is cluster-admin, and the API
@@ -297,6 +314,7 @@ export BIN
 done_step "add-ons: StorageClass, CoreDNS, cert-manager"
 
 log "cluster up in $((SECONDS - T0))s"
-log "kubeconfig: $CLUSTER_KUBECONFIG (valid inside the namespaces only)"
+log "kubeconfig: $CLUSTER_KUBECONFIG (https://127.0.0.1:$CLUSTER_API_PORT, on the host and inside)"
+log "try:        KUBECONFIG=$CLUSTER_KUBECONFIG kubectl get nodes"
 log "try:        hack/in-cluster-ns kubectl get pods -A"
 log "logs:       $CLUSTER_STATE/logs"
