@@ -24,7 +24,7 @@ func runGC(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	configPath := fs.String("config", registryconfig.ConfigPath, "registry config file")
 	summaryFile := fs.String("summary-file", "", "write the JSON summary here too (e.g. "+registryconfig.TerminationMessagePath+")")
 	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("%w: %v", ErrUsage, err)
+		return fmt.Errorf("%w: %w", ErrUsage, err)
 	}
 	start := time.Now()
 	res, err := collect(ctx, *configPath, stderr)

@@ -139,7 +139,7 @@ log: {level: info, format: json}
 		resp, err := http.Get("http://" + maddr + registryconfig.HealthPath)
 		if err == nil {
 			resp.Body.Close()
-			if resp.StatusCode == 200 {
+			if resp.StatusCode == http.StatusOK {
 				break
 			}
 		}
@@ -149,7 +149,7 @@ log: {level: info, format: json}
 		time.Sleep(100 * time.Millisecond)
 	}
 	resp, err := http.Get("http://" + addr + "/v2/")
-	if err != nil || resp.StatusCode != 200 {
+	if err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("GET /v2/: %v %v", resp, err)
 	}
 	resp.Body.Close()

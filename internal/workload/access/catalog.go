@@ -3,6 +3,7 @@ package access
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -34,7 +35,7 @@ func (c *Controller) catalogHandler(next http.Handler) http.Handler {
 			n = min(v, CatalogPageSize)
 		}
 		id, err := c.authenticate(r)
-		if err != nil && !(err == errNoCredentials && c.cfg.AnonymousPull) {
+		if err != nil && (!errors.Is(err, errNoCredentials) || !c.cfg.AnonymousPull) {
 			// Let distribution answer with its challenge.
 			next.ServeHTTP(w, r)
 			return

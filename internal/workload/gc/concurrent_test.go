@@ -11,13 +11,13 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
-
-	"github.com/dockyard-dev/dockyard/internal/workload/gc"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/dockyard-dev/dockyard/internal/workload/gc"
 )
 
 // TestGCDuringConcurrentPushes is the scenario that breaks distribution's own

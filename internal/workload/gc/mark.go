@@ -8,7 +8,6 @@ import (
 
 	"github.com/distribution/distribution/v3"
 	"github.com/distribution/distribution/v3/manifest/manifestlist"
-	"github.com/distribution/distribution/v3/manifest/ocischema"
 	"github.com/distribution/distribution/v3/manifest/schema2"
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/distribution/reference"
@@ -28,8 +27,6 @@ func isManifestType(mt string) bool {
 	}
 	return false
 }
-
-var _ = ocischema.SchemaVersion // ensure OCI manifest handlers are linked
 
 // mark walks every repository and marks what must stay; with DeleteUntagged it deletes
 // untagged manifests that are neither recent nor children of a kept index.
@@ -181,15 +178,13 @@ func (c *collector) markManifest(ctx context.Context, ms distribution.ManifestSe
 	}
 	kept[d] = struct{}{}
 	c.marked[d] = struct{}{}
-	m, err := ms.Get(ctx, d)
+	m, err := getManifest(ctx, ms, d)
 	if err != nil {
-		var unknown distribution.ErrManifestUnknownRevision
-		var blobUnknown = distribution.ErrBlobUnknown
-		if errors.As(err, &unknown) || errors.Is(err, blobUnknown) || isNotFound(err) {
-			return nil // deleted meanwhile, or a child that was never pushed here
-		}
 		// Without the manifest we cannot know what it needs: stop rather than guess.
-		return fmt.Errorf("read manifest %s: %w", d, err)
+		return err
+	}
+	if m == nil {
+		return nil // deleted meanwhile, or a child that was never pushed here
 	}
 	for _, ref := range m.References() {
 		c.marked[ref.Digest] = struct{}{}
@@ -239,4 +234,17 @@ func (c *collector) deleteManifest(ctx context.Context, repo string, ms distribu
 	c.res.ManifestsDeleted++
 	c.Logger.Debug("Deleted untagged manifest", "repository", repo, "digest", d.String())
 	return nil
+}
+
+// getManifest reads manifest d; it returns nil and no error when the manifest is gone.
+func getManifest(ctx context.Context, ms distribution.ManifestService, d digest.Digest) (distribution.Manifest, error) {
+	m, err := ms.Get(ctx, d)
+	var unknown distribution.ErrManifestUnknownRevision
+	switch {
+	case err == nil:
+		return m, nil
+	case errors.As(err, &unknown), errors.Is(err, distribution.ErrBlobUnknown), isNotFound(err):
+		return nil, nil
+	}
+	return nil, fmt.Errorf("read manifest %s: %w", d, err)
 }

@@ -80,13 +80,9 @@ func (c *collector) markReferrers(ctx context.Context, ms distribution.ManifestS
 
 // subjectOf returns the subject of manifest d, or "" if it has none or is gone.
 func (c *collector) subjectOf(ctx context.Context, ms distribution.ManifestService, d digest.Digest) (digest.Digest, error) {
-	m, err := ms.Get(ctx, d)
-	if err != nil {
-		var unknown distribution.ErrManifestUnknownRevision
-		if errors.As(err, &unknown) || errors.Is(err, distribution.ErrBlobUnknown) || isNotFound(err) {
-			return "", nil
-		}
-		return "", fmt.Errorf("read manifest %s: %w", d, err)
+	m, err := getManifest(ctx, ms, d)
+	if err != nil || m == nil {
+		return "", err
 	}
 	_, payload, err := m.Payload()
 	if err != nil {
@@ -97,10 +93,11 @@ func (c *collector) subjectOf(ctx context.Context, ms distribution.ManifestServi
 			Digest digest.Digest `json:"digest"`
 		} `json:"subject"`
 	}
-	if json.Unmarshal(payload, &withSubject) != nil || withSubject.Subject == nil {
-		return "", nil
+	// A payload that is not JSON with a subject (e.g. an old schema) has no subject.
+	if jerr := json.Unmarshal(payload, &withSubject); jerr == nil && withSubject.Subject != nil {
+		return withSubject.Subject.Digest, nil
 	}
-	return withSubject.Subject.Digest, nil
+	return "", nil
 }
 
 // dropOrphanReferrersTags removes referrers tags whose subject is being collected, so their

@@ -180,7 +180,7 @@ func TestAccessMatrix(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if got := resp.Header.Get("WWW-Authenticate"); resp.StatusCode != 401 || got != `Basic realm="dockyard-test"` {
+	if got := resp.Header.Get("WWW-Authenticate"); resp.StatusCode != http.StatusUnauthorized || got != `Basic realm="dockyard-test"` {
 		t.Errorf("anonymous tags list: got %d %q, want 401 with Basic realm", resp.StatusCode, got)
 	}
 

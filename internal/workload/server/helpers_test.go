@@ -187,7 +187,7 @@ func startRegistry(t testing.TB, auth *registryconfig.Auth, mutate func(*registr
 
 // opts returns go-containerregistry options for a user ("" for anonymous).
 func (tr *testRegistry) opts(user, password string) []remote.Option {
-	var a authn.Authenticator = authn.Anonymous
+	a := authn.Anonymous
 	if user != "" {
 		a = &authn.Basic{Username: user, Password: password}
 	}

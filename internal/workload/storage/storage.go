@@ -8,11 +8,18 @@ import (
 	"fmt"
 
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
-	_ "github.com/distribution/distribution/v3/registry/storage/driver/azure"
 	"github.com/distribution/distribution/v3/registry/storage/driver/factory"
+
+	// Each driver registers itself with the factory; these are the backends Dockyard offers.
+	// Azure Blob Storage driver.
+	_ "github.com/distribution/distribution/v3/registry/storage/driver/azure"
+	// Local or PVC filesystem driver.
 	_ "github.com/distribution/distribution/v3/registry/storage/driver/filesystem"
+	// Google Cloud Storage driver.
 	_ "github.com/distribution/distribution/v3/registry/storage/driver/gcs"
+	// In-memory driver for tests.
 	_ "github.com/distribution/distribution/v3/registry/storage/driver/inmemory"
+	// S3 and S3-compatible driver.
 	_ "github.com/distribution/distribution/v3/registry/storage/driver/s3-aws"
 
 	"github.com/dockyard-dev/dockyard/internal/registryconfig"
