@@ -34,12 +34,12 @@ in_ns() { nsenter --target "$HOLDER" --net --mount --wd="$PWD" -- "$@"; }
 kc() { in_ns env KUBECONFIG="$CLUSTER_STATE/kubeconfig/super-admin.conf" "$BIN/kubectl" "$@"; }
 
 if [[ -n "$HOLDER" ]]; then
-  if kc get --raw /readyz >/dev/null 2>&1; then
+  if [[ -f "$CLUSTER_STATE/up-complete" ]] && kc get --raw /readyz >/dev/null 2>&1; then
     log "cluster already running (namespaces held by PID $HOLDER); nothing to do"
     log "kubeconfig: $CLUSTER_KUBECONFIG   try: hack/in-cluster-ns kubectl get nodes"
     exit 0
   fi
-  log "a cluster is half up (PID $HOLDER) but its API server does not answer: tearing it down first"
+  log "a cluster is half up (PID $HOLDER; interrupted, or its API server does not answer): tearing it down first"
   "$ROOT/hack/cluster-down.sh"
   HOLDER=
 fi
@@ -295,6 +295,7 @@ hostnameOverride: ${NODE}
 mode: iptables
 clusterCIDR: ${CLUSTER_POD_CIDR}
 metricsBindAddress: 127.0.0.1:10249
+nodePortAddresses: [primary]
 # Leave conntrack sysctls alone (some are not namespaced).
 conntrack: {maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}
 EOF
@@ -313,6 +314,7 @@ export BIN
 "$ROOT/hack/cluster-addons.sh" "$HOLDER" || die "add-ons failed"
 done_step "add-ons: StorageClass, CoreDNS, cert-manager"
 
+touch "$CLUSTER_STATE/up-complete"
 log "cluster up in $((SECONDS - T0))s"
 log "kubeconfig: $CLUSTER_KUBECONFIG (https://127.0.0.1:$CLUSTER_API_PORT, on the host and inside)"
 log "try:        KUBECONFIG=$CLUSTER_KUBECONFIG kubectl get nodes"
