@@ -21,7 +21,7 @@ source "$ROOT/hack/versions.env"
 source "$ROOT/hack/cluster-lib.sh"
 
 OUT=$(cluster_bin_dir)
-WORK="$ROOT/bin/.work/cluster"
+WORK=${CLUSTER_WORK_DIR:-$ROOT/bin/.work/cluster}
 mkdir -p "$OUT" "$WORK"
 K8S_MINOR=${KUBERNETES_VERSION#v1.}
 STAGING_VERSION=v0.${K8S_MINOR}
