@@ -44,7 +44,7 @@ if [[ -n "$HOLDER" ]]; then
   HOLDER=
 fi
 "$ROOT/hack/cluster-down.sh" --quiet # leftovers of an interrupted run, if any
-mkdir -p "$CLUSTER_STATE"/{pids,logs,config,kubeconfig,pki,etcd,cni/net.d} /tmp/hostpath_pv
+mkdir -p "$CLUSTER_STATE"/{pids,logs,config,kubeconfig,pki,etcd,cni/net.d,certs.d} /tmp/hostpath_pv
 
 # --- cgroups: one parent for the whole node, in every hierarchy ----------------------------
 # Everything started here runs under /<CLUSTER_CGROUP>/system; the kubelet's pods go under
@@ -95,7 +95,8 @@ done_step "state dir and cgroups"
 
 # --- namespaces ------------------------------------------------------------------------
 setsid bash -c 'for f in $CG_PROCS_LIST; do echo $$ > "$f"; done; exec "$@"' _ \
-  unshare --net --mount --propagation private -- "$ROOT/hack/cluster-ns-init.sh" "$CLUSTER_STATE" "$CLUSTER_NODE_IP" \
+  unshare --net --mount --propagation private -- \
+  "$ROOT/hack/cluster-ns-init.sh" "$CLUSTER_STATE" "$CLUSTER_NODE_IP" "$CLUSTER_DNS_IP" "$CLUSTER_DOMAIN" \
   >"$CLUSTER_STATE/logs/ns-init.log" 2>&1 </dev/null &
 HOLDER=$!
 echo "$HOLDER" > "$CLUSTER_STATE/pids/holder"
@@ -228,6 +229,12 @@ disabled_plugins = ["io.containerd.nri.v1.nri", "io.containerd.internal.v1.opt"]
   snapshotter = "overlayfs"
   [plugins."io.containerd.cri.v1.images".pinned_images]
     sandbox = "${CLUSTER_PAUSE_IMAGE}"
+  # Per-registry settings (CA, mirrors): certs.d/<host[:port]>/hosts.toml, read on each pull.
+  [plugins."io.containerd.cri.v1.images".registry]
+    config_path = "${CLUSTER_STATE}/certs.d"
+
+[plugins."io.containerd.transfer.v1.local"]
+  config_path = "${CLUSTER_STATE}/certs.d"
 
 [plugins."io.containerd.cri.v1.runtime"]
   # The machine withholds CAP_SYS_RESOURCE: never ask for a lower oom_score_adj than ours.
