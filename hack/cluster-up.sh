@@ -37,6 +37,7 @@ if [[ -n "$HOLDER" ]]; then
   if [[ -f "$CLUSTER_STATE/up-complete" ]] && kc get --raw /readyz >/dev/null 2>&1; then
     log "cluster already running (namespaces held by PID $HOLDER); nothing to do"
     log "kubeconfig: $CLUSTER_KUBECONFIG   try: hack/in-cluster-ns kubectl get nodes"
+    log "(make cluster-down first to start afresh)"
     exit 0
   fi
   log "a cluster is half up (PID $HOLDER; interrupted, or its API server does not answer): tearing it down first"
