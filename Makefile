@@ -55,12 +55,24 @@ verify: generate manifests bundle fmt ## Regenerate code, manifests and the bund
 ##@ Test
 
 .PHONY: test
-test: manifests generate vet envtest-bins ## Run unit and envtest tests (real kube-apiserver + etcd built into bin/).
+test: manifests generate vet envtest-bins versitygw ## Run unit, registry (real HTTP, real S3 server) and envtest tests.
 	KUBEBUILDER_ASSETS="$$(hack/build-envtest.sh)" go test $(GO_TEST_FLAGS) ./... -count=1 -timeout 30m
 
 .PHONY: envtest-bins
 envtest-bins: ## Build kube-apiserver and etcd for envtest into bin/envtest (cached).
 	@hack/build-envtest.sh >/dev/null
+
+.PHONY: versitygw
+versitygw: ## Build the versitygw S3 server (bin/, cached) the S3 storage tests run against.
+	@hack/build-versitygw.sh >/dev/null
+
+.PHONY: conformance
+conformance: ## OCI distribution-spec conformance: dockyard vs upstream distribution (fails only on failures dockyard adds).
+	COMPARE_UPSTREAM=1 hack/conformance.sh
+
+.PHONY: bench-registry
+bench-registry: ## Benchmark `dockyard registry serve` against upstream distribution (push, pull, HEAD; same client).
+	hack/bench-registry.sh
 
 .PHONY: bench
 bench: envtest-bins ## Benchmark: 200 Registries on envtest (time to reconcile, writes per Registry, peak memory).
