@@ -77,6 +77,6 @@ if [[ -d "$CLUSTER_STATE" ]]; then
   rm -rf "$CLUSTER_STATE"
   log "removed $CLUSTER_STATE"
 fi
-rm -f "$CLUSTER_KUBECONFIG"
+rm -f "$CLUSTER_KUBECONFIG" "$(dirname "$CLUSTER_KUBECONFIG")/bin"
 rmdir /tmp/hostpath_pv 2>/dev/null || true
 log "cluster down in $((SECONDS - T0))s"

@@ -318,6 +318,7 @@ done_step "node Ready (kubelet, kube-proxy)"
 
 # --- add-ons -----------------------------------------------------------------------------
 install -m 0600 "$KCFG/admin.conf" "$CLUSTER_KUBECONFIG"
+ln -sfn "$BIN" "$(dirname "$CLUSTER_KUBECONFIG")/bin" # bin/cluster/bin/kubectl etc.
 export BIN
 "$ROOT/hack/cluster-addons.sh" "$HOLDER" || die "add-ons failed"
 done_step "add-ons: StorageClass, CoreDNS, cert-manager"
@@ -325,6 +326,6 @@ done_step "add-ons: StorageClass, CoreDNS, cert-manager"
 touch "$CLUSTER_STATE/up-complete"
 log "cluster up in $((SECONDS - T0))s"
 log "kubeconfig: $CLUSTER_KUBECONFIG (https://127.0.0.1:$CLUSTER_API_PORT, on the host and inside)"
-log "try:        KUBECONFIG=$CLUSTER_KUBECONFIG kubectl get nodes"
+log "try:        KUBECONFIG=$CLUSTER_KUBECONFIG $(dirname "$CLUSTER_KUBECONFIG")/bin/kubectl get nodes"
 log "try:        hack/in-cluster-ns kubectl get pods -A"
 log "logs:       $CLUSTER_STATE/logs"
