@@ -12,6 +12,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 source "$ROOT/hack/versions.env"
 # shellcheck source=cluster-lib.sh
 source "$ROOT/hack/cluster-lib.sh"
+cluster_lock
 QUIET=${1:-}
 T0=$SECONDS
 log() { [[ "$QUIET" == --quiet ]] || echo "cluster-down: $*" >&2; }

@@ -72,3 +72,13 @@ pid_alive() {
 # Every mounted hierarchy, v1 and v2: runc and the kubelet also create the node's cgroups in
 # the unified (cgroup2) hierarchy of a hybrid host, so cluster-down cleans all of them.
 cluster_cgroup_all_hierarchies() { findmnt -rn -t cgroup,cgroup2 -o TARGET; }
+
+# cluster_lock: one cluster-up/cluster-down at a time (cluster-up's own call to cluster-down
+# inherits its lock). Daemons must not inherit fd 9: launch them with 9>&-.
+cluster_lock() {
+  [[ -z "${CLUSTER_LOCKED:-}" ]] || return 0
+  mkdir -p "$(dirname "$CLUSTER_STATE")"
+  exec 9>"$(dirname "$CLUSTER_STATE")/.lock"
+  if ! flock -w 600 9; then echo "cluster: another cluster-up/down still runs after 10 min" >&2; exit 1; fi
+  export CLUSTER_LOCKED=1
+}

@@ -110,7 +110,7 @@ k -n "$NS" wait --for=condition=Ready certificate/smoke --timeout=90s >/dev/null
 k -n "$NS" get secret smoke-tls -o jsonpath='{.data.tls\.crt}' | base64 -d | grep -q 'BEGIN CERTIFICATE' || fail "no certificate in Secret smoke-tls"
 ok "cert-manager issued a self-signed Certificate"
 
-k -n "$NS" logs deploy/web >/dev/null || fail "kubectl logs"
-k -n "$NS" exec deploy/web -- /bin/busybox true || fail "kubectl exec"
+k -n "$NS" logs deploy/web >/dev/null 2>&1 || fail "kubectl logs"
+k -n "$NS" exec deploy/web -- /bin/busybox true 2>/dev/null || fail "kubectl exec"
 ok "kubectl logs and exec"
 echo "cluster-smoke: all checks passed in $((SECONDS - T0))s"

@@ -16,6 +16,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 source "$ROOT/hack/versions.env"
 # shellcheck source=cluster-lib.sh
 source "$ROOT/hack/cluster-lib.sh"
+cluster_lock
 NODE=${CLUSTER_NAME}-control-plane
 T0=$SECONDS
 STEP_T=$SECONDS
@@ -69,7 +70,7 @@ launch() {
   local name=$1; shift
   setsid bash -c 'for f in $CG_PROCS_LIST; do echo $$ > "$f"; done; exec "$@"' _ \
     nsenter --target "$HOLDER" --net --mount --wd="$CLUSTER_STATE" -- env PATH="$PATH" "$@" \
-    >"$CLUSTER_STATE/logs/$name.log" 2>&1 </dev/null &
+    >"$CLUSTER_STATE/logs/$name.log" 2>&1 </dev/null 9>&- &
   echo $! > "$CLUSTER_STATE/pids/$name"
   echo "$name" >> "$CLUSTER_STATE/pids/order"
 }
@@ -78,7 +79,7 @@ export CG_PROCS_LIST="${CG_PROCS[*]}"
 launch_host() {
   local name=$1; shift
   setsid bash -c 'for f in $CG_PROCS_LIST; do echo $$ > "$f"; done; exec "$@"' _ "$@" \
-    >"$CLUSTER_STATE/logs/$name.log" 2>&1 </dev/null &
+    >"$CLUSTER_STATE/logs/$name.log" 2>&1 </dev/null 9>&- &
   echo $! > "$CLUSTER_STATE/pids/$name"
   echo "$name" >> "$CLUSTER_STATE/pids/order"
 }
@@ -98,7 +99,7 @@ done_step "state dir and cgroups"
 setsid bash -c 'for f in $CG_PROCS_LIST; do echo $$ > "$f"; done; exec "$@"' _ \
   unshare --net --mount --propagation private -- \
   "$ROOT/hack/cluster-ns-init.sh" "$CLUSTER_STATE" "$CLUSTER_NODE_IP" "$CLUSTER_DNS_IP" "$CLUSTER_DOMAIN" \
-  >"$CLUSTER_STATE/logs/ns-init.log" 2>&1 </dev/null &
+  >"$CLUSTER_STATE/logs/ns-init.log" 2>&1 </dev/null 9>&- &
 HOLDER=$!
 echo "$HOLDER" > "$CLUSTER_STATE/pids/holder"
 wait_for 10 "the namespaces" test -e "$CLUSTER_STATE/ns-ready"
