@@ -259,7 +259,8 @@ done_step "containerd ready"
 import_image() { in_ns ctr --address /run/containerd/containerd.sock -n k8s.io images import "$1" >/dev/null 2>>"$CLUSTER_STATE/logs/ctr.log"; }
 for img in "$BIN"/images/*.tar; do import_image "$img" || die "import $img failed"; done
 if [[ -f "$ROOT/bin/images/dockyard.tar" ]]; then
-  import_image "$ROOT/bin/images/dockyard.tar" && log "imported bin/images/dockyard.tar"
+  if import_image "$ROOT/bin/images/dockyard.tar"; then log "imported bin/images/dockyard.tar"
+  else log "WARNING: could not import bin/images/dockyard.tar (see logs/ctr.log)"; fi
 fi
 done_step "images imported ($(ls "$BIN"/images | wc -l) + dockyard if built)"
 
