@@ -12,7 +12,9 @@
 #   cert-manager/{controller,webhook,cainjector,crd-*.yaml}   cni/{bridge,host-local,loopback,portmap}
 #   busybox (Debian's busybox-static, for a test image)
 #   images/{pause,busybox,coredns,cert-manager-*}.tar
-# Cold build on 2 shared cores: ~15-25 min (Kubernetes is most of it). Warm: a few seconds.
+# Cold build (empty Go build cache) on 2 shared cores: 847 s measured (Kubernetes 483 s,
+# containerd 140 s, CoreDNS 98 s, cert-manager 98 s, runc 26 s; etcd reused from bin/envtest,
+# add 1-2 min without it). Warm: about a second.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=versions.env
