@@ -74,6 +74,12 @@ conformance: ## OCI distribution-spec conformance: dockyard vs upstream distribu
 bench-registry: ## Benchmark `dockyard registry serve` against upstream distribution (push, pull, HEAD; same client).
 	hack/bench-registry.sh
 
+.PHONY: test-e2e
+test-e2e: $(KUSTOMIZE) image-tar ## Run test/e2e on the local cluster (make cluster-up first), inside its namespaces.
+	hack/cluster-import-image.sh bin/images/dockyard.tar
+	go test -c -tags e2e -o bin/e2e.test ./test/e2e
+	cd test/e2e && ../../hack/in-cluster-ns env E2E_CONTAINERD_CERTS_DIR=$(CURDIR)/bin/cluster/state/certs.d KUSTOMIZE=$(KUSTOMIZE) ../../bin/e2e.test -ginkgo.v $(E2E_FLAGS)
+
 .PHONY: bench
 bench: envtest-bins ## Benchmark: 200 Registries on envtest (time to reconcile, writes per Registry, peak memory).
 	KUBEBUILDER_ASSETS="$$(hack/build-envtest.sh)" go test ./test/bench/ -run '^$$' -bench BenchmarkReconcile200 -benchtime 1x -timeout 30m -v

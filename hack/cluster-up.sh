@@ -201,6 +201,12 @@ launch kube-controller-manager kube-controller-manager \
 launch kube-scheduler kube-scheduler \
   --kubeconfig "$KCFG/scheduler.conf" --authentication-kubeconfig "$KCFG/scheduler.conf" \
   --authorization-kubeconfig "$KCFG/scheduler.conf" --bind-address 127.0.0.1 --leader-elect=false
+# The in-tree hostPath provisioner creates each volume directory 0750 root:root, and hostPath
+# volumes ignore a pod's fsGroup, so no non-root pod (the restricted Pod Security Standard
+# requires non-root) could write its claim. CSI drivers on real clusters apply fsGroup; this
+# shim does the equivalent here by opening each new volume directory (not its contents) to
+# the pod's user. Local-cluster only; stopped with the cluster.
+launch hostpath-perms bash -c 'while :; do find /tmp/hostpath_pv -mindepth 1 -maxdepth 1 -type d ! -perm -0777 -exec chmod 0777 {} + 2>/dev/null; sleep 1; done'
 done_step "controller-manager + scheduler started"
 
 # --- node: containerd, kubelet, kube-proxy -----------------------------------------------

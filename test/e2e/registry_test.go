@@ -93,6 +93,15 @@ var _ = Describe("a Registry on a real cluster", Ordered, Label("smoke"), func()
 		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: regName}, svc)).To(Succeed())
 		port = svc.Spec.Ports[0].NodePort
 		reg = newRegClient(fmt.Sprintf("%s.%s.svc:5000", regName, ns), svc.Spec.ClusterIP+":5000", ca)
+		By("waiting for the Service to route to the ready pod (kube-proxy follows endpoints within moments)")
+		Eventually(func() (int, error) {
+			resp, err := (&http.Client{Transport: reg.transport, Timeout: 5 * time.Second}).Get("https://" + reg.host + "/v2/")
+			if err != nil {
+				return 0, err
+			}
+			resp.Body.Close()
+			return resp.StatusCode, nil
+		}, shortWait, poll).Should(Equal(http.StatusUnauthorized))
 	})
 
 	It("takes a push from a Manager and serves the same digest back", func() {
@@ -134,7 +143,10 @@ var _ = Describe("a Registry on a real cluster", Ordered, Label("smoke"), func()
 		Expect(err).NotTo(HaveOccurred())
 		Expect(remote.Write(reg.ref("team-a/dockyard:e2e"), img, reg.opts("alice", "alice-pw")...)).To(Succeed())
 
-		host := fmt.Sprintf("localhost:%d", port)
+		// The node resolves cluster names through CoreDNS (as on clusters whose nodes use
+		// cluster DNS); the certificate covers the Service's full name.
+		host := fmt.Sprintf("%s.%s.svc.cluster.local:5000", regName, ns)
+		_ = port
 		trustCA(certsDir, host, ns)
 		auth := base64.StdEncoding.EncodeToString([]byte("victor:victor-pw"))
 		dockercfg, _ := json.Marshal(map[string]any{"auths": map[string]any{host: map[string]string{"auth": auth}}})
