@@ -80,6 +80,10 @@ test-e2e: $(KUSTOMIZE) image-tar ## Run test/e2e on the local cluster (make clus
 	go test -c -tags e2e -o bin/e2e.test ./test/e2e
 	cd test/e2e && ../../hack/in-cluster-ns env E2E_CONTAINERD_CERTS_DIR=$(CURDIR)/bin/cluster/state/certs.d KUSTOMIZE=$(KUSTOMIZE) ../../bin/e2e.test -ginkgo.v $(E2E_FLAGS)
 
+.PHONY: demo
+demo: $(KUSTOMIZE) image-tar ## The main job: a local cluster (or your kubeconfig's), the operator, a Registry, push + pull; prints URL and credentials.
+	IMG=$(IMG) hack/demo.sh
+
 .PHONY: bench
 bench: envtest-bins ## Benchmark: 200 Registries on envtest (time to reconcile, writes per Registry, peak memory).
 	KUBEBUILDER_ASSETS="$$(hack/build-envtest.sh)" go test ./test/bench/ -run '^$$' -bench BenchmarkReconcile200 -benchtime 1x -timeout 30m -v

@@ -23,13 +23,21 @@ const usage = `usage: dockyard registry <command> [flags]
 commands:
   serve --config FILE                        run the registry until SIGTERM
   gc    --config FILE [--summary-file FILE]  collect garbage once and report a JSON summary
+  htpasswd [--cost N] USER                   read a password from stdin, print USER's bcrypt
+                                             htpasswd line (for the users Secret)
 `
 
 // ErrUsage is returned (wrapped) for a bad command line.
 var ErrUsage = errors.New("usage error")
 
-// Run executes `dockyard registry <args>`. ctx is cancelled on SIGTERM/SIGINT.
+// Run executes `dockyard registry <args>` with the process's stdin. ctx is cancelled on
+// SIGTERM/SIGINT.
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return RunIO(ctx, args, os.Stdin, stdout, stderr)
+}
+
+// RunIO is Run with an explicit stdin (read only by `htpasswd`).
+func RunIO(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return fmt.Errorf("%w: missing command", ErrUsage)
@@ -39,6 +47,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runServe(ctx, args[1:], stderr)
 	case "gc":
 		return runGC(ctx, args[1:], stdout, stderr)
+	case "htpasswd":
+		return runHtpasswd(args[1:], stdin, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
