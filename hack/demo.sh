@@ -7,7 +7,7 @@
 #   2. deploys the operator from config/default with image $IMG;
 #   3. creates namespace dockyard-demo with a CA (cert-manager, or openssl where cert-manager
 #      is not installed), a user `demo` with a generated password, and a Registry `demo`;
-#   4. waits for Ready, pushes a sample image (the dockyard image itself) through a
+#   4. waits for Ready, pushes a sample image (prints dockyard's version) through a
 #      `kubectl port-forward` with crane, pulls it back and compares digests; on the local
 #      cluster a pod on the node also runs the image pulled from the Registry;
 #   5. prints the URL, the credentials and the next commands to try.
@@ -197,10 +197,15 @@ done
 crane() { SSL_CERT_FILE="$DEMO_DIR/ca.crt" DOCKER_CONFIG="$DEMO_DIR/docker" "$CRANE" "$@"; }
 printf '%s' "$PASSWORD" | crane auth login "localhost:$PORT" -u "$USER_NAME" --password-stdin >/dev/null 2>&1 ||
   die "crane could not log in to localhost:$PORT as $USER_NAME"
-SAMPLE=samples/dockyard:$(cat "$ROOT/VERSION")
-crane push "$ROOT/bin/images/dockyard.tar" "localhost:$PORT/$SAMPLE" >/dev/null 2>"$DEMO_DIR/crane.log" ||
+# The sample: a small image whose entrypoint prints dockyard's version. It must not be the
+# operator's own image: once the kubelet pulls an image ID with a pull secret it stops
+# treating that ID as preloaded (KEP-2535) and would try to re-pull dockyard:dev.
+SAMPLE=samples/hello:v1
+(cd "$ROOT" && go run ./hack/imagetar --tag "$SAMPLE" --out "$DEMO_DIR/sample.tar" \
+  --file bin/linux/dockyard:/dockyard:0755 --entrypoint "/dockyard version")
+crane push "$DEMO_DIR/sample.tar" "localhost:$PORT/$SAMPLE" >/dev/null 2>"$DEMO_DIR/crane.log" ||
   die "push failed: $(cat "$DEMO_DIR/crane.log")"
-pushed=$(crane digest --tarball "$ROOT/bin/images/dockyard.tar")
+pushed=$(crane digest --tarball "$DEMO_DIR/sample.tar")
 served=$(crane digest "localhost:$PORT/$SAMPLE")
 crane pull "localhost:$PORT/$SAMPLE" "$DEMO_DIR/pulled.tar"
 pulled=$(crane digest --tarball "$DEMO_DIR/pulled.tar")
@@ -232,7 +237,6 @@ spec:
   - name: run
     image: $host/$SAMPLE
     imagePullPolicy: Always
-    args: [version]
     securityContext: {allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}
 EOF
   if k -n "$NS" wait --for=jsonpath='{.status.phase}'=Succeeded pod/demo-run --timeout=120s >/dev/null; then

@@ -22,6 +22,7 @@ import (
 	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
@@ -139,7 +140,17 @@ var _ = Describe("a Registry on a real cluster", Ordered, Label("smoke"), func()
 			Skip("E2E_CONTAINERD_CERTS_DIR is unset: cannot make the node trust the Registry's CA")
 		}
 		Expect(tarPath).To(BeAnExistingFile(), "make image-tar builds it")
-		img, err := tarball.ImageFromPath(tarPath, nil)
+		base, err := tarball.ImageFromPath(tarPath, nil)
+		Expect(err).NotTo(HaveOccurred())
+		// A distinct image ID (one more label), not the operator's own image: once the kubelet
+		// has pulled an image ID with a pull secret, it stops treating that ID as preloaded
+		// (KEP-2535, imagePullCredentialsVerificationPolicy) and would re-verify dockyard:dev
+		// for the registry's own pods against docker.io, which is not reachable here.
+		cfg, err := base.ConfigFile()
+		Expect(err).NotTo(HaveOccurred())
+		cfg = cfg.DeepCopy()
+		cfg.Config.Labels = map[string]string{"dev.dockyard.e2e": ns}
+		img, err := mutate.ConfigFile(base, cfg)
 		Expect(err).NotTo(HaveOccurred())
 		Expect(remote.Write(reg.ref("team-a/dockyard:e2e"), img, reg.opts("alice", "alice-pw")...)).To(Succeed())
 

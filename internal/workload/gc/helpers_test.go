@@ -18,6 +18,7 @@ import (
 
 	"github.com/dockyard-dev/dockyard/internal/registryconfig"
 	"github.com/dockyard-dev/dockyard/internal/workload/gc"
+	"github.com/dockyard-dev/dockyard/internal/workload/internal/imagecheck"
 	"github.com/dockyard-dev/dockyard/internal/workload/layout"
 	"github.com/dockyard-dev/dockyard/internal/workload/server"
 )
@@ -112,34 +113,7 @@ func blobExists(root string, d v1.Hash) bool {
 }
 
 // verifyImage reads every blob of img and checks it against its digest.
-func verifyImage(img v1.Image) error {
-	if _, err := img.RawConfigFile(); err != nil {
-		return fmt.Errorf("config: %w", err)
-	}
-	layers, err := img.Layers()
-	if err != nil {
-		return fmt.Errorf("layers: %w", err)
-	}
-	for _, l := range layers {
-		want, err := l.Digest()
-		if err != nil {
-			return err
-		}
-		rc, err := l.Compressed()
-		if err != nil {
-			return fmt.Errorf("layer %s: %w", want, err)
-		}
-		got, _, err := v1.SHA256(rc)
-		rc.Close()
-		if err != nil {
-			return fmt.Errorf("read layer %s: %w", want, err)
-		}
-		if got != want {
-			return fmt.Errorf("layer %s has digest %s", want, got)
-		}
-	}
-	return nil
-}
+func verifyImage(img v1.Image) error { return imagecheck.Verify(img) }
 
 var plain = []remote.Option{}
 

@@ -28,6 +28,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/dockyard-dev/dockyard/internal/registryconfig"
+	"github.com/dockyard-dev/dockyard/internal/workload/internal/imagecheck"
 	"github.com/dockyard-dev/dockyard/internal/workload/server"
 )
 
@@ -214,32 +215,5 @@ func statusOf(err error) (int, string) {
 	return 0, ""
 }
 
-// verifyImage reads every blob of img from the registry and checks it against its digest.
-func verifyImage(img v1.Image) error {
-	if _, err := img.RawConfigFile(); err != nil {
-		return fmt.Errorf("config: %w", err)
-	}
-	layers, err := img.Layers()
-	if err != nil {
-		return fmt.Errorf("layers: %w", err)
-	}
-	for _, l := range layers {
-		want, err := l.Digest()
-		if err != nil {
-			return err
-		}
-		rc, err := l.Compressed()
-		if err != nil {
-			return fmt.Errorf("layer %s: %w", want, err)
-		}
-		got, _, err := v1.SHA256(rc)
-		rc.Close()
-		if err != nil {
-			return fmt.Errorf("read layer %s: %w", want, err)
-		}
-		if got != want {
-			return fmt.Errorf("layer %s has digest %s", want, got)
-		}
-	}
-	return nil
-}
+// verifyImage reads every blob of img and checks it against its digest.
+func verifyImage(img v1.Image) error { return imagecheck.Verify(img) }
