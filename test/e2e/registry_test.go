@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -228,7 +229,33 @@ var _ = Describe("a Registry on a real cluster", Ordered, Label("smoke"), func()
 		Expect(pushed.Load()).To(BeNumerically(">", 5))
 	})
 
-	It("rolls out a spec change: two replicas and anonymous pull", Label("disruptive"), func() {
+	It("rolls out a spec change (two replicas, anonymous pull) without a failed request", Label("disruptive"), func() {
+		By("pulling a manifest through the Service all along (bounded: at most 1000 requests)")
+		var served, failed atomic.Int64
+		var lastErr atomic.Value
+		stop := make(chan struct{})
+		done := make(chan struct{})
+		go func() {
+			defer GinkgoRecover()
+			defer close(done)
+			for i := 0; i < 1000; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if _, err := remote.Head(reg.ref("team-a/app:v1"), reg.opts("victor", "victor-pw")...); err != nil {
+					failed.Add(1)
+					lastErr.Store(err.Error())
+				} else {
+					served.Add(1)
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+		}()
+		stopLoad := sync.OnceFunc(func() { close(stop); <-done })
+		defer stopLoad()
+
 		Eventually(func() error {
 			r := &v1alpha1.Registry{}
 			if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: regName}, r); err != nil {
@@ -247,6 +274,18 @@ var _ = Describe("a Registry on a real cluster", Ordered, Label("smoke"), func()
 			ready := conditionStatus(r, v1alpha1.ConditionReady)
 			g.Expect(ready).To(Equal(metav1.ConditionTrue))
 		}, longWait, poll).Should(Succeed())
+		By("waiting until every old pod is gone (they keep serving while Services drop them)")
+		Eventually(func(g Gomega) {
+			pods := &corev1.PodList{}
+			g.Expect(k8s.List(ctx, pods, client.InNamespace(ns), client.MatchingLabels{"app.kubernetes.io/instance": regName, "app.kubernetes.io/component": "registry"})).To(Succeed())
+			g.Expect(pods.Items).To(HaveLen(2), "old pods still terminating")
+		}, longWait, poll).Should(Succeed())
+		time.Sleep(3 * time.Second) // requests after the last old pod exited
+		stopLoad()
+		GinkgoWriter.Printf("rollout: %d requests served, %d failed\n", served.Load(), failed.Load())
+		Expect(failed.Load()).To(BeZero(), "requests failed during the rollout (%d served), last error: %v", served.Load(), lastErr.Load())
+		Expect(served.Load()).To(BeNumerically(">", 20))
+
 		_, err := remote.Image(reg.ref("team-a/app:v1"), remote.WithTransport(reg.transport))
 		Expect(err).NotTo(HaveOccurred(), "anonymous pull is on")
 	})

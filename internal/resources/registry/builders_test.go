@@ -3,6 +3,7 @@ package registry
 import (
 	"strings"
 	"testing"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -333,5 +334,23 @@ func TestServiceAndIngress(t *testing.T) {
 	ing := Ingress(r)
 	if ing.Spec.TLS[0].SecretName != "main-tls" || ing.Spec.Rules[0].HTTP.Paths[0].Backend.Service.Port.Name != PortName {
 		t.Errorf("ingress = %+v", ing.Spec)
+	}
+}
+
+// A registry pod keeps serving for a while after SIGTERM (so Services stop routing to it
+// before its listener closes) and drains in-flight requests, all before the kubelet's
+// SIGKILL at the end of the termination grace period.
+func TestShutdownFitsTheGracePeriod(t *testing.T) {
+	r := reg()
+	c := Config(r, Inputs{})
+	if c.HTTP.ShutdownDelay.Duration <= 0 {
+		t.Errorf("shutdownDelay = %v: the listener would close before endpoints are updated", c.HTTP.ShutdownDelay)
+	}
+	if c.HTTP.DrainTimeout.Duration <= 0 {
+		t.Errorf("drainTimeout = %v", c.HTTP.DrainTimeout)
+	}
+	grace := *Deployment(r, Inputs{}).Spec.Template.Spec.TerminationGracePeriodSeconds
+	if total := c.HTTP.ShutdownDelay.Duration + c.HTTP.DrainTimeout.Duration; total >= time.Duration(grace)*time.Second {
+		t.Errorf("shutdownDelay + drainTimeout = %v, not under the grace period %ds", total, grace)
 	}
 }
