@@ -107,6 +107,10 @@ image-tar: ## Build the dockyard image as a tarball (bin/images/dockyard.tar, ta
 docker-build: ## Build the dockyard image (needs a Docker engine).
 	docker build -t $(IMG) .
 
+.PHONY: docker-push
+docker-push: ## Push the dockyard image $(IMG) (needs a Docker engine).
+	docker push $(IMG)
+
 ##@ Deployment
 
 .PHONY: install

@@ -13,7 +13,8 @@
 #   5. prints the URL, the credentials and the next commands to try.
 #
 # Re-running is safe: everything is applied, the password is kept (bin/demo/password).
-# Settings: IMG (default dockyard:dev), DEMO_CLUSTER=auto|local|kubeconfig, DEMO_NAMESPACE.
+# Settings: IMG (default dockyard:dev), DEMO_CLUSTER=auto|local|kubeconfig, DEMO_NAMESPACE,
+# DEMO_CERT_MANAGER=false (use the openssl CA even where cert-manager is installed).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=versions.env
@@ -47,7 +48,7 @@ if [[ "$mode" == auto ]]; then
 fi
 case "$mode" in
 local)
-  log "no kubeconfig configured: bringing up the local single-node cluster (make cluster-up; cold ~15 min, warm ~20 s)"
+  log "no kubeconfig configured: bringing up the local single-node cluster (make cluster-up; cold ~25 min of builds, warm ~25 s)"
   "$ROOT/hack/cluster-up.sh"
   "$ROOT/hack/cluster-import-image.sh" "$ROOT/bin/images/dockyard.tar" >/dev/null
   export KUBECONFIG=$CLUSTER_KUBECONFIG
@@ -107,7 +108,7 @@ PASSWORD=$(cat "$DEMO_DIR/password")
 htline=$(printf '%s' "$PASSWORD" | "$ROOT/bin/dockyard" registry htpasswd "$USER_NAME")
 k -n "$NS" create secret generic demo-users --from-literal=htpasswd="$htline" --dry-run=client -o yaml | k apply -f - >/dev/null
 
-if k get crd certificates.cert-manager.io >/dev/null 2>&1; then
+if [[ "${DEMO_CERT_MANAGER:-auto}" != false ]] && k get crd certificates.cert-manager.io >/dev/null 2>&1; then
   log "cert-manager found: a self-signed CA Issuer will issue the registry's certificate"
   k apply -f - >/dev/null <<EOF
 apiVersion: cert-manager.io/v1
@@ -135,7 +136,7 @@ EOF
     dnsNames: [localhost]"
   CA_SECRET=demo-ca
 else
-  log "cert-manager is not installed: making a CA and a certificate with openssl (a Secret, tls.secretRef)"
+  log "cert-manager not installed (or DEMO_CERT_MANAGER=false): making a CA and a certificate with openssl (a Secret, tls.secretRef)"
   if ! k -n "$NS" get secret demo-tls >/dev/null 2>&1; then
     tmp=$(mktemp -d)
     openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 365 -subj "/CN=dockyard demo CA" \
@@ -250,11 +251,12 @@ kill "$PF_PID" 2>/dev/null || true
 PF_PID=
 
 # --- 5. what next ------------------------------------------------------------------------
+crane_cmd=bin/crane-$CRANE_VERSION
 if [[ "$mode" == local ]]; then
-  KC="KUBECONFIG=$CLUSTER_KUBECONFIG "
+  kubectl_cmd="KUBECONFIG=bin/cluster/kubeconfig $(command -v kubectl >/dev/null && echo kubectl || echo bin/cluster/bin/kubectl)"
   where="the local cluster (stop it with: make cluster-down)"
 else
-  KC=""
+  kubectl_cmd=kubectl
   where="context $ctx"
 fi
 cat <<EOF
@@ -267,12 +269,12 @@ Dockyard demo is up on $where, in $((SECONDS - T0)) s.
   Password     $PASSWORD   (saved in bin/demo/password)
   CA           bin/demo/ca.crt
 
-Next:
-  ${KC}kubectl -n $NS port-forward svc/$REG 5000:5000 &
-  SSL_CERT_FILE=bin/demo/ca.crt $CRANE auth login localhost:5000 -u $USER_NAME -p "\$(cat bin/demo/password)"
-  SSL_CERT_FILE=bin/demo/ca.crt $CRANE catalog localhost:5000
-  ${KC}kubectl -n $NS get registry,deploy,pods,pvc,certificate,cronjob
-  ${KC}kubectl -n $NS create job gc-now --from=cronjob/$REG-gc     # garbage collection now; see status.lastGarbageCollection
-  ${KC}kubectl -n $NS patch registry $REG --type merge -p '{"spec":{"auth":{"anonymousPull":true}}}'
-  printf '%s' 'new-password' | bin/dockyard registry htpasswd bob   # a line for the users Secret
+Next (from $ROOT):
+  $kubectl_cmd -n $NS port-forward svc/$REG 5000:5000 &
+  SSL_CERT_FILE=bin/demo/ca.crt $crane_cmd auth login localhost:5000 -u $USER_NAME --password-stdin < bin/demo/password
+  SSL_CERT_FILE=bin/demo/ca.crt $crane_cmd catalog localhost:5000
+  $kubectl_cmd -n $NS get registry,deploy,pods,pvc,certificate,cronjob
+  $kubectl_cmd -n $NS create job gc-now --from=cronjob/$REG-gc    # GC now, then: get registry $REG -o jsonpath='{.status.lastGarbageCollection}'
+  $kubectl_cmd -n $NS patch registry $REG --type merge -p '{"spec":{"auth":{"anonymousPull":true}}}'
+  printf '%s' 'new-password' | bin/dockyard registry htpasswd bob    # a line for the users Secret
 EOF
