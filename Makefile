@@ -133,7 +133,7 @@ bundle: manifests $(KUSTOMIZE) ## Write the OLM bundle (bundle/, bundle.Dockerfi
 ##@ Local cluster
 
 .PHONY: cluster-bins
-cluster-bins: ## Build the local cluster's binaries and images into bin/cluster/<versions> (cached; cold ~20 min).
+cluster-bins: ## Build the local cluster's binaries and images into bin/cluster/<versions> (cached; cold ~25 min).
 	@hack/cluster-bins.sh >/dev/null
 
 .PHONY: cluster-up
