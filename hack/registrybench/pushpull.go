@@ -56,7 +56,11 @@ func makeImage(rng *rand.ChaCha8, sizes []int) (v1.Image, error) {
 }
 
 // imageBytes is what moving img over the wire costs: manifest, config and layers.
-func imageBytes(img v1.Image) (int64, error) {
+func imageBytes(img v1.Image) (int64, error) { return walkImage(img, v1.Layer.Size) }
+
+// walkImage returns the bytes of img's manifest and config plus what layerBytes returns
+// for each layer.
+func walkImage(img v1.Image, layerBytes func(v1.Layer) (int64, error)) (int64, error) {
 	m, err := img.RawManifest()
 	if err != nil {
 		return 0, err
@@ -65,19 +69,19 @@ func imageBytes(img v1.Image) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	n := int64(len(m) + len(c))
+	total := int64(len(m) + len(c))
 	layers, err := img.Layers()
 	if err != nil {
 		return 0, err
 	}
 	for _, l := range layers {
-		s, err := l.Size()
+		n, err := layerBytes(l)
 		if err != nil {
 			return 0, err
 		}
-		n += s
+		total += n
 	}
-	return n, nil
+	return total, nil
 }
 
 // forEach runs fn(i) for i in [0,n) on conc goroutines, starting nothing new after the
@@ -206,32 +210,14 @@ func pullImage(ref name.Reference, puller *remote.Puller) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	m, err := img.RawManifest()
-	if err != nil {
-		return 0, err
-	}
-	c, err := img.RawConfigFile()
-	if err != nil {
-		return 0, err
-	}
-	total := int64(len(m) + len(c))
-	layers, err := img.Layers()
-	if err != nil {
-		return 0, err
-	}
-	for _, l := range layers {
+	return walkImage(img, func(l v1.Layer) (int64, error) {
 		rc, err := l.Compressed()
 		if err != nil {
 			return 0, err
 		}
-		n, err := io.Copy(io.Discard, rc) // go-containerregistry verifies the digest at EOF
-		rc.Close()
-		if err != nil {
-			return 0, err
-		}
-		total += n
-	}
-	return total, nil
+		defer rc.Close()
+		return io.Copy(io.Discard, rc) // go-containerregistry verifies the digest at EOF
+	})
 }
 
 func writeJSON(path string, v any) error {

@@ -190,29 +190,11 @@ var _ = Describe("a Registry on a real cluster", Ordered, Label("smoke"), func()
 		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: regName + "-tls"}, secret)).To(Succeed())
 		oldCert := string(secret.Data["tls.crt"])
 
-		var pushed, failed atomic.Int64
-		var lastErr atomic.Value
-		stop := make(chan struct{})
-		done := make(chan struct{})
-		go func() {
-			defer GinkgoRecover()
-			defer close(done)
-			for i := 0; i < 200; i++ { // bounded: at most 200 small pushes
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				img, _ := random.Image(4096, 1)
-				if err := remote.Write(reg.ref(fmt.Sprintf("team-a/rotation:%d", i)), img, reg.opts("alice", "alice-pw")...); err != nil {
-					failed.Add(1)
-					lastErr.Store(err.Error())
-				} else {
-					pushed.Add(1)
-				}
-				time.Sleep(200 * time.Millisecond)
-			}
-		}()
+		pushes := startLoad(200, 200*time.Millisecond, func(i int) error { // bounded: at most 200 small pushes
+			img, _ := random.Image(4096, 1)
+			return remote.Write(reg.ref(fmt.Sprintf("team-a/rotation:%d", i)), img, reg.opts("alice", "alice-pw")...)
+		})
+		defer pushes.Stop()
 
 		By("asking cert-manager to renew (what `cmctl renew` does)")
 		renew(ns, regName+"-tls")
@@ -223,38 +205,18 @@ var _ = Describe("a Registry on a real cluster", Ordered, Label("smoke"), func()
 		}, longWait, poll).ShouldNot(Equal(oldCert))
 		By("waiting for the registry to serve the renewed certificate (kubelet refreshes the volume, the registry reloads it)")
 		Eventually(func() string { return servedSerial(reg, ca) }, longWait, time.Second).ShouldNot(Equal(before))
-		close(stop)
-		<-done
-		Expect(failed.Load()).To(BeZero(), "pushes failed during rotation, last error: %v", lastErr.Load())
-		Expect(pushed.Load()).To(BeNumerically(">", 5))
+		pushes.Stop()
+		Expect(pushes.failed.Load()).To(BeZero(), "pushes failed during rotation, last error: %v", pushes.lastErr.Load())
+		Expect(pushes.ok.Load()).To(BeNumerically(">", 5))
 	})
 
 	It("rolls out a spec change (two replicas, anonymous pull) without a failed request", Label("disruptive"), func() {
 		By("pulling a manifest through the Service all along (bounded: at most 1000 requests)")
-		var served, failed atomic.Int64
-		var lastErr atomic.Value
-		stop := make(chan struct{})
-		done := make(chan struct{})
-		go func() {
-			defer GinkgoRecover()
-			defer close(done)
-			for i := 0; i < 1000; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				if _, err := remote.Head(reg.ref("team-a/app:v1"), reg.opts("victor", "victor-pw")...); err != nil {
-					failed.Add(1)
-					lastErr.Store(err.Error())
-				} else {
-					served.Add(1)
-				}
-				time.Sleep(100 * time.Millisecond)
-			}
-		}()
-		stopLoad := sync.OnceFunc(func() { close(stop); <-done })
-		defer stopLoad()
+		pulls := startLoad(1000, 100*time.Millisecond, func(int) error {
+			_, err := remote.Head(reg.ref("team-a/app:v1"), reg.opts("victor", "victor-pw")...)
+			return err
+		})
+		defer pulls.Stop()
 
 		Eventually(func() error {
 			r := &v1alpha1.Registry{}
@@ -281,10 +243,10 @@ var _ = Describe("a Registry on a real cluster", Ordered, Label("smoke"), func()
 			g.Expect(pods.Items).To(HaveLen(2), "old pods still terminating")
 		}, longWait, poll).Should(Succeed())
 		time.Sleep(3 * time.Second) // requests after the last old pod exited
-		stopLoad()
-		GinkgoWriter.Printf("rollout: %d requests served, %d failed\n", served.Load(), failed.Load())
-		Expect(failed.Load()).To(BeZero(), "requests failed during the rollout (%d served), last error: %v", served.Load(), lastErr.Load())
-		Expect(served.Load()).To(BeNumerically(">", 20))
+		pulls.Stop()
+		GinkgoWriter.Printf("rollout: %d requests served, %d failed\n", pulls.ok.Load(), pulls.failed.Load())
+		Expect(pulls.failed.Load()).To(BeZero(), "requests failed during the rollout (%d served), last error: %v", pulls.ok.Load(), pulls.lastErr.Load())
+		Expect(pulls.ok.Load()).To(BeNumerically(">", 20))
 
 		_, err := remote.Image(reg.ref("team-a/app:v1"), remote.WithTransport(reg.transport))
 		Expect(err).NotTo(HaveOccurred(), "anonymous pull is on")
@@ -322,6 +284,41 @@ var _ = Describe("a Registry on a real cluster", Ordered, Label("smoke"), func()
 		}, 5*time.Second, poll).Should(Succeed(), "the PVC is retained")
 	})
 })
+
+// load sends requests in the background, one every interval and at most max of them,
+// until stopped, counting those that succeed and those that fail.
+type load struct {
+	ok, failed atomic.Int64
+	lastErr    atomic.Value
+	stop, done chan struct{}
+	once       sync.Once
+}
+
+func startLoad(maxRequests int, interval time.Duration, request func(i int) error) *load {
+	l := &load{stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer GinkgoRecover()
+		defer close(l.done)
+		for i := 0; i < maxRequests; i++ {
+			select {
+			case <-l.stop:
+				return
+			default:
+			}
+			if err := request(i); err != nil {
+				l.failed.Add(1)
+				l.lastErr.Store(err.Error())
+			} else {
+				l.ok.Add(1)
+			}
+			time.Sleep(interval)
+		}
+	}()
+	return l
+}
+
+// Stop ends the load and waits for the request in flight; calling it again does nothing.
+func (l *load) Stop() { l.once.Do(func() { close(l.stop); <-l.done }) }
 
 // createCAIssuer makes a CA with cert-manager: a self-signed Issuer signs a CA
 // Certificate, and an Issuer named "ca" issues from it.
