@@ -6,6 +6,8 @@ include hack/versions.env
 
 IMG ?= dockyard:dev
 GOBIN_DIR := $(CURDIR)/bin
+# Tools are built once per version into a cache outside the clone (see hack/lib.sh) and
+# linked from bin/.
 CONTROLLER_GEN := $(GOBIN_DIR)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
 KUSTOMIZE := $(GOBIN_DIR)/kustomize-$(KUSTOMIZE_VERSION)
 GOLANGCI_LINT := $(GOBIN_DIR)/golangci-lint-$(GOLANGCI_LINT_VERSION)
@@ -55,15 +57,15 @@ verify: generate manifests bundle fmt ## Regenerate code, manifests and the bund
 ##@ Test
 
 .PHONY: test
-test: manifests generate vet envtest-bins versitygw ## Run unit, registry (real HTTP, real S3 server) and envtest tests.
+test: manifests generate vet envtest-bins versitygw $(KUSTOMIZE) ## Run unit, registry (real HTTP, real S3 server) and envtest tests.
 	KUBEBUILDER_ASSETS="$$(hack/build-envtest.sh)" go test $(GO_TEST_FLAGS) ./... -count=1 -timeout 30m
 
 .PHONY: envtest-bins
-envtest-bins: ## Build kube-apiserver and etcd for envtest into bin/envtest (cached).
+envtest-bins: ## Build kube-apiserver and etcd for envtest into the tool cache (~/.cache/dockyard/envtest).
 	@hack/build-envtest.sh >/dev/null
 
 .PHONY: versitygw
-versitygw: ## Build the versitygw S3 server (bin/, cached) the S3 storage tests run against.
+versitygw: ## Build the versitygw S3 server (tool cache) the S3 storage tests run against.
 	@hack/build-versitygw.sh >/dev/null
 
 .PHONY: conformance
@@ -147,16 +149,10 @@ cluster-down: ## Stop the local cluster and remove everything it left (idempoten
 ##@ Tools
 
 $(CONTROLLER_GEN):
-	@mkdir -p $(GOBIN_DIR)
-	GOBIN=$(GOBIN_DIR)/.tmp-cg go install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_TOOLS_VERSION)
-	mv $(GOBIN_DIR)/.tmp-cg/controller-gen $@ && rmdir $(GOBIN_DIR)/.tmp-cg
+	hack/go-tool.sh $@ sigs.k8s.io/controller-tools/cmd/controller-gen $(CONTROLLER_TOOLS_VERSION)
 
 $(KUSTOMIZE):
-	@mkdir -p $(GOBIN_DIR)
-	GOBIN=$(GOBIN_DIR)/.tmp-kz go install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)
-	mv $(GOBIN_DIR)/.tmp-kz/kustomize $@ && rmdir $(GOBIN_DIR)/.tmp-kz
+	hack/go-tool.sh $@ sigs.k8s.io/kustomize/kustomize/v5 $(KUSTOMIZE_VERSION)
 
 $(GOLANGCI_LINT):
-	@mkdir -p $(GOBIN_DIR)
-	GOBIN=$(GOBIN_DIR)/.tmp-gl go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
-	mv $(GOBIN_DIR)/.tmp-gl/golangci-lint $@ && rmdir $(GOBIN_DIR)/.tmp-gl
+	hack/go-tool.sh $@ github.com/golangci/golangci-lint/v2/cmd/golangci-lint $(GOLANGCI_LINT_VERSION)

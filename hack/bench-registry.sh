@@ -21,13 +21,13 @@
 # The results are printed at the end and written to bin/bench-registry.txt.
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"
 BIN="$ROOT/bin"
-UPSTREAM_VERSION=v3.1.2
-UPSTREAM="$BIN/registry-$UPSTREAM_VERSION"
+UPSTREAM_VERSION=$UPSTREAM_REGISTRY_VERSION
 DOCKYARD=${DOCKYARD:-$BIN/dockyard}
 RB="$BIN/registrybench"
-PORT=${PORT:-15100}
+PORT=${PORT:-$(free_port)}
 IMAGES=${IMAGES:-16}
 CONCURRENCY=${CONCURRENCY:-4}
 PULL_ROUNDS=${PULL_ROUNDS:-3}
@@ -44,11 +44,7 @@ mkdir -p "$BIN"
 if [[ -z "${SKIP_BUILD:-}" ]]; then
   (cd "$ROOT" && go build -o "$DOCKYARD" ./cmd)
 fi
-if [[ ! -x "$UPSTREAM" ]]; then
-  tmpbin=$(mktemp -d)
-  GOBIN="$tmpbin" go install "github.com/distribution/distribution/v3/cmd/registry@$UPSTREAM_VERSION"
-  mv "$tmpbin/registry" "$UPSTREAM"; rmdir "$tmpbin"
-fi
+UPSTREAM=$(go_tool registry github.com/distribution/distribution/v3/cmd/registry "$UPSTREAM_VERSION")
 (cd "$ROOT" && go build -o "$RB" ./hack/registrybench)
 if [[ "$GO_BENCH" == 1 ]]; then
   (cd "$ROOT" && go test -c -o "$BIN/workload-server.test" ./internal/workload/server)

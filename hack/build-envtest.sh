@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the control-plane binaries envtest needs (kube-apiserver, etcd) from the Go module
 # proxy and caches them under bin/envtest/<versions>/. Nothing is downloaded as a prebuilt
-# binary: these machines reach only package registries.
+# binary: these machines reach only package registries. The cache lives outside the clone
+# (hack/lib.sh), keyed by version.
 #
 # kube-apiserver comes from k8s.io/kubernetes, whose go.mod points its staging modules at
 # ./staging/... paths that do not exist in the module zip; a generated wrapper module pins each
@@ -11,18 +12,17 @@
 #
 # Prints the directory holding the binaries (suitable for KUBEBUILDER_ASSETS) on stdout.
 set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-# shellcheck source=versions.env
-source "$ROOT/hack/versions.env"
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"
 K8S_MINOR=${KUBERNETES_VERSION#v1.}
 STAGING_VERSION=v0.${K8S_MINOR}
-OUT="$ROOT/bin/envtest/k8s-${KUBERNETES_VERSION}-etcd-${ETCD_VERSION}"
+OUT="$DOCKYARD_CACHE/envtest/k8s-${KUBERNETES_VERSION}-etcd-${ETCD_VERSION}"
 mkdir -p "$OUT"
 log() { echo "build-envtest: $*" >&2; }
 
 build_apiserver() {
   [[ -x "$OUT/kube-apiserver" ]] && return 0
-  local work="$ROOT/bin/.work/kube-apiserver-${KUBERNETES_VERSION}"
+  local work="$DOCKYARD_CACHE/.work/kube-apiserver-${KUBERNETES_VERSION}"
   rm -rf "$work" && mkdir -p "$work"
   local gomod
   gomod=$(go mod download -json "k8s.io/kubernetes@${KUBERNETES_VERSION}" | sed -n 's/.*"GoMod": "\(.*\)",/\1/p')
@@ -57,7 +57,7 @@ GO
 
 build_etcd() {
   [[ -x "$OUT/etcd" ]] && return 0
-  local work="$ROOT/bin/.work/etcd-${ETCD_VERSION}"
+  local work="$DOCKYARD_CACHE/.work/etcd-${ETCD_VERSION}"
   rm -rf "$work" && mkdir -p "$work"
   cat > "$work/go.mod" <<GOMOD
 module dockyard.local/envtest/etcd

@@ -1,12 +1,10 @@
 #!/usr/bin/env bash
-# Builds the versitygw S3 gateway (used by the registry workload's S3 test) into bin/.
+# Builds the versitygw S3 gateway (used by the registry workload's S3 tests) into the tool
+# cache and links it as bin/versitygw-<version>. Prints the cached binary's path.
 set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-VERSION=${VERSITYGW_VERSION:-v1.8.0}
-OUT="$ROOT/bin/versitygw-$VERSION"
-if [[ -x "$OUT" ]]; then echo "$OUT"; exit 0; fi
-tmp=$(mktemp -d)
-GOBIN="$tmp" go install "github.com/versity/versitygw/cmd/versitygw@$VERSION"
-mv "$tmp/versitygw" "$OUT"
-rmdir "$tmp"
-echo "$OUT"
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"
+out=$(go_tool versitygw github.com/versity/versitygw/cmd/versitygw "$VERSITYGW_VERSION")
+mkdir -p "$ROOT/bin"
+ln -sfn "$out" "$ROOT/bin/versitygw-$VERSITYGW_VERSION"
+echo "$out"

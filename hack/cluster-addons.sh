@@ -5,8 +5,8 @@
 # bin/cluster/<key>/images and are never pulled (imagePullPolicy: Never).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-# shellcheck source=versions.env
-source "$ROOT/hack/versions.env"
+# shellcheck source=lib.sh
+source "$ROOT/hack/lib.sh"
 # shellcheck source=cluster-lib.sh
 source "$ROOT/hack/cluster-lib.sh"
 HOLDER=$1

@@ -17,13 +17,13 @@
 # add 1-2 min without it). Warm: about a second.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-# shellcheck source=versions.env
-source "$ROOT/hack/versions.env"
+# shellcheck source=lib.sh
+source "$ROOT/hack/lib.sh"
 # shellcheck source=cluster-lib.sh
 source "$ROOT/hack/cluster-lib.sh"
 
 OUT=$(cluster_bin_dir)
-WORK=${CLUSTER_WORK_DIR:-$ROOT/bin/.work/cluster}
+WORK=${CLUSTER_WORK_DIR:-$DOCKYARD_CACHE/.work/cluster}
 mkdir -p "$OUT" "$WORK"
 K8S_MINOR=${KUBERNETES_VERSION#v1.}
 STAGING_VERSION=v0.${K8S_MINOR}

@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 # Shared settings for the local cluster scripts (hack/cluster-*.sh). Sourced, not run.
-# Expects ROOT set and hack/versions.env sourced.
+# Expects hack/lib.sh sourced (ROOT, versions, DOCKYARD_CACHE).
 # shellcheck disable=SC2034 # the settings are used by the scripts that source this file
 
 # Where the cluster lives. The state dir holds everything the running node writes (etcd data,
@@ -28,14 +28,14 @@ CLUSTER_BUSYBOX_IMAGE=dockyard.local/cluster/busybox:stable
 CLUSTER_COREDNS_IMAGE=dockyard.local/cluster/coredns:${CLUSTER_COREDNS_VERSION}
 cert_manager_image() { echo "dockyard.local/cluster/cert-manager-$1:${CLUSTER_CERT_MANAGER_VERSION}"; }
 
-# bin/cluster/<key> (or $CLUSTER_BIN_DIR): the key changes whenever a pinned version that goes into it changes.
+# $DOCKYARD_CACHE/cluster/<key> (or $CLUSTER_BIN_DIR): the key changes whenever a pinned version that goes into it changes.
 cluster_bin_dir() {
   if [[ -n "${CLUSTER_BIN_DIR:-}" ]]; then echo "$CLUSTER_BIN_DIR"; return; fi
   local key
   key=$(printf '%s\n' "k8s=$KUBERNETES_VERSION" "etcd=$ETCD_VERSION" "containerd=$CLUSTER_CONTAINERD_VERSION" \
     "runc=$CLUSTER_RUNC_VERSION" "coredns=$CLUSTER_COREDNS_VERSION" "cert-manager=$CLUSTER_CERT_MANAGER_VERSION" |
     sha256sum | cut -c1-10)
-  echo "$ROOT/bin/cluster/k8s-${KUBERNETES_VERSION}-${key}"
+  echo "$DOCKYARD_CACHE/cluster/k8s-${KUBERNETES_VERSION}-${key}"
 }
 
 apt_install() {

@@ -12,8 +12,8 @@
 # detected and left alone.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-# shellcheck source=versions.env
-source "$ROOT/hack/versions.env"
+# shellcheck source=lib.sh
+source "$ROOT/hack/lib.sh"
 # shellcheck source=cluster-lib.sh
 source "$ROOT/hack/cluster-lib.sh"
 cluster_lock

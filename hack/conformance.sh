@@ -11,34 +11,31 @@
 #   SKIP_BUILD=1 ...                         # use an existing bin/dockyard
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"
 BIN="$ROOT/bin"
-CONFORMANCE_VERSION=${CONFORMANCE_VERSION:-v0.0.0-20260831232431-97274622c111}
-CONFORMANCE="$BIN/oci-conformance-$CONFORMANCE_VERSION"
-UPSTREAM_VERSION=v3.1.2
-UPSTREAM="$BIN/registry-$UPSTREAM_VERSION"
+CONFORMANCE="$DOCKYARD_CACHE/tools/oci-conformance-$CONFORMANCE_VERSION"
+UPSTREAM_VERSION=$UPSTREAM_REGISTRY_VERSION
 DOCKYARD=${DOCKYARD:-$BIN/dockyard}
-PORT=${PORT:-15000}
-METRICS_PORT=${METRICS_PORT:-15001}
 mkdir -p "$BIN"
+PORT=${PORT:-$(free_port)}
+METRICS_PORT=${METRICS_PORT:-$(free_port)}
 
 if [[ ! -x "$CONFORMANCE" ]]; then
   echo ">> building distribution-spec conformance $CONFORMANCE_VERSION"
+  mkdir -p "$DOCKYARD_CACHE/tools"
   mod=$(mktemp -d)
   (cd "$mod" && go mod init conformance-build >/dev/null 2>&1 &&
     GOFLAGS=-mod=mod go get "github.com/opencontainers/distribution-spec/conformance@$CONFORMANCE_VERSION" >/dev/null 2>&1 &&
-    go build -o "$CONFORMANCE" github.com/opencontainers/distribution-spec/conformance)
+    go build -o "$CONFORMANCE.tmp" github.com/opencontainers/distribution-spec/conformance && mv "$CONFORMANCE.tmp" "$CONFORMANCE")
   rm -rf "$mod"
 fi
 if [[ -z "${SKIP_BUILD:-}" ]]; then
   echo ">> building dockyard"
   (cd "$ROOT" && go build -o "$DOCKYARD" ./cmd)
 fi
-if [[ -n "${COMPARE_UPSTREAM:-}" && ! -x "$UPSTREAM" ]]; then
-  echo ">> building upstream registry $UPSTREAM_VERSION"
-  tmpbin=$(mktemp -d)
-  GOBIN="$tmpbin" go install "github.com/distribution/distribution/v3/cmd/registry@$UPSTREAM_VERSION"
-  mv "$tmpbin/registry" "$UPSTREAM"; rmdir "$tmpbin"
+if [[ -n "${COMPARE_UPSTREAM:-}" ]]; then
+  UPSTREAM=$(go_tool registry github.com/distribution/distribution/v3/cmd/registry "$UPSTREAM_VERSION")
 fi
 
 WORK=$(mktemp -d)

@@ -17,8 +17,8 @@
 # DEMO_CERT_MANAGER=false (use the openssl CA even where cert-manager is installed).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-# shellcheck source=versions.env
-source "$ROOT/hack/versions.env"
+# shellcheck source=lib.sh
+source "$ROOT/hack/lib.sh"
 # shellcheck source=cluster-lib.sh
 source "$ROOT/hack/cluster-lib.sh"
 IMG=${IMG:-dockyard:dev}
@@ -28,7 +28,6 @@ USER_NAME=demo
 DEMO_DIR=$ROOT/bin/demo
 KUSTOMIZE=$ROOT/bin/kustomize-$KUSTOMIZE_VERSION
 CRANE_VERSION=$(cd "$ROOT" && go list -m -f '{{.Version}}' github.com/google/go-containerregistry)
-CRANE=$ROOT/bin/crane-$CRANE_VERSION
 T0=$SECONDS
 STEP_T=$SECONDS
 log() { echo "demo: $*" >&2; }
@@ -180,10 +179,8 @@ URL=$(k -n "$NS" get registry "$REG" -o jsonpath='{.status.url}')
 step "Registry Ready: $URL"
 
 # --- 4. push and pull --------------------------------------------------------------------
-if [[ ! -x "$CRANE" ]]; then
-  (cd "$ROOT" && GOBIN="$ROOT/bin/.tmp-crane" go install "github.com/google/go-containerregistry/cmd/crane@$CRANE_VERSION")
-  mv "$ROOT/bin/.tmp-crane/crane" "$CRANE" && rmdir "$ROOT/bin/.tmp-crane"
-fi
+CRANE=$(go_tool crane github.com/google/go-containerregistry/cmd/crane "$CRANE_VERSION")
+ln -sfn "$CRANE" "$ROOT/bin/crane-$CRANE_VERSION"
 k -n "$NS" get secret "$CA_SECRET" -o jsonpath='{.data.tls\.crt}' | base64 -d > "$DEMO_DIR/ca.crt"
 # A port on the host's loopback, chosen by kubectl; the certificate names localhost.
 k -n "$NS" port-forward "svc/$REG" :5000 > "$DEMO_DIR/port-forward.log" 2>&1 &

@@ -3,8 +3,12 @@ package access
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
-	"strings"
+
+	"github.com/distribution/distribution/v3/registry/auth"
+
+	"github.com/dockyard-dev/dockyard/internal/workload/route"
 )
 
 // Middleware wraps the distribution app so that a known user who lacks a permission gets
@@ -27,7 +31,10 @@ func (c *Controller) Middleware(next http.Handler) http.Handler {
 // dropForbiddenMount turns a cross-repository mount from a repository the caller may not
 // pull into a plain upload, as registries with token auth do, instead of refusing the push.
 func (c *Controller) dropForbiddenMount(r *http.Request) {
-	if r.Method != http.MethodPost || !strings.HasSuffix(r.URL.Path, "/blobs/uploads/") {
+	if r.Method != http.MethodPost {
+		return
+	}
+	if rt, ok := route.Of(r); !ok || rt.Kind != route.BlobUpload {
 		return
 	}
 	q := r.URL.Query()
@@ -94,4 +101,25 @@ func (w *denyWriter) Flush() {
 	if f, ok := w.ResponseWriter.(http.Flusher); ok && !w.swallowed {
 		f.Flush()
 	}
+}
+
+// Authorize checks that the request may perform action on repository, for handlers
+// Dockyard serves itself (distribution's own routes are checked by distribution). On
+// refusal it writes the same answer distribution's routes give — 401 with a challenge, or
+// 403 DENIED for a known user — and returns false.
+func (c *Controller) Authorize(w http.ResponseWriter, r *http.Request, repository, action string) bool {
+	_, err := c.Authorized(r, auth.Access{Resource: auth.Resource{Type: "repository", Name: repository}, Action: action})
+	if err == nil {
+		return true
+	}
+	var ch *challenge
+	if errors.As(err, &ch) && ch.denied {
+		writeError(w, http.StatusForbidden, "DENIED", errDenied.Error())
+		return false
+	}
+	if ch != nil {
+		ch.SetHeaders(r, w)
+	}
+	writeError(w, http.StatusUnauthorized, "UNAUTHORIZED", "authentication required")
+	return false
 }

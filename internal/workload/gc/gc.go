@@ -41,6 +41,8 @@ type Result struct {
 	BytesFreed       int64
 	// BlobsKept counts unreferenced blobs kept because they were recently used.
 	BlobsKept int64
+	// ReferrersRemoved counts referrers-index entries of manifests that are gone.
+	ReferrersRemoved int64
 }
 
 // Collect runs one mark and sweep.
@@ -70,6 +72,9 @@ func Collect(ctx context.Context, o Options) (Result, error) {
 	if err := c.sweep(ctx); err != nil {
 		return c.res, fmt.Errorf("sweep: %w", err)
 	}
+	if err := c.cleanReferrers(ctx); err != nil {
+		return c.res, fmt.Errorf("clean referrers index: %w", err)
+	}
 	if err := c.cleanMarkers(ctx); err != nil {
 		return c.res, fmt.Errorf("clean markers: %w", err)
 	}
@@ -86,6 +91,8 @@ type collector struct {
 	marked map[digest.Digest]struct{}
 	// linked holds, per digest, the newest link file (layer or revision) seen anywhere.
 	linked map[digest.Digest]time.Time
+	// repoName is the repository being marked.
+	repoName string
 	res    Result
 }
 

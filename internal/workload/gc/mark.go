@@ -140,6 +140,7 @@ func (c *collector) markRepository(ctx context.Context, name string) error {
 			roots = append(roots, d)
 		}
 	}
+	c.repoName = name
 	kept := map[digest.Digest]struct{}{}
 	for _, d := range roots {
 		if err := c.markManifest(ctx, ms, d, kept); err != nil {
@@ -177,7 +178,9 @@ func (c *collector) markManifest(ctx context.Context, ms distribution.ManifestSe
 		return nil
 	}
 	kept[d] = struct{}{}
-	c.marked[d] = struct{}{}
+	if err := c.markDigest(ctx, d); err != nil {
+		return err
+	}
 	m, err := getManifest(ctx, ms, d)
 	if err != nil {
 		// Without the manifest we cannot know what it needs: stop rather than guess.
@@ -186,12 +189,40 @@ func (c *collector) markManifest(ctx context.Context, ms distribution.ManifestSe
 	if m == nil {
 		return nil // deleted meanwhile, or a child that was never pushed here
 	}
+	if err := c.ensureReferrer(ctx, d, m); err != nil {
+		return err
+	}
 	for _, ref := range m.References() {
-		c.marked[ref.Digest] = struct{}{}
+		if err := c.markDigest(ctx, ref.Digest); err != nil {
+			return err
+		}
 		if isManifestType(ref.MediaType) {
 			if err := c.markManifest(ctx, ms, ref.Digest, kept); err != nil {
 				return err
 			}
+		}
+	}
+	return nil
+}
+
+// markDigest keeps d and, for a digest of another algorithm than the canonical sha256 (an OCI 1.1
+// sha512 blob or manifest), the canonical blob its link in the current repository names:
+// distribution stores content once, under its sha256, and links other digests to it.
+func (c *collector) markDigest(ctx context.Context, d digest.Digest) error {
+	c.marked[d] = struct{}{}
+	if d.Algorithm() == digest.Canonical {
+		return nil
+	}
+	for _, p := range []string{layout.LayerLinkPath(c.repoName, d), layout.RevisionLinkPath(c.repoName, d)} {
+		b, err := c.Driver.GetContent(ctx, p)
+		if err != nil {
+			if isNotFound(err) {
+				continue
+			}
+			return fmt.Errorf("read link %s: %w", p, err)
+		}
+		if canonical, err := digest.Parse(string(b)); err == nil {
+			c.marked[canonical] = struct{}{}
 		}
 	}
 	return nil
@@ -209,8 +240,7 @@ func (c *collector) deleteManifest(ctx context.Context, repo string, ms distribu
 		return err
 	}
 	if c.recent(linkTime) || c.recent(touched) {
-		c.marked[d] = struct{}{}
-		return nil
+		return c.markDigest(ctx, d)
 	}
 	if err := ms.Delete(ctx, d); err != nil {
 		var unknown distribution.ErrManifestUnknownRevision

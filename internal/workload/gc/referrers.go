@@ -10,6 +10,9 @@ import (
 
 	"github.com/distribution/distribution/v3"
 	"github.com/opencontainers/go-digest"
+
+	"github.com/dockyard-dev/dockyard/internal/workload/layout"
+	"github.com/dockyard-dev/dockyard/internal/workload/referrers"
 )
 
 // referrersTag is a tag of the OCI referrers tag schema: `<alg>-<hex>` pointing at an index
@@ -119,6 +122,60 @@ func (c *collector) dropOrphanReferrersTags(ctx context.Context, repo distributi
 			}
 		}
 		c.Logger.Debug("Removed referrers tag of a collected manifest", "tag", tag)
+	}
+	return nil
+}
+
+// ensureReferrer re-adds the referrers-index entry of a kept manifest with a subject when it
+// is missing (pushed before the index existed, or lost with a failed write): the collector
+// reads every kept manifest anyway, so it is the index's backstop.
+func (c *collector) ensureReferrer(ctx context.Context, d digest.Digest, m distribution.Manifest) error {
+	mt, payload, err := m.Payload()
+	if err != nil {
+		return fmt.Errorf("read manifest %s: %w", d, err)
+	}
+	subject, desc, ok := referrers.Describe(payload, mt, d)
+	if !ok {
+		return nil
+	}
+	if _, _, exists, err := c.modTime(ctx, layout.ReferrerPath(c.repoName, subject, d)); err != nil || exists {
+		return err
+	}
+	c.Logger.Info("Adding missing referrers index entry", "repository", c.repoName, "subject", subject.String(), "referrer", d.String())
+	return referrers.Index{Driver: c.Driver}.Add(ctx, c.repoName, subject, desc)
+}
+
+// cleanReferrers removes index entries whose manifest is no longer in its repository and
+// that are older than the grace period (a push writes its entry right after linking its
+// manifest, so a young entry may belong to a push in flight).
+func (c *collector) cleanReferrers(ctx context.Context) error {
+	ix := referrers.Index{Driver: c.Driver}
+	var stale []referrers.Entry
+	err := ix.Walk(ctx, func(e referrers.Entry) error {
+		if c.recent(e.FileInfo.ModTime()) {
+			return nil
+		}
+		if _, _, exists, err := c.modTime(ctx, layout.RevisionLinkPath(e.Name, e.Referrer)); err != nil || exists {
+			return err
+		}
+		stale = append(stale, e)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, e := range stale {
+		// A push of the same referrer rewrites its entry after re-linking the manifest.
+		if t, _, exists, err := c.modTime(ctx, e.Path); err != nil || !exists || c.recent(t) {
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		if err := ix.Remove(ctx, e.Name, e.Subject, e.Referrer); err != nil {
+			return err
+		}
+		c.res.ReferrersRemoved++
 	}
 	return nil
 }

@@ -8,11 +8,13 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/opencontainers/go-digest"
 
 	"github.com/dockyard-dev/dockyard/internal/workload/layout"
 )
@@ -69,17 +71,8 @@ func TestCollectKeepsReferrersOfKeptManifests(t *testing.T) {
 
 	backdate(t, root, 2*time.Hour)
 	res := collect(t, root, time.Hour, true)
-	// The registry has no referrers API, so the client also tagged an index per subject
-	// (sha256-<hex>); the one for the collected image goes too.
-	if res.ManifestsDeleted != 3 {
-		t.Errorf("deleted %d manifests, want 3 (the untagged image, its referrer, its referrers index)", res.ManifestsDeleted)
-	}
-	td, _ := tagged.Digest()
-	if _, err := remote.Index(repo.Tag("sha256-"+td.Hex), plain...); err != nil {
-		t.Errorf("referrers index of the tagged image was collected: %v", err)
-	}
-	if _, err := remote.Index(repo.Tag("sha256-"+ob.Hex), plain...); err == nil {
-		t.Error("referrers tag of the collected image survived")
+	if res.ManifestsDeleted != 2 {
+		t.Errorf("deleted %d manifests, want 2 (the untagged image and its referrer)", res.ManifestsDeleted)
 	}
 	for _, d := range []v1.Hash{sig, sigOfSig} {
 		if _, err := remote.Image(repo.Digest(d.String()), plain...); err != nil {
@@ -91,6 +84,72 @@ func TestCollectKeepsReferrersOfKeptManifests(t *testing.T) {
 			t.Errorf("untagged %s (no kept subject) survived", d)
 		}
 	}
+	// The referrers API still lists the kept signature; the collected one's index entry is
+	// gone from storage.
+	td, _ := tagged.Digest()
+	refs, err := remote.Referrers(repo.Digest(td.String()), plain...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, _ := refs.IndexManifest(); len(m.Manifests) != 1 || m.Manifests[0].Digest != sig {
+		t.Errorf("referrers of the tagged image after collection = %+v, want only %s", m.Manifests, sig)
+	}
+	entry := filepath.Join(root, filepath.FromSlash(layout.ReferrerPath("lib/signed", digest.Digest(ob.String()), digest.Digest(orphanSig.String()))))
+	if _, err := os.Stat(entry); !os.IsNotExist(err) {
+		t.Errorf("index entry of the collected referrer %s still exists (stat: %v)", orphanSig, err)
+	}
+	if res.ReferrersRemoved != 1 {
+		t.Errorf("ReferrersRemoved = %d, want 1", res.ReferrersRemoved)
+	}
+}
+
+// Registries without the referrers API get a tagged index per subject (`sha256-<hex>`) from
+// clients; replicated content may carry them too. Such a tag lives as long as its subject.
+func TestCollectFallbackReferrersTags(t *testing.T) {
+	root := t.TempDir()
+	host := startServe(t, root, time.Hour)
+	repo, _ := name.NewRepository(host + "/lib/fallback")
+	tagged := ociImage(t)
+	if err := remote.Write(repo.Tag("v1"), tagged, plain...); err != nil {
+		t.Fatal(err)
+	}
+	orphan := ociImage(t)
+	od, _ := orphan.Digest()
+	if err := remote.Write(repo.Digest(od.String()), orphan, plain...); err != nil {
+		t.Fatal(err)
+	}
+	td, _ := tagged.Digest()
+	for _, subject := range []v1.Hash{td, od} {
+		sig := ociImage(t)
+		if err := remote.Write(repo.Digest(mustDigest(t, sig)), sig, plain...); err != nil {
+			t.Fatal(err)
+		}
+		idx := mutate.AppendManifests(mutate.IndexMediaType(empty.Index, types.OCIImageIndex), mutate.IndexAddendum{Add: sig})
+		if err := remote.WriteIndex(repo.Tag("sha256-"+subject.Hex), idx, plain...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	backdate(t, root, 2*time.Hour)
+	res := collect(t, root, time.Hour, true)
+	// The orphan, its fallback index and the signature in it.
+	if res.ManifestsDeleted != 3 {
+		t.Errorf("deleted %d manifests, want 3 (the untagged image, its referrers index, its referrer)", res.ManifestsDeleted)
+	}
+	if _, err := remote.Index(repo.Tag("sha256-"+td.Hex), plain...); err != nil {
+		t.Errorf("referrers index of the tagged image was collected: %v", err)
+	}
+	if _, err := remote.Index(repo.Tag("sha256-"+od.Hex), plain...); err == nil {
+		t.Error("referrers tag of the collected image survived")
+	}
+}
+
+func mustDigest(t *testing.T, img v1.Image) string {
+	t.Helper()
+	d, err := img.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d.String()
 }
 
 func mustImage(t *testing.T, repo name.Repository, d v1.Hash) v1.Image {

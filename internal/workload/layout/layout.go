@@ -4,6 +4,8 @@
 package layout
 
 import (
+	// sha512 digests (OCI 1.1) validate only when the hash is linked in.
+	_ "crypto/sha512"
 	"path"
 	"strings"
 
@@ -42,6 +44,11 @@ func RevisionsPath(name string) string {
 // RevisionLinkPath is the link that makes manifest d part of repository name.
 func RevisionLinkPath(name string, d digest.Digest) string {
 	return path.Join(RevisionsPath(name), d.Algorithm().String(), d.Encoded(), "link")
+}
+
+// LayerLinkPath is the link that makes blob d part of repository name.
+func LayerLinkPath(name string, d digest.Digest) string {
+	return path.Join(LayersPath(name), d.Algorithm().String(), d.Encoded(), "link")
 }
 
 // DigestFromLinkPath parses `.../<alg>/<hex>/link`; ok is false for anything else.
@@ -93,4 +100,47 @@ func DigestFromTouchOrQuarantinePath(p string) (digest.Digest, bool) {
 		}
 	}
 	return "", false
+}
+
+// ReferrersRoot holds the referrers index: one small file per (repository, subject,
+// referrer) holding the referrer's descriptor, at
+// `<root>/<repository>/_subjects/<alg>/<hex>/<alg>-<hex>`. Repository path components never
+// start with `_`, so `_subjects` cannot be part of a repository name.
+const ReferrersRoot = dockyardRoot + "/referrers"
+
+// ReferrersDir holds the index entries of the referrers of subject in repository name.
+func ReferrersDir(name string, subject digest.Digest) string {
+	return path.Join(ReferrersRoot, name, "_subjects", subject.Algorithm().String(), subject.Encoded())
+}
+
+// ReferrerPath is the index entry saying that referrer refers to subject in name.
+func ReferrerPath(name string, subject, referrer digest.Digest) string {
+	return path.Join(ReferrersDir(name, subject), referrer.Algorithm().String()+"-"+referrer.Encoded())
+}
+
+// ParseReferrerPath splits an index entry's path; ok is false for anything else.
+func ParseReferrerPath(p string) (name string, subject, referrer digest.Digest, ok bool) {
+	rest, found := strings.CutPrefix(p, ReferrersRoot+"/")
+	if !found {
+		return "", "", "", false
+	}
+	i := strings.LastIndex(rest, "/_subjects/")
+	if i <= 0 {
+		return "", "", "", false
+	}
+	name, rest = rest[:i], rest[i+len("/_subjects/"):]
+	parts := strings.Split(rest, "/")
+	if len(parts) != 3 {
+		return "", "", "", false
+	}
+	subject = digest.NewDigestFromEncoded(digest.Algorithm(parts[0]), parts[1])
+	alg, hex, found := strings.Cut(parts[2], "-")
+	if !found {
+		return "", "", "", false
+	}
+	referrer = digest.NewDigestFromEncoded(digest.Algorithm(alg), hex)
+	if subject.Validate() != nil || referrer.Validate() != nil {
+		return "", "", "", false
+	}
+	return name, subject, referrer, true
 }

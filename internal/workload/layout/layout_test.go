@@ -32,3 +32,24 @@ func TestPathsRoundTrip(t *testing.T) {
 		t.Error("temporary file accepted as a marker")
 	}
 }
+
+func TestReferrerPathRoundTrip(t *testing.T) {
+	subject, ref := digest.FromString("subject"), digest.SHA512.FromString("signature")
+	for _, name := range []string{"a", "team-a/app", "x/_subjectsish/y", "a/blobs/b"} {
+		n, s, r, ok := ParseReferrerPath(ReferrerPath(name, subject, ref))
+		if !ok || n != name || s != subject || r != ref {
+			t.Errorf("ParseReferrerPath(ReferrerPath(%q)) = %q, %s, %s, %v", name, n, s, r, ok)
+		}
+	}
+	for _, bad := range []string{
+		ReferrersRoot + "/a/sha256/" + subject.Encoded() + "/sha256-" + ref.Encoded(),
+		ReferrersDir("a", subject),
+		ReferrersDir("a", subject) + "/sha256-nothex",
+		ReferrersDir("a", subject) + "/sha256-" + subject.Encoded() + ".tmp",
+		TouchPath(subject),
+	} {
+		if _, _, _, ok := ParseReferrerPath(bad); ok {
+			t.Errorf("ParseReferrerPath(%s) accepted", bad)
+		}
+	}
+}

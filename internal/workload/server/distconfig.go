@@ -13,14 +13,10 @@ import (
 	"github.com/dockyard-dev/dockyard/internal/workload/storage"
 )
 
-// distributionConfig translates our config into distribution's. Credentials come from the
-// environment variables the config names; ac, when not nil, is installed as the access
-// controller.
-func distributionConfig(cfg *registryconfig.Config, getenv storage.Getenv, ac *access.Controller) (*configuration.Configuration, error) {
-	driver, params, err := storage.Params(cfg.Storage, getenv)
-	if err != nil {
-		return nil, err
-	}
+// distributionConfig translates our config into distribution's. The storage driver is the
+// one named by driver and params (see storage.Share); ac, when not nil, is installed as the
+// access controller.
+func distributionConfig(cfg *registryconfig.Config, driver string, params map[string]any, getenv storage.Getenv, ac *access.Controller) (*configuration.Configuration, error) {
 	dc := &configuration.Configuration{Version: "0.1"}
 	dc.Storage = configuration.Storage{
 		driver:   params,

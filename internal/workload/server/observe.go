@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/dockyard-dev/dockyard/internal/registryconfig"
+	"github.com/dockyard-dev/dockyard/internal/workload/route"
 )
 
 // metrics are the workload's own Prometheus metrics. Each Server has its own registry, so
@@ -56,15 +57,11 @@ func (m *metrics) handler() http.Handler {
 
 func routeOf(path string) string {
 	switch path {
-	case "/v2/", "/v2":
-		return "base"
-	case "/v2/_catalog":
-		return "catalog"
 	case registryconfig.HealthPath:
 		return "health"
 	}
-	if _, kind, _, ok := splitRoute(path); ok {
-		return kind
+	if rt, ok := route.Parse(path); ok {
+		return rt.Label()
 	}
 	return "other"
 }

@@ -18,9 +18,11 @@ import (
 	"github.com/distribution/distribution/v3/configuration"
 	"github.com/distribution/distribution/v3/health"
 	"github.com/distribution/distribution/v3/registry/handlers"
+	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 
 	"github.com/dockyard-dev/dockyard/internal/registryconfig"
 	"github.com/dockyard-dev/dockyard/internal/workload/access"
+	"github.com/dockyard-dev/dockyard/internal/workload/referrers"
 	"github.com/dockyard-dev/dockyard/internal/workload/storage"
 )
 
@@ -45,6 +47,7 @@ type Server struct {
 	health    *health.Registry
 	certs     *certReloader
 	users     *access.Controller
+	driver    storagedriver.StorageDriver
 	metrics   *metrics
 	draining  atomic.Bool
 
@@ -73,33 +76,36 @@ func New(ctx context.Context, cfg *registryconfig.Config, opts Options) (*Server
 		}
 		s.users = c
 	}
-	dc, err := distributionConfig(cfg, getenv, s.users)
-	if err != nil {
-		return nil, err
-	}
 	appCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.appCancel = cancel
-	if s.app, err = newApp(appCtx, dc); err != nil {
+	driver, err := storage.NewDriver(appCtx, cfg.Storage, getenv)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	driverName, driverParams, release := storage.Share(driver)
+	dc, err := distributionConfig(cfg, driverName, driverParams, getenv, s.users)
+	if err != nil {
+		release()
+		cancel()
+		return nil, err
+	}
+	s.app, err = newApp(appCtx, dc)
+	release() // distribution holds the driver now
+	if err != nil {
 		cancel()
 		return nil, err
 	}
 	s.app.RegisterHealthChecks(s.health)
+	s.driver = driver
 
-	var touch *toucher
-	if cfg.Storage.InMemory == nil {
-		d, err := storage.NewDriver(appCtx, cfg.Storage, getenv)
-		if err != nil {
-			cancel()
-			return nil, err
-		}
-		var canPush func(*http.Request, string) bool
-		if s.users != nil {
-			canPush = s.users.CanPush
-		}
-		touch = newToucher(d, canPush, s.log.With("component", "gc-guard"))
-		if fs := cfg.Storage.Filesystem; fs != nil {
-			touch.fsRoot = fs.RootDirectory
-		}
+	var canPush func(*http.Request, string) bool
+	if s.users != nil {
+		canPush = s.users.CanPush
+	}
+	touch := newToucher(driver, canPush, s.log.With("component", "gc-guard"))
+	if fs := cfg.Storage.Filesystem; fs != nil {
+		touch.fsRoot = fs.RootDirectory
 	}
 
 	if t := cfg.HTTP.TLS; t != nil {
@@ -128,9 +134,9 @@ func newApp(ctx context.Context, dc *configuration.Configuration) (app *handlers
 
 func (s *Server) apiHandler(touch *toucher) http.Handler {
 	var h http.Handler = s.app
-	if touch != nil {
-		h = touch.middleware(h)
-	}
+	h = touch.middleware(h)
+	refs := &referrersAPI{index: referrers.Index{Driver: s.driver}, users: s.users, log: s.log.With("component", "referrers")}
+	h = refs.middleware(h)
 	if s.users != nil {
 		h = s.users.Middleware(h)
 	}

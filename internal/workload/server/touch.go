@@ -11,13 +11,13 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/dockyard-dev/dockyard/internal/workload/layout"
+	"github.com/dockyard-dev/dockyard/internal/workload/route"
 )
 
 // maxManifestBytes bounds how much of a manifest push is read to find its references;
@@ -52,23 +52,6 @@ func newToucher(d storagedriver.StorageDriver, canPush func(*http.Request, strin
 	return &toucher{driver: d, log: log, canPush: canPush, now: time.Now}
 }
 
-// splitRoute splits an API path into the repository name, the route kind ("blob",
-// "upload", "manifest") and the rest of the path.
-func splitRoute(p string) (name, kind, rest string, ok bool) {
-	p, found := strings.CutPrefix(p, "/v2/")
-	if !found {
-		return "", "", "", false
-	}
-	for _, k := range []struct{ sep, kind string }{
-		{"/blobs/uploads", "upload"}, {"/blobs/", "blob"}, {"/manifests/", "manifest"}, {"/tags/", "tags"},
-	} {
-		if i := strings.LastIndex(p, k.sep); i > 0 {
-			return p[:i], k.kind, p[i+len(k.sep):], true
-		}
-	}
-	return "", "", "", false
-}
-
 func (t *toucher) middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		digests, err := t.digestsFor(r)
@@ -89,26 +72,25 @@ func (t *toucher) middleware(next http.Handler) http.Handler {
 
 // digestsFor returns the digests a push request is about to rely on.
 func (t *toucher) digestsFor(r *http.Request) ([]digest.Digest, error) {
-	name, kind, rest, ok := splitRoute(r.URL.Path)
+	rt, ok := route.Of(r)
 	if !ok {
 		return nil, nil
 	}
+	name := rt.Name
 	var raw []string
 	switch {
-	case kind == "blob" && r.Method == http.MethodHead:
-		raw = []string{rest}
-	case kind == "upload" && (r.Method == http.MethodPost || r.Method == http.MethodPut):
+	case rt.Kind == route.Blob && r.Method == http.MethodHead:
+		raw = []string{rt.Digest}
+	case (rt.Kind == route.BlobUpload || rt.Kind == route.BlobUploadChunk) && (r.Method == http.MethodPost || r.Method == http.MethodPut):
 		q := r.URL.Query()
 		raw = []string{q.Get("mount"), q.Get("digest")}
-	case kind == "manifest" && r.Method == http.MethodPut:
-		body, err := io.ReadAll(io.LimitReader(r.Body, maxManifestBytes+1))
+	case rt.Kind == route.Manifest && r.Method == http.MethodPut:
+		body, err := bufferBody(r, maxManifestBytes)
 		if err != nil {
 			return nil, fmt.Errorf("read manifest: %w", err)
 		}
-		_ = r.Body.Close()
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		if len(body) > maxManifestBytes {
-			return nil, nil // distribution refuses it
+		if body == nil {
+			return nil, nil // too large: distribution refuses it
 		}
 		raw = append(raw, digest.FromBytes(body).String())
 		raw = append(raw, manifestReferences(body)...)
@@ -125,6 +107,26 @@ func (t *toucher) digestsFor(r *http.Request) ([]digest.Digest, error) {
 		}
 	}
 	return out, nil
+}
+
+// bufferBody reads a request body of at most limit bytes and puts it back for the next
+// handler. It returns nil and no error when the body is larger (the next handler sees the
+// whole body anyway).
+func bufferBody(r *http.Request, limit int64) ([]byte, error) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(body)) > limit {
+		r.Body = struct {
+			io.Reader
+			io.Closer
+		}{io.MultiReader(bytes.NewReader(body), r.Body), r.Body}
+		return nil, nil
+	}
+	_ = r.Body.Close()
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	return body, nil
 }
 
 // manifestReferences lists the digests an image manifest or index refers to.

@@ -5,7 +5,10 @@ package storage
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
+	"sync"
 
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/distribution/distribution/v3/registry/storage/driver/factory"
@@ -111,4 +114,47 @@ func NewDriver(ctx context.Context, s registryconfig.Storage, getenv Getenv) (st
 		return nil, fmt.Errorf("create %s storage driver: %w", name, err)
 	}
 	return d, nil
+}
+
+// sharedDriverName is the factory name under which Share hands a driver instance to
+// distribution, so that distribution's app and Dockyard's own code (GC markers, the
+// referrers index) use one driver: one connection pool, and one in-memory store in tests.
+const sharedDriverName = "dockyard-shared"
+
+var (
+	sharedMu      sync.Mutex
+	sharedDrivers = map[string]storagedriver.StorageDriver{}
+)
+
+func init() {
+	factory.Register(sharedDriverName, sharedFactory{})
+}
+
+type sharedFactory struct{}
+
+func (sharedFactory) Create(_ context.Context, params map[string]any) (storagedriver.StorageDriver, error) {
+	id, _ := params["id"].(string)
+	sharedMu.Lock()
+	defer sharedMu.Unlock()
+	d, ok := sharedDrivers[id]
+	if !ok {
+		return nil, fmt.Errorf("%s: no driver registered as %q", sharedDriverName, id)
+	}
+	return d, nil
+}
+
+// Share registers d and returns the distribution storage driver name and parameters that
+// make distribution use d itself. release forgets d (call it when the app is shut down).
+func Share(d storagedriver.StorageDriver) (name string, params map[string]any, release func()) {
+	b := make([]byte, 12)
+	_, _ = rand.Read(b)
+	id := hex.EncodeToString(b)
+	sharedMu.Lock()
+	sharedDrivers[id] = d
+	sharedMu.Unlock()
+	return sharedDriverName, map[string]any{"id": id}, func() {
+		sharedMu.Lock()
+		delete(sharedDrivers, id)
+		sharedMu.Unlock()
+	}
 }

@@ -1,0 +1,31 @@
+# shellcheck shell=bash
+# Shared by every hack/ script. Sourced, not run. Sets ROOT (the repository) if unset, reads
+# the pinned versions and names the tool cache.
+# shellcheck disable=SC2034 # the settings are used by the scripts that source this file
+
+ROOT=${ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
+# shellcheck source=versions.env
+source "$ROOT/hack/versions.env"
+
+# Tools and test binaries built from the Go module proxy live outside the clone, keyed by
+# version, so a fresh clone (CI) on a machine that built them once starts warm.
+DOCKYARD_CACHE=${DOCKYARD_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/dockyard}
+
+# go_tool NAME PACKAGE VERSION: prints the path of PACKAGE@VERSION's binary, building it with
+# `go install` into the cache on first use.
+go_tool() {
+  local name=$1 pkg=$2 version=$3 out tmp
+  out="$DOCKYARD_CACHE/tools/$name-$version"
+  if [[ ! -x "$out" ]]; then
+    mkdir -p "$DOCKYARD_CACHE/tools"
+    tmp=$(mktemp -d "$DOCKYARD_CACHE/tools/.build-XXXXXX")
+    echo "hack: building $pkg@$version" >&2
+    GOBIN="$tmp" GOFLAGS=-mod=mod go install "$pkg@$version" >&2
+    mv "$tmp"/* "$out"
+    rm -rf "$tmp"
+  fi
+  echo "$out"
+}
+
+# free_port: a TCP port nothing listens on right now on 127.0.0.1 (asked of the kernel).
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
