@@ -93,7 +93,7 @@ type collector struct {
 	linked map[digest.Digest]time.Time
 	// repoName is the repository being marked.
 	repoName string
-	res    Result
+	res      Result
 }
 
 // recent reports whether t is inside the grace period.
