@@ -160,6 +160,12 @@ func (c *collector) markRepository(ctx context.Context, name string) error {
 		if _, ok := kept[d]; ok {
 			continue
 		}
+		// A sha512 name of a kept manifest stays with it.
+		if target, err := c.aliasTarget(ctx, layout.RevisionLinkPath(name, d), d); err != nil {
+			return err
+		} else if _, ok := kept[target]; ok && target != d {
+			continue
+		}
 		if err := c.deleteManifest(ctx, name, ms, d); err != nil {
 			return err
 		}
@@ -214,18 +220,33 @@ func (c *collector) markDigest(ctx context.Context, d digest.Digest) error {
 		return nil
 	}
 	for _, p := range []string{layout.LayerLinkPath(c.repoName, d), layout.RevisionLinkPath(c.repoName, d)} {
-		b, err := c.Driver.GetContent(ctx, p)
+		target, err := c.aliasTarget(ctx, p, d)
 		if err != nil {
-			if isNotFound(err) {
-				continue
-			}
-			return fmt.Errorf("read link %s: %w", p, err)
+			return err
 		}
-		if canonical, err := digest.Parse(string(b)); err == nil {
-			c.marked[canonical] = struct{}{}
-		}
+		c.marked[target] = struct{}{}
 	}
 	return nil
+}
+
+// aliasTarget reads the link at p, which names d in a repository, and returns the digest it
+// points to (d itself for a missing or unreadable link, or a canonical digest).
+func (c *collector) aliasTarget(ctx context.Context, p string, d digest.Digest) (digest.Digest, error) {
+	if d.Algorithm() == digest.Canonical {
+		return d, nil
+	}
+	b, err := c.Driver.GetContent(ctx, p)
+	if err != nil {
+		if isNotFound(err) {
+			return d, nil
+		}
+		return "", fmt.Errorf("read link %s: %w", p, err)
+	}
+	target, err := digest.Parse(string(b))
+	if err != nil {
+		return d, nil
+	}
+	return target, nil
 }
 
 // deleteManifest removes an untagged manifest from a repository after re-checking, just

@@ -28,6 +28,10 @@ func distributionConfig(cfg *registryconfig.Config, driver string, params map[st
 		// about blobs the out-of-process garbage collector deletes, and would claim they
 		// still exist.
 	}
+	// Non-distributable ("foreign") layers name where clients fetch them; the registry never
+	// fetches them itself. Accept http(s) URLs, as the distribution spec's conformance suite
+	// and Docker Hub do (distribution's default refuses every URL, with a 500).
+	dc.Validation.Manifests.URLs.Allow = []string{`^https?://`}
 	dc.HTTP.Addr = cfg.HTTP.Addr
 	secret, err := httpSecret(cfg.HTTP.SecretEnv, getenv)
 	if err != nil {

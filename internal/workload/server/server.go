@@ -134,6 +134,7 @@ func newApp(ctx context.Context, dc *configuration.Configuration) (app *handlers
 
 func (s *Server) apiHandler(touch *toucher) http.Handler {
 	var h http.Handler = s.app
+	h = (&digestAliases{driver: s.driver, log: s.log}).middleware(h)
 	h = touch.middleware(h)
 	refs := &referrersAPI{index: referrers.Index{Driver: s.driver}, users: s.users, log: s.log.With("component", "referrers")}
 	h = refs.middleware(h)
