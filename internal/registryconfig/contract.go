@@ -6,9 +6,13 @@ const (
 	DefaultPort int32 = 5000
 	// MetricsPort serves Prometheus metrics (plain HTTP, /metrics) and the health path.
 	MetricsPort int32 = 5001
-	// HealthPath answers 200 when the registry can serve; it is served on the API port
-	// (so probes exercise TLS and the storage driver) and on the metrics port.
+	// HealthPath (readiness) answers 200 when the registry can serve: storage reachable and
+	// not shutting down. It is served on the API port (so probes exercise TLS and the
+	// storage driver) and on the metrics port.
 	HealthPath = "/healthz"
+	// LivenessPath answers 200 while the process serves HTTP, whatever the storage does;
+	// served on the metrics port.
+	LivenessPath = "/livez"
 	// MetricsPath is the Prometheus scrape path on MetricsPort.
 	MetricsPath = "/metrics"
 )

@@ -354,3 +354,57 @@ func TestShutdownFitsTheGracePeriod(t *testing.T) {
 		t.Errorf("shutdownDelay + drainTimeout = %v, not under the grace period %ds", total, grace)
 	}
 }
+
+func TestEphemeralStorageAndProbes(t *testing.T) {
+	q := resource.MustParse
+	emptyDir := func(limit string) func(*v1alpha1.Registry) {
+		return func(r *v1alpha1.Registry) {
+			r.Spec.Storage = v1alpha1.RegistryStorage{EmptyDir: &v1alpha1.EmptyDirStorage{}}
+			if limit != "" {
+				l := q(limit)
+				r.Spec.Storage.EmptyDir.SizeLimit = &l
+			}
+		}
+	}
+	userResources := func(r *v1alpha1.Registry) {
+		r.Spec.Resources = &corev1.ResourceRequirements{
+			Requests: corev1.ResourceList{corev1.ResourceCPU: q("1")},
+			Limits:   corev1.ResourceList{corev1.ResourceEphemeralStorage: q("32Mi")},
+		}
+	}
+	cases := map[string]struct {
+		reg                 *v1alpha1.Registry
+		wantReq, wantLimit string // "" = unset
+	}{
+		"volume storage: defaults":              {reg(gc), "64Mi", "2Gi"},
+		"emptyDir with a size limit: grows":     {reg(gc, emptyDir("5Gi")), "64Mi", "7Gi"},
+		"emptyDir without a size limit: none":   {reg(gc, emptyDir("")), "64Mi", ""},
+		"user's limit kept, request fits under": {reg(gc, userResources), "32Mi", "32Mi"},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			for what, c := range map[string]corev1.Container{
+				"registry": Deployment(tc.reg, in).Spec.Template.Spec.Containers[0],
+				"gc":       CronJob(tc.reg, in).Spec.JobTemplate.Spec.Template.Spec.Containers[0],
+			} {
+				req, hasReq := c.Resources.Requests[corev1.ResourceEphemeralStorage]
+				lim, hasLim := c.Resources.Limits[corev1.ResourceEphemeralStorage]
+				if !hasReq || req.Cmp(q(tc.wantReq)) != 0 {
+					t.Errorf("%s: ephemeral-storage request %v (set %v), want %s", what, req.String(), hasReq, tc.wantReq)
+				}
+				if hasLim != (tc.wantLimit != "") || (hasLim && lim.Cmp(q(tc.wantLimit)) != 0) {
+					t.Errorf("%s: ephemeral-storage limit %v (set %v), want %q", what, lim.String(), hasLim, tc.wantLimit)
+				}
+			}
+		})
+	}
+	r := reg(gc, userResources)
+	_ = Deployment(r, in)
+	if _, changed := r.Spec.Resources.Requests[corev1.ResourceEphemeralStorage]; changed {
+		t.Error("the builder changed the Registry's own spec.resources")
+	}
+	c := Deployment(reg(), in).Spec.Template.Spec.Containers[0]
+	if c.LivenessProbe.HTTPGet.Path != registryconfig.LivenessPath || c.ReadinessProbe.HTTPGet.Path != registryconfig.HealthPath {
+		t.Errorf("liveness %s, readiness %s: liveness must not follow storage", c.LivenessProbe.HTTPGet.Path, c.ReadinessProbe.HTTPGet.Path)
+	}
+}

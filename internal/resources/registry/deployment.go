@@ -86,9 +86,11 @@ func podTemplate(reg *v1alpha1.Registry, in Inputs) corev1.PodTemplateSpec {
 			}},
 			PeriodSeconds: 5, TimeoutSeconds: 3, FailureThreshold: 3,
 		},
+		// Liveness follows the process only: a storage outage makes pods unready, and
+		// restarting them would only stretch the outage once storage is back.
 		LivenessProbe: &corev1.Probe{
 			ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
-				Path: registryconfig.HealthPath, Port: intstr.FromString(MetricsPortName), Scheme: corev1.URISchemeHTTP,
+				Path: registryconfig.LivenessPath, Port: intstr.FromString(MetricsPortName), Scheme: corev1.URISchemeHTTP,
 			}},
 			InitialDelaySeconds: 10, PeriodSeconds: 10, TimeoutSeconds: 5, FailureThreshold: 6,
 		},
@@ -137,17 +139,54 @@ func image(reg *v1alpha1.Registry, in Inputs) string {
 	return in.Image
 }
 
+// Ephemeral storage a registry or GC container uses besides its data: the /tmp emptyDir
+// (capped at TmpSizeLimit) and its logs. The root filesystem is read-only.
+var (
+	TmpSizeLimit            = resource.MustParse("1Gi")
+	EphemeralStorageRequest = resource.MustParse("64Mi")
+	EphemeralStorageLimit   = resource.MustParse("2Gi")
+)
+
+// resources are spec.resources (or defaults), plus ephemeral-storage requests and limits
+// unless the spec sets them: a pod without them can fill the node's disk unnoticed, and the
+// kubelet evicts pods without requests first under disk pressure. With emptyDir storage the
+// images themselves are ephemeral storage, so the limit grows by its sizeLimit, or is left
+// unset when the emptyDir has none (a limit would evict the registry as images arrive).
 func resources(reg *v1alpha1.Registry) corev1.ResourceRequirements {
-	if reg.Spec.Resources != nil {
-		return *reg.Spec.Resources
-	}
-	return corev1.ResourceRequirements{
+	rr := corev1.ResourceRequirements{
 		Requests: corev1.ResourceList{
 			corev1.ResourceCPU:    resource.MustParse("100m"),
 			corev1.ResourceMemory: resource.MustParse("128Mi"),
 		},
 		Limits: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("1Gi")},
 	}
+	if reg.Spec.Resources != nil {
+		rr = *reg.Spec.Resources.DeepCopy()
+	}
+	if rr.Requests == nil {
+		rr.Requests = corev1.ResourceList{}
+	}
+	if rr.Limits == nil {
+		rr.Limits = corev1.ResourceList{}
+	}
+	limit, limited := EphemeralStorageLimit.DeepCopy(), true
+	if ed := reg.Spec.Storage.EmptyDir; ed != nil {
+		if ed.SizeLimit == nil {
+			limited = false
+		} else {
+			limit.Add(*ed.SizeLimit)
+		}
+	}
+	if _, ok := rr.Requests[corev1.ResourceEphemeralStorage]; !ok {
+		rr.Requests[corev1.ResourceEphemeralStorage] = EphemeralStorageRequest
+		if l, ok := rr.Limits[corev1.ResourceEphemeralStorage]; ok && l.Cmp(EphemeralStorageRequest) < 0 {
+			rr.Requests[corev1.ResourceEphemeralStorage] = l
+		}
+	}
+	if _, ok := rr.Limits[corev1.ResourceEphemeralStorage]; !ok && limited {
+		rr.Limits[corev1.ResourceEphemeralStorage] = limit
+	}
+	return rr
 }
 
 func podSecurityContext() *corev1.PodSecurityContext {
@@ -201,7 +240,7 @@ func volumes(reg *v1alpha1.Registry, serving bool) []corev1.Volume {
 		{Name: volConfig, VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
 			LocalObjectReference: corev1.LocalObjectReference{Name: reg.ConfigMapName()},
 		}}},
-		{Name: volTmp, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{SizeLimit: ptr(resource.MustParse("1Gi"))}}},
+		{Name: volTmp, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{SizeLimit: ptr(TmpSizeLimit)}}},
 	}
 	st := reg.Spec.Storage
 	switch {

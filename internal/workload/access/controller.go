@@ -58,9 +58,10 @@ type Controller struct {
 	log   *slog.Logger
 	users atomic.Pointer[Users]
 
-	// dummyHash is compared against when the user is unknown, so that unknown and known users
-	// take the same time.
-	dummyHash []byte
+	// dummies holds, per bcrypt cost, a hash compared against when the user is unknown, so
+	// that an unknown name costs what a known one does (see dummyCost).
+	dummyMu sync.Mutex
+	dummies map[int][]byte
 	// verified caches successful bcrypt checks: user -> HMAC(key, user:password:hash).
 	cacheKey []byte
 	mu       sync.Mutex
@@ -73,19 +74,52 @@ func NewController(cfg registryconfig.Auth, log *slog.Logger) (*Controller, erro
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	dummy, err := bcrypt.GenerateFromPassword([]byte("dockyard-dummy-password"), bcrypt.DefaultCost)
-	if err != nil {
-		return nil, fmt.Errorf("generate dummy hash: %w", err)
-	}
 	key := make([]byte, 32)
 	if _, err := rand.Read(key); err != nil {
 		return nil, fmt.Errorf("generate credential cache key: %w", err)
 	}
-	c := &Controller{cfg: cfg, log: log, dummyHash: dummy, cacheKey: key, verified: map[string][32]byte{}}
+	c := &Controller{cfg: cfg, log: log, dummies: map[int][]byte{}, cacheKey: key, verified: map[string][32]byte{}}
 	if _, err := c.reload(); err != nil {
 		return nil, err
 	}
 	return c, nil
+}
+
+// dummyCost picks the bcrypt cost at which an unknown user name is checked. A fixed cost
+// would tell an observer which names exist whenever users' hashes have other costs; instead
+// each unknown name gets, deterministically (an HMAC of the name under a per-process key),
+// a cost drawn from the costs of the real users, so unknown names are timed like a sample
+// of known ones and the same name always takes the same time.
+func (c *Controller) dummyCost(u *Users, user string) int {
+	if len(u.costs) == 0 {
+		return bcrypt.DefaultCost
+	}
+	mac := hmac.New(sha256.New, c.cacheKey)
+	mac.Write([]byte("dummy-cost\x00"))
+	mac.Write([]byte(user))
+	sum := mac.Sum(nil)
+	n := uint64(0)
+	for _, b := range sum[:8] {
+		n = n<<8 | uint64(b)
+	}
+	return u.costs[n%uint64(len(u.costs))]
+}
+
+// dummyHash returns a hash of a random password at cost, made once per cost.
+func (c *Controller) dummyHash(cost int) []byte {
+	c.dummyMu.Lock()
+	defer c.dummyMu.Unlock()
+	if h, ok := c.dummies[cost]; ok {
+		return h
+	}
+	pw := make([]byte, 16)
+	_, _ = rand.Read(pw)
+	h, err := bcrypt.GenerateFromPassword(pw, cost)
+	if err != nil {
+		h, _ = bcrypt.GenerateFromPassword(pw, bcrypt.DefaultCost)
+	}
+	c.dummies[cost] = h
+	return h
 }
 
 // identity is who a request comes from.
@@ -102,7 +136,9 @@ var errNoCredentials = errors.New("no credentials")
 // there are none and auth.ErrAuthenticationFailure when they are wrong.
 func (c *Controller) authenticate(r *http.Request) (identity, error) {
 	user, pass, ok := r.BasicAuth()
-	if !ok {
+	if !ok || (user == "" && pass == "") {
+		// podman, skopeo and buildah send empty Basic credentials (`Basic Og==`) when they
+		// have none: that is an anonymous request, not a failed login.
 		return identity{}, errNoCredentials
 	}
 	if user == "" {
@@ -111,7 +147,7 @@ func (c *Controller) authenticate(r *http.Request) (identity, error) {
 	u := c.users.Load()
 	hash, known := u.hashes[user]
 	if !known {
-		_ = bcrypt.CompareHashAndPassword(c.dummyHash, []byte(pass))
+		_ = bcrypt.CompareHashAndPassword(c.dummyHash(c.dummyCost(u, user)), []byte(pass))
 		return identity{}, auth.ErrAuthenticationFailure
 	}
 	mac := hmac.New(sha256.New, c.cacheKey)

@@ -1,7 +1,13 @@
 package access
 
 import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"testing"
+
+	"github.com/distribution/distribution/v3/registry/auth"
+	"golang.org/x/crypto/bcrypt"
 
 	rc "github.com/dockyard-dev/dockyard/internal/registryconfig"
 )
@@ -43,6 +49,72 @@ func TestAllowed(t *testing.T) {
 		c := &Controller{cfg: rc.Auth{Access: tc.access, AnonymousPull: tc.anonPull}}
 		if got := c.allowed(tc.id, tc.repo, tc.act); got != tc.want {
 			t.Errorf("%s: allowed(%q, %q, %q) = %v, want %v", tc.name, tc.id.user, tc.repo, tc.act, got, tc.want)
+		}
+	}
+}
+
+func TestDummyCostFollowsUsersCosts(t *testing.T) {
+	c := &Controller{cacheKey: []byte("k")}
+	// Every real user has a cheap hash: unknown names must be checked as cheaply, or the
+	// time of a failed login tells whether the name exists.
+	cheap := &Users{costs: []int{4, 4, 4}}
+	mixed := &Users{costs: []int{4, 4, 4, 12}}
+	seen := map[int]int{}
+	for i := range 400 {
+		name := fmt.Sprintf("user-%d", i)
+		if got := c.dummyCost(cheap, name); got != 4 {
+			t.Fatalf("dummyCost(%s) with only cost-4 users = %d, want 4", name, got)
+		}
+		got := c.dummyCost(mixed, name)
+		if got != 4 && got != 12 {
+			t.Fatalf("dummyCost(%s) = %d, not a cost any user has", name, got)
+		}
+		if again := c.dummyCost(mixed, name); again != got {
+			t.Fatalf("dummyCost(%s) not deterministic: %d then %d", name, got, again)
+		}
+		seen[got]++
+	}
+	// About a quarter of unknown names look like the cost-12 user.
+	if seen[12] < 60 || seen[12] > 140 {
+		t.Errorf("cost-12 share = %d/400, want about 100", seen[12])
+	}
+	if got := c.dummyCost(&Users{}, "x"); got != bcrypt.DefaultCost {
+		t.Errorf("no users: cost %d, want the default %d", got, bcrypt.DefaultCost)
+	}
+	if h := c.dummyHashOnce(t, 4); bcryptCost(h) != 4 {
+		t.Errorf("dummy hash cost = %d, want 4", bcryptCost(h))
+	}
+}
+
+func (c *Controller) dummyHashOnce(t *testing.T, cost int) []byte {
+	t.Helper()
+	if c.dummies == nil {
+		c.dummies = map[int][]byte{}
+	}
+	a, b := c.dummyHash(cost), c.dummyHash(cost)
+	if string(a) != string(b) {
+		t.Error("dummy hash regenerated")
+	}
+	return a
+}
+
+func bcryptCost(h []byte) int { c, _ := bcrypt.Cost(h); return c }
+
+func TestEmptyBasicCredentialsAreAnonymous(t *testing.T) {
+	for _, anonPull := range []bool{true, false} {
+		c := &Controller{cfg: rc.Auth{AnonymousPull: anonPull, Realm: "r"}}
+		c.users.Store(&Users{hashes: map[string][]byte{}})
+		req := func(action string) error {
+			r := httptest.NewRequest(http.MethodGet, "/v2/a/manifests/latest", nil)
+			r.Header.Set("Authorization", "Basic Og==") // ":" — what podman and skopeo send
+			_, err := c.Authorized(r, auth.Access{Resource: auth.Resource{Type: "repository", Name: "a"}, Action: action})
+			return err
+		}
+		if err := req(ActionPull); (err == nil) != anonPull {
+			t.Errorf("anonymousPull=%v: pull with empty credentials: err %v", anonPull, err)
+		}
+		if err := req(ActionPush); err == nil {
+			t.Errorf("anonymousPull=%v: push with empty credentials allowed", anonPull)
 		}
 	}
 }

@@ -4,7 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"sort"
 	"strings"
+
+	"golang.org/x/crypto/bcrypt"
 )
 
 // Users is one parsed snapshot of the htpasswd and groups files.
@@ -15,6 +18,21 @@ type Users struct {
 	groups map[string][]string
 	// rawHtpasswd and rawGroups are the file contents this snapshot was parsed from.
 	rawHtpasswd, rawGroups []byte
+	// costs holds the bcrypt cost of every user's hash, sorted: unknown user names are
+	// checked at a cost drawn from this distribution (see Controller.dummyCost).
+	costs []int
+}
+
+// hashCosts lists the bcrypt cost of every hash, sorted.
+func hashCosts(hashes map[string][]byte) []int {
+	out := make([]int, 0, len(hashes))
+	for _, h := range hashes {
+		if c, err := bcrypt.Cost(h); err == nil {
+			out = append(out, c)
+		}
+	}
+	sort.Ints(out)
+	return out
 }
 
 // Problem is a line that was skipped while parsing a users or groups file.

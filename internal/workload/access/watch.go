@@ -26,7 +26,7 @@ func (c *Controller) reload() (bool, error) {
 		return false, nil
 	}
 	hashes, problems := ParseHtpasswd(c.cfg.HtpasswdFile, htp)
-	u := &Users{hashes: hashes, groups: map[string][]string{}, rawHtpasswd: htp, rawGroups: grp}
+	u := &Users{hashes: hashes, groups: map[string][]string{}, rawHtpasswd: htp, rawGroups: grp, costs: hashCosts(hashes)}
 	if c.cfg.GroupsFile != "" {
 		groups, gp := ParseGroups(c.cfg.GroupsFile, grp)
 		u.groups = groups

@@ -13,6 +13,9 @@ import (
 	"github.com/dockyard-dev/dockyard/internal/workload/storage"
 )
 
+// StorageCheckInterval is how often the storage driver's health is checked for readiness.
+var StorageCheckInterval = 5 * time.Second
+
 // distributionConfig translates our config into distribution's. The storage driver is the
 // one named by driver and params (see storage.Share); ac, when not nil, is installed as the
 // access controller.
@@ -39,7 +42,9 @@ func distributionConfig(cfg *registryconfig.Config, driver string, params map[st
 	}
 	dc.HTTP.Secret = secret
 	dc.HTTP.Headers = map[string][]string{"X-Content-Type-Options": {"nosniff"}}
-	dc.Health.StorageDriver = configuration.StorageDriver{Enabled: true, Interval: 10 * time.Second, Threshold: 3}
+	// Readiness follows storage: unready after two failed checks (about 10s), ready again at
+	// the first good one (within StorageCheckInterval).
+	dc.Health.StorageDriver = configuration.StorageDriver{Enabled: true, Interval: StorageCheckInterval, Threshold: 2}
 	dc.Catalog.MaxEntries = access.CatalogPageSize
 	dc.Log.Level = configuration.Loglevel(cfg.Log.Level)
 	dc.Log.AccessLog.Disabled = true

@@ -57,7 +57,7 @@ func (m *metrics) handler() http.Handler {
 
 func routeOf(path string) string {
 	switch path {
-	case registryconfig.HealthPath:
+	case registryconfig.HealthPath, registryconfig.LivenessPath:
 		return "health"
 	}
 	if rt, ok := route.Parse(path); ok {
@@ -111,6 +111,14 @@ func (m *metrics) instrument(next http.Handler) http.Handler {
 		}()
 		next.ServeHTTP(sw, r)
 	})
+}
+
+// livenessHandler answers 200: the process is serving. Storage health is readiness's
+// concern (healthHandler); a liveness failure restarts the pod, which cures no storage outage.
+func livenessHandler(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-cache")
+	_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
 }
 
 // healthHandler answers 200 while the storage driver is healthy and the server is not

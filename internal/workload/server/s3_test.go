@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,44 +26,78 @@ func versitygw(t *testing.T) string {
 		p, _ = filepath.Abs("../../../bin/versitygw-v1.8.0")
 	}
 	if _, err := os.Stat(p); err != nil {
+		if os.Getenv("DOCKYARD_REQUIRE_CLIENTS") != "" {
+			t.Fatalf("S3 gateway not built (hack/build-versitygw.sh): %v", err)
+		}
 		t.Skipf("S3 gateway not built (run hack/build-versitygw.sh or set DOCKYARD_VERSITYGW): %v", err)
 	}
 	return p
 }
 
+// s3Gateway is a versitygw process serving a temp dir on a fixed 127.0.0.1 port, which a
+// test may stop and start again (an object-storage outage).
+type s3Gateway struct {
+	t              *testing.T
+	bin, dir, addr string
+	access, secret string
+	cancel         context.CancelFunc
+	cmd            *exec.Cmd
+}
+
 // startS3 runs versitygw over a temp dir on 127.0.0.1 with one bucket and returns its URL.
 func startS3(t *testing.T, bucket, access, secret string) string {
-	bin := versitygw(t)
-	dir := t.TempDir()
-	if err := os.Mkdir(filepath.Join(dir, bucket), 0o755); err != nil {
+	return newS3Gateway(t, bucket, access, secret).url()
+}
+
+func newS3Gateway(t *testing.T, bucket, access, secret string) *s3Gateway {
+	g := &s3Gateway{t: t, bin: versitygw(t), dir: t.TempDir(), access: access, secret: secret}
+	if err := os.Mkdir(filepath.Join(g.dir, bucket), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := ln.Addr().String()
+	g.addr = ln.Addr().String()
 	ln.Close()
+	g.start()
+	t.Cleanup(g.stop)
+	return g
+}
+
+func (g *s3Gateway) url() string { return "http://" + g.addr }
+
+func (g *s3Gateway) start() {
+	t := g.t
 	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, bin, "--port", addr, "--access", access, "--secret", secret, "posix", dir)
+	g.cancel = cancel
+	g.cmd = exec.CommandContext(ctx, g.bin, "--port", g.addr, "--access", g.access, "--secret", g.secret, "posix", g.dir)
 	// Its access log goes nowhere; failures show up as registry errors.
-	if err := cmd.Start(); err != nil {
+	if err := g.cmd.Start(); err != nil {
 		cancel()
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { cancel(); _ = cmd.Wait() })
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
+		c, err := net.DialTimeout("tcp", g.addr, time.Second)
 		if err == nil {
 			c.Close()
-			return "http://" + addr
+			return
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("S3 gateway not listening within 15s: %v", err)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+func (g *s3Gateway) stop() {
+	if g.cmd == nil {
+		return
+	}
+	g.cancel()
+	_ = g.cmd.Wait()
+	g.cmd = nil
 }
 
 func TestS3StoragePushPullAndGC(t *testing.T) {
@@ -147,4 +182,71 @@ func TestS3StoragePushPullAndGC(t *testing.T) {
 		t.Errorf("re-pushed image broken: %v", err)
 	}
 	t.Logf("gc on S3: %+v", res)
+}
+
+// An object-storage outage makes the registry unready (so Services stop sending it
+// requests) but never fails liveness (a restart cures nothing and, in CrashLoopBackOff,
+// stretches the outage); when storage is back, readiness follows within seconds.
+func TestStorageOutageAffectsReadinessNotLiveness(t *testing.T) {
+	const access, secret = "dockyard-test", "dockyard-test-secret"
+	gw := newS3Gateway(t, "registry", access, secret)
+	env := map[string]string{registryconfig.EnvS3AccessKeyID: access, registryconfig.EnvS3SecretAccessKey: secret}
+	old := server.StorageCheckInterval
+	server.StorageCheckInterval = 300 * time.Millisecond
+	t.Cleanup(func() { server.StorageCheckInterval = old })
+	cfg := &registryconfig.Config{
+		APIVersion: registryconfig.APIVersion,
+		HTTP:       registryconfig.HTTP{Addr: "127.0.0.1:0"},
+		Metrics:    registryconfig.Metrics{Addr: "127.0.0.1:0"},
+		Storage: registryconfig.Storage{S3: &registryconfig.S3Storage{
+			Bucket: "registry", Region: "us-east-1", Endpoint: gw.url(), ForcePathStyle: true,
+			AccessKeyIDEnv: registryconfig.EnvS3AccessKeyID, SecretAccessKeyEnv: registryconfig.EnvS3SecretAccessKey,
+		}},
+	}
+	cfg.Defaults()
+	ctx, cancel := context.WithCancel(context.Background())
+	srv, err := server.New(ctx, cfg, server.Options{Getenv: func(k string) string { return env[k] }})
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	client := &http.Client{Timeout: 3 * time.Second}
+	status := func(addr, path string) int {
+		resp, err := client.Get("http://" + addr + path)
+		if err != nil {
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	waitFor := func(what string, within time.Duration, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(within)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not within %s", what, within)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	waitFor("ready", 10*time.Second, func() bool { return status(srv.Addr(), registryconfig.HealthPath) == http.StatusOK })
+
+	gw.stop()
+	waitFor("unready during the outage", 10*time.Second, func() bool {
+		return status(srv.Addr(), registryconfig.HealthPath) == http.StatusServiceUnavailable
+	})
+	for range 5 {
+		if code := status(srv.MetricsAddr(), registryconfig.LivenessPath); code != http.StatusOK {
+			t.Fatalf("liveness during a storage outage = %d, want 200", code)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	gw.start()
+	waitFor("ready again once storage is back", 5*time.Second, func() bool {
+		return status(srv.Addr(), registryconfig.HealthPath) == http.StatusOK
+	})
 }

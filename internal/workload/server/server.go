@@ -172,6 +172,7 @@ func (s *Server) listen(api http.Handler) error {
 		mux := http.NewServeMux()
 		mux.Handle(registryconfig.MetricsPath, s.metrics.handler())
 		mux.HandleFunc(registryconfig.HealthPath, s.healthHandler)
+		mux.HandleFunc(registryconfig.LivenessPath, livenessHandler)
 		s.metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	}
 	return nil
