@@ -373,7 +373,7 @@ func TestEphemeralStorageAndProbes(t *testing.T) {
 		}
 	}
 	cases := map[string]struct {
-		reg                 *v1alpha1.Registry
+		reg                *v1alpha1.Registry
 		wantReq, wantLimit string // "" = unset
 	}{
 		"volume storage: defaults":              {reg(gc), "64Mi", "2Gi"},

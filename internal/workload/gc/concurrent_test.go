@@ -58,6 +58,10 @@ func TestUpstreamGarbageCollectUnderPushes(t *testing.T) {
 	}
 }
 
+// scenarioRepos spread the pushes over repositories whose names contain the API's route
+// words: a manifest PUT to `a/blobs/b` must be recognised as one (and protect its layers).
+var scenarioRepos = []string{"proj/app", "a/blobs/b", "x/manifests/y", "t/tags/list/u", "up/blobs/uploads/v"}
+
 type scenario struct {
 	root     string
 	grace    time.Duration
@@ -143,7 +147,7 @@ func runScenario(t *testing.T, collectFn collectFunc) *scenario {
 		go func() {
 			defer wg.Done()
 			for k := range jobs {
-				repo := fmt.Sprintf("%s/proj/app%d", host, (k/2)%5)
+				repo := host + "/" + scenarioRepos[(k/2)%len(scenarioRepos)]
 				ref, _ := name.NewTag(fmt.Sprintf("%s:img%d", repo, k))
 				if k%2 == 0 || k == images-1 {
 					// A victim: push, delete, age its blobs, hand its layers on.

@@ -54,13 +54,13 @@ func newToucher(d storagedriver.StorageDriver, canPush func(*http.Request, strin
 
 func (t *toucher) middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		digests, err := t.digestsFor(r)
+		name, digests, err := t.digestsFor(r)
 		if err != nil {
 			writeOCIError(w, http.StatusBadRequest, "MANIFEST_INVALID", err.Error())
 			return
 		}
 		if len(digests) > 0 {
-			if err := t.touch(r, digests); err != nil {
+			if err := t.touch(r, name, digests); err != nil {
 				t.log.Error("Record blob use for garbage collection", "err", err, "path", r.URL.Path)
 				writeOCIError(w, http.StatusServiceUnavailable, "UNAVAILABLE", "storage is unavailable, retry")
 				return
@@ -70,11 +70,16 @@ func (t *toucher) middleware(next http.Handler) http.Handler {
 	})
 }
 
-// digestsFor returns the digests a push request is about to rely on.
-func (t *toucher) digestsFor(r *http.Request) ([]digest.Digest, error) {
+// MaxManifestReferences bounds the descriptors one pushed manifest may name (layers,
+// config, subject, index entries). Real images have tens; the bound keeps one request from
+// costing thousands of storage operations.
+const MaxManifestReferences = 1000
+
+// digestsFor returns the repository and the digests a push request is about to rely on.
+func (t *toucher) digestsFor(r *http.Request) (string, []digest.Digest, error) {
 	rt, ok := route.Of(r)
 	if !ok {
-		return nil, nil
+		return "", nil, nil
 	}
 	name := rt.Name
 	var raw []string
@@ -87,18 +92,22 @@ func (t *toucher) digestsFor(r *http.Request) ([]digest.Digest, error) {
 	case rt.Kind == route.Manifest && r.Method == http.MethodPut:
 		body, err := bufferBody(r, maxManifestBytes)
 		if err != nil {
-			return nil, fmt.Errorf("read manifest: %w", err)
+			return "", nil, fmt.Errorf("read manifest: %w", err)
 		}
 		if body == nil {
-			return nil, nil // too large: distribution refuses it
+			return "", nil, nil // too large: distribution refuses it
+		}
+		refs := manifestReferences(body)
+		if len(refs) > MaxManifestReferences {
+			return "", nil, fmt.Errorf("the manifest names %d descriptors; at most %d are accepted", len(refs), MaxManifestReferences)
 		}
 		raw = append(raw, digest.FromBytes(body).String())
-		raw = append(raw, manifestReferences(body)...)
+		raw = append(raw, refs...)
 	default:
-		return nil, nil
+		return "", nil, nil
 	}
 	if t.canPush != nil && !t.canPush(r, name) {
-		return nil, nil
+		return "", nil, nil
 	}
 	var out []digest.Digest
 	for _, s := range raw {
@@ -106,7 +115,7 @@ func (t *toucher) digestsFor(r *http.Request) ([]digest.Digest, error) {
 			out = append(out, d)
 		}
 	}
-	return out, nil
+	return name, out, nil
 }
 
 // bufferBody reads a request body of at most limit bytes and puts it back for the next
@@ -159,20 +168,73 @@ func manifestReferences(body []byte) []string {
 	return out
 }
 
-func (t *toucher) touch(r *http.Request, digests []digest.Digest) error {
+// touch writes the markers of the digests that name existing blobs: a blob that does not
+// exist needs no protection (the push uploads it, and a fresh blob is inside the grace
+// period), so a manifest naming absent blobs writes nothing. A digest of another algorithm
+// than sha256 is resolved through its link in the repository to the blob that holds it.
+func (t *toucher) touch(r *http.Request, name string, digests []digest.Digest) error {
 	now := t.now()
 	stamp := []byte(now.UTC().Format(time.RFC3339Nano))
 	seen := map[digest.Digest]bool{}
 	for _, d := range digests {
-		if seen[d] {
+		c, err := t.canonical(r, name, d)
+		if err != nil {
+			return err
+		}
+		if c == "" || seen[c] {
 			continue
 		}
-		seen[d] = true
-		if err := t.write(r, d, now, stamp); err != nil {
-			return fmt.Errorf("write marker for %s: %w", d, err)
+		seen[c] = true
+		exists, err := t.blobExists(r, c)
+		if err != nil {
+			return fmt.Errorf("stat blob %s: %w", c, err)
+		}
+		if !exists {
+			continue
+		}
+		if err := t.write(r, c, now, stamp); err != nil {
+			return fmt.Errorf("write marker for %s: %w", c, err)
 		}
 	}
 	return nil
+}
+
+// canonical returns the sha256 digest whose blob holds d's content in repository name, or
+// "" when a non-canonical d has no link there.
+func (t *toucher) canonical(r *http.Request, name string, d digest.Digest) (digest.Digest, error) {
+	if d.Algorithm() == digest.Canonical {
+		return d, nil
+	}
+	for _, p := range []string{layout.LayerLinkPath(name, d), layout.RevisionLinkPath(name, d)} {
+		b, err := t.driver.GetContent(r.Context(), p)
+		if err != nil {
+			var nf storagedriver.PathNotFoundError
+			if errors.As(err, &nf) {
+				continue
+			}
+			return "", fmt.Errorf("read link of %s: %w", d, err)
+		}
+		if c, err := digest.Parse(string(b)); err == nil && c.Algorithm() == digest.Canonical {
+			return c, nil
+		}
+	}
+	return "", nil
+}
+
+func (t *toucher) blobExists(r *http.Request, d digest.Digest) (bool, error) {
+	if t.fsRoot != "" {
+		_, err := os.Stat(filepath.Join(t.fsRoot, filepath.FromSlash(layout.BlobDataPath(d))))
+		if errors.Is(err, fs.ErrNotExist) {
+			return false, nil
+		}
+		return err == nil, err
+	}
+	_, err := t.driver.Stat(r.Context(), layout.BlobDataPath(d))
+	var nf storagedriver.PathNotFoundError
+	if errors.As(err, &nf) {
+		return false, nil
+	}
+	return err == nil, err
 }
 
 func writeOCIError(w http.ResponseWriter, status int, code, msg string) {
