@@ -141,6 +141,7 @@ func (s *Server) apiHandler(touch *toucher) http.Handler {
 	if s.users != nil {
 		h = s.users.Middleware(h)
 	}
+	h = refuseMalformed(h)
 	mux := http.NewServeMux()
 	mux.HandleFunc(registryconfig.HealthPath, s.healthHandler)
 	mux.Handle("/", h)

@@ -1,0 +1,40 @@
+package server
+
+import (
+	"net/http"
+	"regexp"
+
+	"github.com/distribution/reference"
+
+	"github.com/dockyard-dev/dockyard/internal/workload/route"
+)
+
+// contentRange is the only Content-Range form the distribution spec defines for a chunk:
+// `<start>-<end>`, inclusive, in bytes.
+var contentRange = regexp.MustCompile(`^[0-9]{1,19}-[0-9]{1,19}$`)
+
+// refuseMalformed answers requests distribution would fail with a 500 with the 4xx the
+// distribution spec gives them, before they reach it: a repository name over the spec's
+// 255 characters (NAME_INVALID) and a chunk whose Content-Range is not `<start>-<end>`
+// (416, as for a chunk out of order). TestHostileRequestsGet4xx and FuzzRequests hold the
+// cases.
+func refuseMalformed(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rt, ok := route.Of(r)
+		if !ok {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if len(rt.Name) > reference.RepositoryNameTotalLengthMax {
+			writeOCIError(w, http.StatusBadRequest, "NAME_INVALID", "repository name must not be more than 255 characters")
+			return
+		}
+		if rt.Kind == route.BlobUploadChunk && r.Method == http.MethodPatch {
+			if cr := r.Header.Get("Content-Range"); cr != "" && !contentRange.MatchString(cr) {
+				writeOCIError(w, http.StatusRequestedRangeNotSatisfiable, "RANGE_INVALID", "Content-Range must be <start>-<end>")
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
