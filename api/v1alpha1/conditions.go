@@ -34,6 +34,11 @@ const (
 	// ReasonReconcileFailed (Ready=False or Degraded=True): the operator could not apply the
 	// child objects; the message carries the API error.
 	ReasonReconcileFailed = "ReconcileFailed"
+	// ReasonNotObserved (Unknown): the last reconcile failed before it could observe what
+	// this condition reports (e.g. the API server refused a read); the message names the
+	// failed step and the last observed state. Status fields that step feeds (replicas,
+	// lastGarbageCollection) keep their previous values meanwhile.
+	ReasonNotObserved = "NotObserved"
 	// ReasonAsExpected (Progressing=False, Degraded=False): nothing to report.
 	ReasonAsExpected = "AsExpected"
 	// ReasonDeploymentUnavailable (Degraded=True): the Deployment reports its progress

@@ -85,28 +85,53 @@ func (r *RegistryReconciler) Reconcile(ctx context.Context, req ctrl.Request) (r
 		return ctrl.Result{}, nil
 	}
 
-	s := &scope{reg: reg, before: reg.Status.DeepCopy()}
+	s := newScope(reg)
 	defer func() {
 		if err := r.writeStatus(ctx, s, retErr); err != nil {
 			retErr = errors.Join(retErr, err)
 		}
 	}()
 
-	steps := []func(context.Context, *scope) (ctrl.Result, error){
-		r.observeDependencies,
-		r.reconcileChildren,
-		r.observeWorkload,
-		r.observeGarbageCollection,
+	// Observation steps run even when applying failed: they only read, and the status is
+	// truer for it. A step whose inputs were not observed does not run.
+	steps := []struct {
+		name  step
+		needs []step
+		run   func(context.Context, *scope) (ctrl.Result, error)
+	}{
+		{stepDependencies, nil, r.observeDependencies},
+		{stepChildren, []step{stepDependencies}, r.reconcileChildren},
+		{stepWorkload, nil, r.observeWorkload},
+		{stepGC, nil, r.observeGarbageCollection},
 	}
-	for _, step := range steps {
-		res, err := step(ctx, s)
-		if err != nil {
-			log.Error(err, "Reconcile step failed")
-			return ctrl.Result{}, err
+	var errs []error
+	for _, st := range steps {
+		if !allObserved(s, st.needs) {
+			continue
 		}
+		res, err := st.run(ctx, s)
+		if err != nil {
+			log.Error(err, "Reconcile step failed", "step", string(st.name))
+			s.failed[st.name] = err
+			errs = append(errs, err)
+			continue
+		}
+		s.observed[st.name] = true
 		result = lowestRequeue(result, res)
 	}
+	if len(errs) > 0 {
+		return ctrl.Result{}, errors.Join(errs...)
+	}
 	return result, nil
+}
+
+func allObserved(s *scope, steps []step) bool {
+	for _, st := range steps {
+		if !s.saw(st) {
+			return false
+		}
+	}
+	return true
 }
 
 // writeStatus computes the status once and writes it only when it changed.

@@ -8,10 +8,27 @@ import (
 	"github.com/dockyard-dev/dockyard/api/v1alpha1"
 )
 
+// step names one part of a reconcile. A step that fails, or cannot run because a step it
+// needs failed, leaves what it would have observed unobserved: the status then keeps the
+// previous values of those fields and reports the conditions computed from them as
+// Unknown/NotObserved, rather than treating the unobserved as absent.
+type step string
+
+const (
+	stepDependencies step = "observe dependencies"
+	stepChildren     step = "apply children"
+	stepWorkload     step = "observe workload"
+	stepGC           step = "observe garbage collection"
+)
+
 // scope is what one reconcile observed and decided; status is computed from it once.
 type scope struct {
 	reg    *v1alpha1.Registry
 	before *v1alpha1.RegistryStatus
+
+	// observed holds the steps that completed; failed the error of each step that did not.
+	observed map[step]bool
+	failed   map[step]error
 
 	// Dependencies.
 	users       *secretState // nil without spec.auth
@@ -51,3 +68,12 @@ type certState struct {
 	issuerMessage string
 	certificate   *cmapi.Certificate
 }
+
+func newScope(reg *v1alpha1.Registry) *scope {
+	before := reg.Status.DeepCopy()
+	return &scope{reg: reg, before: before, observed: map[step]bool{}, failed: map[step]error{},
+		lastGC: before.LastGarbageCollection}
+}
+
+// saw reports whether step completed in this reconcile.
+func (s *scope) saw(st step) bool { return s.observed[st] }

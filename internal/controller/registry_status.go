@@ -32,10 +32,19 @@ func computeStatus(reg *v1alpha1.Registry, s *scope, reconcileErr error) *v1alph
 	}
 
 	storage := storageCondition(reg, s)
+	if st, ok := storageInput(reg); ok && !s.saw(st) {
+		storage = notObserved(s, v1alpha1.ConditionStorageReady, st)
+	}
 	set(storage)
 	cert := certificateCondition(reg, s)
+	if cert != nil && !s.saw(stepDependencies) {
+		cert = ptrTo(notObserved(s, v1alpha1.ConditionCertificateReady, stepDependencies))
+	}
 	setOrRemove(v1alpha1.ConditionCertificateReady, cert)
 	auth := authCondition(reg, s)
+	if auth != nil && !s.saw(stepDependencies) {
+		auth = ptrTo(notObserved(s, v1alpha1.ConditionAuthReady, stepDependencies))
+	}
 	setOrRemove(v1alpha1.ConditionAuthReady, auth)
 
 	deps := []*metav1.Condition{&storage, cert, auth}
@@ -44,10 +53,13 @@ func computeStatus(reg *v1alpha1.Registry, s *scope, reconcileErr error) *v1alph
 	set(degradedCondition(s, reconcileErr))
 
 	st.URL = reg.URL()
-	if d := s.deployment; d != nil {
+	switch d := s.deployment; {
+	case !s.saw(stepWorkload):
+		// Not read this time: keep what was last observed.
+	case d != nil:
 		st.Replicas = d.Status.UpdatedReplicas
 		st.ReadyReplicas = d.Status.ReadyReplicas
-	} else {
+	default:
 		st.Replicas, st.ReadyReplicas = 0, 0
 	}
 	st.LastGarbageCollection = s.lastGC
@@ -55,6 +67,43 @@ func computeStatus(reg *v1alpha1.Registry, s *scope, reconcileErr error) *v1alph
 		st.ObservedGeneration = gen
 	}
 	return st
+}
+
+// storageInput is the step whose observation StorageReady is computed from; ok is false
+// when it needs none (emptyDir, or object storage without a credentials Secret).
+func storageInput(reg *v1alpha1.Registry) (step, bool) {
+	switch st := reg.Spec.Storage; {
+	case st.Filesystem != nil:
+		return stepWorkload, true
+	case st.EmptyDir != nil:
+		return "", false
+	case reg.StorageCredentialsRef() != nil:
+		return stepDependencies, true
+	}
+	return "", false
+}
+
+// notObserved is condition t when the step it is computed from did not complete: Unknown,
+// naming the step and what was last observed.
+func notObserved(s *scope, t string, st step) metav1.Condition {
+	why := "it did not run"
+	if err := s.failed[st]; err != nil {
+		why = "it failed"
+	} else {
+		for failed := range s.failed {
+			why = "it needs " + string(failed) + ", which failed"
+		}
+	}
+	msg := fmt.Sprintf("not observed: the reconcile could not %s (%s)", st, why)
+	const last = "; last observed "
+	if prev := meta.FindStatusCondition(s.before.Conditions, t); prev != nil {
+		if prev.Reason != v1alpha1.ReasonNotObserved {
+			msg += fmt.Sprintf("%s%s/%s: %s", last, prev.Status, prev.Reason, prev.Message)
+		} else if i := strings.Index(prev.Message, last); i >= 0 {
+			msg += prev.Message[i:] // still the last observation
+		}
+	}
+	return metav1.Condition{Type: t, Status: metav1.ConditionUnknown, Reason: v1alpha1.ReasonNotObserved, Message: truncate(msg, 1024)}
 }
 
 // storageCondition reports the volume claim or the object-storage credentials.

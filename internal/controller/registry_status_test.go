@@ -9,6 +9,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -160,8 +161,12 @@ func TestReadyProgressingDegraded(t *testing.T) {
 
 func TestComputeStatusIsStableAndAdvancesObservedGeneration(t *testing.T) {
 	reg := testReg()
-	s := &scope{reg: reg, before: &v1alpha1.RegistryStatus{}, deployment: dep(1, 1, 1, 1, 1, 1), childrenApplied: true,
-		pvc: &corev1.PersistentVolumeClaim{Status: corev1.PersistentVolumeClaimStatus{Phase: corev1.ClaimBound}}}
+	s := newScope(reg)
+	s.deployment, s.childrenApplied = dep(1, 1, 1, 1, 1, 1), true
+	s.pvc = &corev1.PersistentVolumeClaim{Status: corev1.PersistentVolumeClaimStatus{Phase: corev1.ClaimBound}}
+	for _, st := range []step{stepDependencies, stepChildren, stepWorkload, stepGC} {
+		s.observed[st] = true
+	}
 	first := computeStatus(reg, s, nil)
 	if first.ObservedGeneration != 3 {
 		t.Errorf("observedGeneration = %d, want 3", first.ObservedGeneration)
@@ -228,4 +233,115 @@ func TestNewestFinishedJob(t *testing.T) {
 	if newestFinishedJob([]batchv1.Job{mk("running", t1, false)}) != nil {
 		t.Error("a running job is not finished")
 	}
+}
+
+// TestStatusWhenAStepFails: for every step that can fail, what the status says about each
+// condition (whole conditions), the replica counts and the last GC run. Nothing that was
+// not observed may turn into "absent": replicas stay, the GC record stays, and a condition
+// whose input was not read is Unknown/NotObserved with the last observation in its message.
+func TestStatusWhenAStepFails(t *testing.T) {
+	reg := testReg(func(r *v1alpha1.Registry) {
+		r.Spec.TLS = &v1alpha1.TLSSpec{SecretRef: &v1alpha1.SecretReference{Name: "tls"}}
+		r.Spec.Auth = &v1alpha1.AuthSpec{UsersSecretRef: v1alpha1.SecretReference{Name: "users"}}
+		r.Spec.Replicas = ptrTo(int32(2))
+	})
+	gcRun := &v1alpha1.GarbageCollectionRun{JobName: "r-gc-1", Result: "Succeeded", BlobsDeleted: 7}
+	observeAll := func(s *scope) {
+		s.users = &secretState{name: "users", found: true}
+		s.tls = &secretState{name: "tls", found: true}
+		s.pvc = &corev1.PersistentVolumeClaim{Status: corev1.PersistentVolumeClaimStatus{Phase: corev1.ClaimBound}}
+		s.deployment = dep(1, 1, 2, 2, 2, 2)
+		s.childrenApplied = true
+		s.lastGC = gcRun
+		for _, st := range []step{stepDependencies, stepChildren, stepWorkload, stepGC} {
+			s.observed[st] = true
+		}
+	}
+	good := newScope(reg)
+	observeAll(good)
+	before := computeStatus(reg, good, nil)
+	if before.ReadyReplicas != 2 || before.LastGarbageCollection == nil {
+		t.Fatalf("baseline status = %+v", before)
+	}
+	boom := errors.New("boom: the API server refused")
+	storageBound := metav1.Condition{Type: v1alpha1.ConditionStorageReady, Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonVolumeBound,
+		Message: "PersistentVolumeClaim " + reg.PVCName() + " is bound"}
+	certOK := metav1.Condition{Type: v1alpha1.ConditionCertificateReady, Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonSecretFound,
+		Message: `TLS Secret "tls" has the expected keys`}
+	authOK := metav1.Condition{Type: v1alpha1.ConditionAuthReady, Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonSecretFound,
+		Message: `users Secret "users" has the expected keys`}
+	unknown := func(ok metav1.Condition, st step) metav1.Condition {
+		return metav1.Condition{Type: ok.Type, Status: metav1.ConditionUnknown, Reason: v1alpha1.ReasonNotObserved,
+			Message: "not observed: the reconcile could not " + string(st) + " (it failed); last observed " +
+				string(ok.Status) + "/" + ok.Reason + ": " + ok.Message}
+	}
+	failedReady := metav1.Condition{Type: v1alpha1.ConditionReady, Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonReconcileFailed, Message: boom.Error()}
+	failedProgressing := metav1.Condition{Type: v1alpha1.ConditionProgressing, Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonReconcileFailed,
+		Message: "cannot progress until the reconcile error is resolved"}
+	failedDegraded := metav1.Condition{Type: v1alpha1.ConditionDegraded, Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonReconcileFailed, Message: boom.Error()}
+
+	cases := []struct {
+		failed step
+		// forget undoes what the failed step (and the steps needing it) would have observed.
+		forget func(*scope)
+		want   []metav1.Condition
+	}{
+		{stepDependencies, func(s *scope) {
+			s.users, s.tls, s.childrenApplied = nil, nil, false
+			delete(s.observed, stepChildren)
+		}, []metav1.Condition{storageBound, unknown(certOK, stepDependencies), unknown(authOK, stepDependencies), failedReady, failedProgressing, failedDegraded}},
+		{stepChildren, func(s *scope) { s.childrenApplied = false },
+			[]metav1.Condition{storageBound, certOK, authOK, failedReady, failedProgressing, failedDegraded}},
+		{stepWorkload, func(s *scope) { s.pvc, s.deployment = nil, nil },
+			[]metav1.Condition{unknown(storageBound, stepWorkload), certOK, authOK, failedReady, failedProgressing, failedDegraded}},
+		{stepGC, func(s *scope) { s.lastGC = before.LastGarbageCollection },
+			[]metav1.Condition{storageBound, certOK, authOK, failedReady, failedProgressing, failedDegraded}},
+	}
+	for _, tc := range cases {
+		t.Run(string(tc.failed), func(t *testing.T) {
+			r := reg.DeepCopy()
+			r.Status = *before.DeepCopy()
+			r.Generation = 4
+			s := newScope(r)
+			observeAll(s)
+			s.lastGC = r.Status.LastGarbageCollection
+			delete(s.observed, tc.failed)
+			s.failed[tc.failed] = boom
+			tc.forget(s)
+			got := computeStatus(r, s, boom)
+			for _, w := range tc.want {
+				c := meta.FindStatusCondition(got.Conditions, w.Type)
+				if c == nil {
+					t.Errorf("%s missing", w.Type)
+					continue
+				}
+				if c.Status != w.Status || c.Reason != w.Reason || c.Message != w.Message || c.ObservedGeneration != 4 {
+					t.Errorf("%s =\n  %s/%s %q (gen %d)\nwant\n  %s/%s %q (gen 4)", w.Type, c.Status, c.Reason, c.Message, c.ObservedGeneration, w.Status, w.Reason, w.Message)
+				}
+			}
+			if got.Replicas != 2 || got.ReadyReplicas != 2 {
+				t.Errorf("replicas = %d/%d, want the last observed 2/2", got.ReadyReplicas, got.Replicas)
+			}
+			if got.LastGarbageCollection == nil || got.LastGarbageCollection.JobName != "r-gc-1" || got.LastGarbageCollection.BlobsDeleted != 7 {
+				t.Errorf("lastGarbageCollection = %+v, want the last observed run", got.LastGarbageCollection)
+			}
+			if got.ObservedGeneration != 3 {
+				t.Errorf("observedGeneration = %d, want 3 (a failed reconcile does not advance it)", got.ObservedGeneration)
+			}
+			// A second failure in a row keeps the last real observation in the message.
+			r.Status = *got
+			again := computeStatus(r, newScopeLike(s, r), boom)
+			for _, w := range tc.want {
+				if c := meta.FindStatusCondition(again.Conditions, w.Type); c == nil || c.Message != w.Message {
+					t.Errorf("second failure: %s message %q, want %q", w.Type, c.Message, w.Message)
+				}
+			}
+		})
+	}
+}
+
+func newScopeLike(s *scope, r *v1alpha1.Registry) *scope {
+	n := *s
+	n.reg, n.before = r, r.Status.DeepCopy()
+	return &n
 }

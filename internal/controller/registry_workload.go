@@ -50,7 +50,6 @@ func (r *RegistryReconciler) observeWorkload(ctx context.Context, s *scope) (ctr
 // registryconfig.GCSummary to its termination-message path; it is read once per job.
 func (r *RegistryReconciler) observeGarbageCollection(ctx context.Context, s *scope) (ctrl.Result, error) {
 	reg := s.reg
-	s.lastGC = reg.Status.LastGarbageCollection
 	var jobs batchv1.JobList
 	if err := r.Client.List(ctx, &jobs, client.InNamespace(reg.Namespace), client.MatchingLabels{
 		resources.LabelRegistry: reg.Name, resources.LabelComponent: resources.ComponentGC,

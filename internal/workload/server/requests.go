@@ -15,8 +15,9 @@ var contentRange = regexp.MustCompile(`^[0-9]{1,19}-[0-9]{1,19}$`)
 
 // refuseMalformed answers requests distribution would fail with a 500 with the 4xx the
 // distribution spec gives them, before they reach it: a repository name over the spec's
-// 255 characters (NAME_INVALID) and a chunk whose Content-Range is not `<start>-<end>`
-// (416, as for a chunk out of order). TestHostileRequestsGet4xx and FuzzRequests hold the
+// 255 characters (NAME_INVALID), a chunk whose Content-Range is not `<start>-<end>` (416,
+// as for a chunk out of order) or whose Content-Type is not application/octet-stream (400
+// BLOB_UPLOAD_INVALID). TestHostileRequestsGet4xx and FuzzRequests hold the
 // cases.
 func refuseMalformed(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -29,9 +30,15 @@ func refuseMalformed(next http.Handler) http.Handler {
 			writeOCIError(w, http.StatusBadRequest, "NAME_INVALID", "repository name must not be more than 255 characters")
 			return
 		}
-		if rt.Kind == route.BlobUploadChunk && r.Method == http.MethodPatch {
+		if rt.Kind == route.BlobUploadChunk && (r.Method == http.MethodPatch || r.Method == http.MethodPut) {
 			if cr := r.Header.Get("Content-Range"); cr != "" && !contentRange.MatchString(cr) {
 				writeOCIError(w, http.StatusRequestedRangeNotSatisfiable, "RANGE_INVALID", "Content-Range must be <start>-<end>")
+				return
+			}
+		}
+		if rt.Kind == route.BlobUploadChunk && r.Method == http.MethodPatch {
+			if ct := r.Header.Get("Content-Type"); ct != "" && ct != "application/octet-stream" {
+				writeOCIError(w, http.StatusBadRequest, "BLOB_UPLOAD_INVALID", "a chunk's Content-Type must be application/octet-stream")
 				return
 			}
 		}
