@@ -47,12 +47,21 @@ vet: ## Run go vet.
 lint: $(GOLANGCI_LINT) ## Run golangci-lint (config in .golangci.yml).
 	$(GOLANGCI_LINT) run ./...
 
+.PHONY: tidy
+tidy: ## go mod tidy.
+	go mod tidy
+
+.PHONY: shellcheck
+shellcheck: ## shellcheck every script under hack/ (warnings and errors).
+	@command -v shellcheck >/dev/null || { echo "shellcheck: apt-get install shellcheck"; exit 1; }
+	shellcheck -S warning -x $$(git ls-files 'hack/*.sh' hack/in-cluster-ns .ci/run)
+
 .PHONY: verify
-verify: generate manifests bundle fmt ## Regenerate code, manifests and the bundle; fail on any diff.
-	@if [ -n "$$(git status --porcelain -- api config bundle internal cmd)" ]; then \
-		echo "verify: generated files are out of date; run 'make generate manifests bundle fmt' and commit:"; \
-		git status --porcelain -- api config bundle internal cmd; git --no-pager diff --stat; exit 1; fi
-	@echo "verify: generated files are up to date"
+verify: tidy generate manifests bundle fmt ## Tidy modules, regenerate code, manifests and the bundle; fail on any change anywhere in the tree.
+	@if [ -n "$$(git status --porcelain)" ]; then \
+		echo "verify: the tree changed; run 'make tidy generate manifests bundle fmt' and commit:"; \
+		git status --porcelain; git --no-pager diff --stat; exit 1; fi
+	@echo "verify: generated files and go.mod are up to date"
 
 ##@ Test
 

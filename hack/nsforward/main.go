@@ -31,9 +31,7 @@ func main() {
 	target := flag.String("target", "127.0.0.1:6443", "loopback address to connect to, in the target namespace")
 	flag.Parse()
 	log.SetPrefix("nsforward: ")
-	if err := run(*pid, *listen, *target); err != nil {
-		log.Fatal(err)
-	}
+	log.Fatal(run(*pid, *listen, *target)) // run returns only on failure
 }
 
 func run(pid int, listen, target string) error {

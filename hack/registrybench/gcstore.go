@@ -15,16 +15,16 @@ import (
 )
 
 func runGCStore(args []string) error {
-	fs := flag.NewFlagSet("gcstore", flag.ContinueOnError)
+	flags := flag.NewFlagSet("gcstore", flag.ContinueOnError)
 	var t target
-	t.flags(fs)
-	images := fs.Int("images", 1700, "images to push (each: 4 layers + config + manifest = 6 blobs)")
-	layerSize := fs.Int("layer-size", 1024, "bytes per layer")
-	repos := fs.Int("repos", 50, "repositories the images are spread over")
-	seed := fs.Uint64("seed", 2, "seed of the image contents")
-	conc := fs.Int("concurrency", 8, "images pushed at once")
-	maxDur := fs.Duration("max-duration", 4*time.Minute, "start no new push after this")
-	if err := fs.Parse(args); err != nil {
+	t.flags(flags)
+	images := flags.Int("images", 1700, "images to push (each: 4 layers + config + manifest = 6 blobs)")
+	layerSize := flags.Int("layer-size", 1024, "bytes per layer")
+	repos := flags.Int("repos", 50, "repositories the images are spread over")
+	seed := flags.Uint64("seed", 2, "seed of the image contents")
+	conc := flags.Int("concurrency", 8, "images pushed at once")
+	maxDur := flags.Duration("max-duration", 4*time.Minute, "start no new push after this")
+	if err := flags.Parse(args); err != nil {
 		return err
 	}
 	base, err := t.transport()

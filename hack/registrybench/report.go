@@ -16,7 +16,8 @@ func readJSON[T any](path string) (T, error) {
 	if err != nil {
 		return v, err
 	}
-	return v, json.Unmarshal(b, &v)
+	err = json.Unmarshal(b, &v)
+	return v, err
 }
 
 // readRuns reads comma-separated result files of the same registry.

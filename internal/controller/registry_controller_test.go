@@ -442,7 +442,8 @@ var _ = Describe("Registry controller", func() {
 			Expect(metav1.IsControlledBy(get(ns, "r-http-secret", &corev1.Secret{}), reg)).To(BeTrue())
 			Expect(k8sClient.Delete(ctx, reg)).To(Succeed())
 			Eventually(func() error { return k8sClient.Get(ctx, key(ns, "r"), &v1alpha1.Registry{}) }, timeout, interval).Should(Satisfy(apierrors.IsNotFound))
-			Expect(k8sClient.Get(ctx, key(ns, "r-data"), &corev1.PersistentVolumeClaim{})).To(Succeed())
+			// That the volume outlives its Registry needs a garbage collector, which envtest
+			// lacks: test/e2e asserts it on a real cluster.
 		})
 	})
 })

@@ -43,7 +43,10 @@ import (
 
 const regName = "main"
 
-var _ = Describe("a Registry on a real cluster", Ordered, Label("smoke"), func() {
+// Labels: "smoke" marks the quick, non-disruptive specs (`-ginkgo.label-filter=smoke`);
+// "disruptive" ones renew certificates, roll pods, run GC or delete the Registry. They are
+// not nested under one label, so a disruptive spec never counts as smoke.
+var _ = Describe("a Registry on a real cluster", Ordered, func() {
 	var (
 		ns   string
 		reg  *regClient
@@ -84,7 +87,7 @@ var _ = Describe("a Registry on a real cluster", Ordered, Label("smoke"), func()
 		Expect(k8s.Create(ctx, r)).To(Succeed())
 	})
 
-	It("becomes Ready (kubectl wait)", func() {
+	It("becomes Ready (kubectl wait)", Label("smoke"), func() {
 		run("kubectl", "-n", ns, "wait", "--for=condition=Ready", "registry/"+regName, "--timeout=300s")
 		r := &v1alpha1.Registry{}
 		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: regName}, r)).To(Succeed())
@@ -106,7 +109,7 @@ var _ = Describe("a Registry on a real cluster", Ordered, Label("smoke"), func()
 		}, shortWait, poll).Should(Equal(http.StatusUnauthorized))
 	})
 
-	It("takes a push from a Manager and serves the same digest back", func() {
+	It("takes a push from a Manager and serves the same digest back", Label("smoke"), func() {
 		img, err := random.Image(512<<10, 3)
 		Expect(err).NotTo(HaveOccurred())
 		ref := reg.ref("team-a/app:v1")
@@ -126,7 +129,7 @@ var _ = Describe("a Registry on a real cluster", Ordered, Label("smoke"), func()
 		}
 	})
 
-	It("refuses a push from a Viewer (403) and a client without credentials (401)", func() {
+	It("refuses a push from a Viewer (403) and a client without credentials (401)", Label("smoke"), func() {
 		img, _ := random.Image(1024, 1)
 		err := remote.Write(reg.ref("team-a/app:viewer"), img, reg.opts("victor", "victor-pw")...)
 		Expect(statusCode(err)).To(Equal(http.StatusForbidden), "%v", err)
@@ -134,7 +137,7 @@ var _ = Describe("a Registry on a real cluster", Ordered, Label("smoke"), func()
 		Expect(statusCode(err)).To(Equal(http.StatusUnauthorized), "%v", err)
 	})
 
-	It("lets a pod on the node run an image pulled from the Registry with an imagePullSecret", func() {
+	It("lets a pod on the node run an image pulled from the Registry with an imagePullSecret", Label("smoke"), func() {
 		certsDir := os.Getenv("E2E_CONTAINERD_CERTS_DIR")
 		tarPath := filepath.Join(repoRoot, "bin", "images", "dockyard.tar")
 		if certsDir == "" {

@@ -242,11 +242,10 @@ func (c *collector) aliasTarget(ctx context.Context, p string, d digest.Digest) 
 		}
 		return "", fmt.Errorf("read link %s: %w", p, err)
 	}
-	target, err := digest.Parse(string(b))
-	if err != nil {
-		return d, nil
+	if target, perr := digest.Parse(string(b)); perr == nil {
+		return target, nil
 	}
-	return target, nil
+	return d, nil // not a link we understand: keep d itself
 }
 
 // deleteManifest removes an untagged manifest from a repository after re-checking, just

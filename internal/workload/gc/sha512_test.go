@@ -21,7 +21,13 @@ type sha512Client struct {
 	base string
 }
 
-func (c sha512Client) do(method, path string, body []byte, header map[string]string) (*http.Response, []byte) {
+// answer is a response whose body has been read and closed.
+type answer struct {
+	StatusCode int
+	Header     http.Header
+}
+
+func (c sha512Client) do(method, path string, body []byte, header map[string]string) (answer, []byte) {
 	c.t.Helper()
 	u := path
 	if u[0] == '/' {
@@ -37,7 +43,7 @@ func (c sha512Client) do(method, path string, body []byte, header map[string]str
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	return resp, b
+	return answer{resp.StatusCode, resp.Header}, b
 }
 
 func (c sha512Client) pushBlob(repo string, data []byte) ocispec.Descriptor {

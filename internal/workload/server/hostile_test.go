@@ -141,7 +141,7 @@ func FuzzRequests(f *testing.F) {
 		if strings.ContainsAny(path, " \t\r\n#") || len(path) > 4096 || len(body) > 1<<20 {
 			return // not a request line a client can send
 		}
-		if _, err := http.NewRequest("GET", "https://"+reg.host+path, nil); err != nil && !strings.HasPrefix(path, "{upload}") {
+		if _, err := http.NewRequest(http.MethodGet, "https://"+reg.host+path, nil); err != nil && !strings.HasPrefix(path, "{upload}") {
 			return
 		}
 		h := map[string]string{}

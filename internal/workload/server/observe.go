@@ -101,13 +101,13 @@ func (m *metrics) instrument(next http.Handler) http.Handler {
 		sw := &statusWriter{ResponseWriter: w}
 		defer func() {
 			m.inFlight.Dec()
-			route := routeOf(r.URL.Path)
+			rl := routeOf(r.URL.Path)
 			code := sw.code
 			if code == 0 {
 				code = http.StatusOK
 			}
-			m.requests.WithLabelValues(r.Method, route, strconv.Itoa(code)).Inc()
-			m.duration.WithLabelValues(r.Method, route).Observe(time.Since(start).Seconds())
+			m.requests.WithLabelValues(r.Method, rl, strconv.Itoa(code)).Inc()
+			m.duration.WithLabelValues(r.Method, rl).Observe(time.Since(start).Seconds())
 		}()
 		next.ServeHTTP(sw, r)
 	})

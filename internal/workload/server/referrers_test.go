@@ -25,7 +25,7 @@ const (
 	sbomType = "application/spdx+json"
 )
 
-// artifact builds an OCI artifact manifest (empty config, one layer) refering to subject.
+// artifact builds an OCI artifact manifest (empty config, one layer) referring to subject.
 func artifact(t *testing.T, artifactType string, subject ggcrv1.Descriptor, annotations map[string]string) ggcrv1.Image {
 	t.Helper()
 	img := mutate.MediaType(empty.Image, types.OCIManifestSchema1)

@@ -11,7 +11,7 @@ import (
 
 // contentRange is the only Content-Range form the distribution spec defines for a chunk:
 // `<start>-<end>`, inclusive, in bytes.
-var contentRange = regexp.MustCompile(`^[0-9]{1,19}-[0-9]{1,19}$`)
+var contentRange = regexp.MustCompile(`^\d{1,19}-\d{1,19}$`)
 
 // refuseMalformed answers requests distribution would fail with a 500 with the 4xx the
 // distribution spec gives them, before they reach it: a repository name over the spec's
