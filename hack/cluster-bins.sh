@@ -70,7 +70,8 @@ build_k8s_done() { for c in $K8S_CMDS; do [[ -x "$OUT/$c" ]] || return 1; done; 
 build_k8s() {
   local work="$WORK/kubernetes-${KUBERNETES_VERSION}" gomod pkgs=()
   gomod=$(go mod download -json "k8s.io/kubernetes@${KUBERNETES_VERSION}" | sed -n 's/.*"GoMod": "\(.*\)",/\1/p')
-  for c in $K8S_CMDS; do pkgs+=("k8s.io/kubernetes/cmd/$c"); done
+  # kube-apiserver is envtest's (hack/build-envtest.sh: same version, same way): one build.
+  for c in $K8S_CMDS; do [[ $c == kube-apiserver ]] || pkgs+=("k8s.io/kubernetes/cmd/$c"); done
   # k8s.io/kubernetes points its staging modules at ./staging/... (absent from the module zip):
   # pin each one to the published v0.N.P, exactly as hack/build-envtest.sh does.
   PKGS="${pkgs[*]}" wrapper_module "$work" dockyard.local/cluster/kubernetes <<<"k8s.io/kubernetes ${KUBERNETES_VERSION}"
@@ -89,6 +90,7 @@ build_k8s() {
   # One invocation for all commands so they share compilation work.
   (cd "$work" && GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -ldflags="$ldflags" -o "$OUT/.k8s.tmp/" "${pkgs[@]}")
   mv "$OUT"/.k8s.tmp/* "$OUT/" && rmdir "$OUT/.k8s.tmp"
+  cp "$("$ROOT/hack/build-envtest.sh")/kube-apiserver" "$OUT/kube-apiserver"
 }
 
 build_etcd_done() { [[ -x "$OUT/etcd" ]]; }

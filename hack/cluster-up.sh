@@ -320,6 +320,10 @@ launch kube-proxy kube-proxy --config "$CLUSTER_STATE/config/kube-proxy.yaml"
 node_ready() { [[ "$(kc get node "$NODE" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}')" == True ]]; }
 wait_for 90 "node $NODE Ready" node_ready
 alive kube-proxy
+# The controller-manager's node-ipam controller assigns the podCIDR some time after the
+# node registers; on a busy machine that can be after the node turns Ready.
+pod_cidr_assigned() { [[ -n "$(kc get node "$NODE" -o jsonpath='{.spec.podCIDR}')" ]]; }
+wait_for 90 "node $NODE podCIDR assigned" pod_cidr_assigned
 got_cidr=$(kc get node "$NODE" -o jsonpath='{.spec.podCIDR}')
 [[ "$got_cidr" == "$NODE_POD_CIDR" ]] || die "node podCIDR is $got_cidr, the CNI config expects $NODE_POD_CIDR"
 done_step "node Ready (kubelet, kube-proxy)"

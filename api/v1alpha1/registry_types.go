@@ -24,8 +24,11 @@ type RegistrySpec struct {
 	Replicas *int32 `json:"replicas,omitempty"`
 
 	// image overrides the container image of the registry pods and the garbage-collection
-	// job. Defaults to the operator's own dockyard image, which carries both.
+	// job. Defaults to the operator's own dockyard image, which carries both. An image
+	// reference (`[registry[:port]/]name[:tag][@digest]`), checked at apply time with
+	// ImageReferencePattern.
 	// +kubebuilder:validation:MaxLength=512
+	// +kubebuilder:validation:Pattern=`^((?:(?:(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])(?:\.(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]))*|\[(?:[a-fA-F0-9:]+)\])(?::[0-9]+)?/)?[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*)*)(?::([\w][\w.-]{0,127}))?(?:@([A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*[:][[:xdigit:]]{32,}))?$`
 	// +optional
 	Image string `json:"image,omitempty"`
 
@@ -144,6 +147,7 @@ type RegistryStorage struct {
 //
 // +kubebuilder:validation:XValidation:rule="!has(oldSelf.storageClassName) ? !has(self.storageClassName) : (has(self.storageClassName) && self.storageClassName == oldSelf.storageClassName)",message="storage.filesystem.storageClassName cannot be changed after creation"
 // +kubebuilder:validation:XValidation:rule="quantity(self.size).compareTo(quantity(oldSelf.size)) >= 0",message="storage.filesystem.size can grow but not shrink"
+// +kubebuilder:validation:XValidation:rule="quantity(self.size).isGreaterThan(quantity('0'))",message="storage.filesystem.size must be greater than 0, e.g. 50Gi"
 type FilesystemStorage struct {
 	// size of the volume, e.g. 50Gi. It can grow later when the storage class allows
 	// expansion, never shrink.
@@ -173,6 +177,8 @@ type S3Storage struct {
 	// +kubebuilder:validation:MinLength=3
 	// +kubebuilder:validation:MaxLength=63
 	// +required
+	// +kubebuilder:validation:Pattern=`^[a-z0-9][a-z0-9.-]*[a-z0-9]$`
+	// +kubebuilder:validation:XValidation:rule="!self.contains('..') && !self.matches('^[0-9]+[.][0-9]+[.][0-9]+[.][0-9]+$') && !self.startsWith('xn--') && !self.endsWith('-s3alias')",message="s3.bucket: S3 bucket names are 3-63 lowercase letters, digits, dots and hyphens, begin and end with a letter or digit, have no '..', are not an IP address and do not start with xn-- or end with -s3alias"
 	Bucket string `json:"bucket"`
 
 	// region of the bucket. Defaults to us-east-1 (what most S3-compatible servers expect).
@@ -214,6 +220,8 @@ type GCSStorage struct {
 	// +kubebuilder:validation:MinLength=3
 	// +kubebuilder:validation:MaxLength=222
 	// +required
+	// +kubebuilder:validation:Pattern=`^[a-z0-9][a-z0-9._-]*[a-z0-9]$`
+	// +kubebuilder:validation:XValidation:rule="self.split('.').all(c, size(c) >= 1 && size(c) <= 63) && !self.startsWith('goog') && !self.contains('google') && !self.matches('^[0-9]+[.][0-9]+[.][0-9]+[.][0-9]+$')",message="gcs.bucket: GCS bucket names are lowercase letters, digits, dashes, underscores and dots, begin and end with a letter or digit, at most 63 characters between dots, not an IP address, and neither start with goog nor contain google"
 	Bucket string `json:"bucket"`
 
 	// rootDirectory is a key prefix inside the bucket.
@@ -241,6 +249,7 @@ type AzureStorage struct {
 	// +kubebuilder:validation:MinLength=3
 	// +kubebuilder:validation:MaxLength=63
 	// +required
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([a-z0-9]|-[a-z0-9])*$`
 	Container string `json:"container"`
 
 	// rootDirectory is a key prefix inside the container.
@@ -255,6 +264,7 @@ type AzureStorage struct {
 }
 
 // EmptyDirStorage is pod scratch space.
+// +kubebuilder:validation:XValidation:rule="!has(self.sizeLimit) || quantity(self.sizeLimit).isGreaterThan(quantity('0'))",message="storage.emptyDir.sizeLimit must be greater than 0 (leave it unset for no limit)"
 type EmptyDirStorage struct {
 	// sizeLimit caps the scratch space; the pod is evicted past it.
 	// +optional
@@ -396,7 +406,12 @@ type GarbageCollectionSpec struct {
 	// or one of @yearly, @monthly, @weekly, @daily, @hourly. Times are in the
 	// controller-manager's time zone (usually UTC).
 	// +kubebuilder:validation:MaxLength=128
+	// The second rule is CronSchedulePattern (registry_funcs.go; TestCronSchedulePattern keeps
+	// them equal and checks it against the cron parser CronJobs use): every field within its
+	// range (minute 0-59, hour 0-23, day 1-31, month 1-12 or JAN-DEC, weekday 0-6 or SUN-SAT),
+	// as values, ranges, lists and steps.
 	// +kubebuilder:validation:XValidation:rule="self.matches('^@(yearly|annually|monthly|weekly|daily|midnight|hourly)$') || self.matches('^[0-9A-Za-z*/,?-]+( +[0-9A-Za-z*/,?-]+){4}$')",message="schedule: use five cron fields (minute hour day-of-month month day-of-week, e.g. \"0 3 * * *\") or @yearly, @monthly, @weekly, @daily or @hourly"
+	// +kubebuilder:validation:XValidation:rule="self.startsWith('@') || self.matches('(?i)^([*]|([0-5]?[0-9])(-([0-5]?[0-9]))?)(/0*[1-9][0-9]{0,3})?(,([*]|([0-5]?[0-9])(-([0-5]?[0-9]))?)(/0*[1-9][0-9]{0,3})?)* +([*]|([01]?[0-9]|2[0-3])(-([01]?[0-9]|2[0-3]))?)(/0*[1-9][0-9]{0,3})?(,([*]|([01]?[0-9]|2[0-3])(-([01]?[0-9]|2[0-3]))?)(/0*[1-9][0-9]{0,3})?)* +([*]|[?]|(0?[1-9]|[12][0-9]|3[01])(-(0?[1-9]|[12][0-9]|3[01]))?)(/0*[1-9][0-9]{0,3})?(,([*]|[?]|(0?[1-9]|[12][0-9]|3[01])(-(0?[1-9]|[12][0-9]|3[01]))?)(/0*[1-9][0-9]{0,3})?)* +([*]|(0?[1-9]|1[0-2]|jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)(-(0?[1-9]|1[0-2]|jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec))?)(/0*[1-9][0-9]{0,3})?(,([*]|(0?[1-9]|1[0-2]|jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)(-(0?[1-9]|1[0-2]|jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec))?)(/0*[1-9][0-9]{0,3})?)* +([*]|[?]|([0-6]|sun|mon|tue|wed|thu|fri|sat)(-([0-6]|sun|mon|tue|wed|thu|fri|sat))?)(/0*[1-9][0-9]{0,3})?(,([*]|[?]|([0-6]|sun|mon|tue|wed|thu|fri|sat)(-([0-6]|sun|mon|tue|wed|thu|fri|sat))?)(/0*[1-9][0-9]{0,3})?)*$')",message="schedule: a field is out of range or has an unknown token: minute 0-59, hour 0-23, day-of-month 1-31, month 1-12 or JAN-DEC, day-of-week 0-6 or SUN-SAT; each field is *, a value, a range a-b, a list a,b, optionally with a step /n"
 	// +required
 	Schedule string `json:"schedule"`
 

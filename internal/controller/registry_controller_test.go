@@ -133,7 +133,7 @@ var _ = Describe("Registry controller", func() {
 			Expect(c.SecurityContext.Capabilities.Drop).To(ConsistOf(corev1.Capability("ALL")))
 			Expect(c.ReadinessProbe.HTTPGet.Path).To(Equal(registryconfig.HealthPath))
 			Expect(c.ReadinessProbe.HTTPGet.Scheme).To(Equal(corev1.URISchemeHTTPS))
-			Expect(c.LivenessProbe.HTTPGet.Path).To(Equal(registryconfig.HealthPath))
+			Expect(c.LivenessProbe.HTTPGet.Path).To(Equal(registryconfig.LivenessPath), "liveness must not follow storage")
 			Expect(dep.Spec.Strategy.Type).To(Equal(appsv1.RecreateDeploymentStrategyType), "a ReadWriteOnce volume must be released before the new pod starts")
 			Expect(dep.Spec.Template.Annotations).To(HaveKeyWithValue(resources.AnnotationInputs, Not(BeEmpty())))
 			var vols []string

@@ -60,6 +60,51 @@ var _ = Describe("Registry validation at apply time", func() {
 		Entry("an unknown @-macro", func(ns string) *v1alpha1.Registry {
 			return newRegistry(ns, "r", withGC("@fortnightly"))
 		}, "use five cron fields"),
+		Entry("a schedule with a minute out of range", func(ns string) *v1alpha1.Registry {
+			return newRegistry(ns, "r", withGC("60 3 * * *"))
+		}, "spec.garbageCollection.schedule: Invalid value"),
+		Entry("a schedule with an hour out of range", func(ns string) *v1alpha1.Registry {
+			return newRegistry(ns, "r", withGC("0 24 * * *"))
+		}, "minute 0-59, hour 0-23"),
+		Entry("a schedule with an unknown weekday", func(ns string) *v1alpha1.Registry {
+			return newRegistry(ns, "r", withGC("0 3 * * MON-FUN"))
+		}, "a field is out of range or has an unknown token"),
+		Entry("a schedule with a zero step", func(ns string) *v1alpha1.Registry {
+			return newRegistry(ns, "r", withGC("*/0 * * * *"))
+		}, "a field is out of range or has an unknown token"),
+		Entry("an S3 bucket with '..'", func(ns string) *v1alpha1.Registry {
+			st := s3Storage("")
+			st.S3.Bucket = "my..bucket"
+			return newRegistry(ns, "r", withStorage(st))
+		}, "spec.storage.s3.bucket: Invalid value"),
+		Entry("an S3 bucket named like an IP address", func(ns string) *v1alpha1.Registry {
+			st := s3Storage("")
+			st.S3.Bucket = "192.168.1.1"
+			return newRegistry(ns, "r", withStorage(st))
+		}, "are not an IP address"),
+		Entry("an S3 bucket with upper case", func(ns string) *v1alpha1.Registry {
+			st := s3Storage("")
+			st.S3.Bucket = "Images"
+			return newRegistry(ns, "r", withStorage(st))
+		}, "spec.storage.s3.bucket: Invalid value"),
+		Entry("a GCS bucket containing google", func(ns string) *v1alpha1.Registry {
+			return newRegistry(ns, "r", withStorage(v1alpha1.RegistryStorage{GCS: &v1alpha1.GCSStorage{Bucket: "my-google-images"}}))
+		}, "neither start with goog nor contain google"),
+		Entry("an Azure container with a double hyphen", func(ns string) *v1alpha1.Registry {
+			return newRegistry(ns, "r", withStorage(v1alpha1.RegistryStorage{Azure: &v1alpha1.AzureStorage{AccountName: "acct", Container: "img--x"}}))
+		}, "spec.storage.azure.container: Invalid value"),
+		Entry("a volume of size 0", func(ns string) *v1alpha1.Registry {
+			return newRegistry(ns, "r", withStorage(v1alpha1.RegistryStorage{Filesystem: &v1alpha1.FilesystemStorage{Size: resource.MustParse("0")}}))
+		}, "storage.filesystem.size must be greater than 0"),
+		Entry("a negative emptyDir size limit", func(ns string) *v1alpha1.Registry {
+			limit := resource.MustParse("-1Gi")
+			return newRegistry(ns, "r", withStorage(v1alpha1.RegistryStorage{EmptyDir: &v1alpha1.EmptyDirStorage{SizeLimit: &limit}}))
+		}, "storage.emptyDir.sizeLimit must be greater than 0"),
+		Entry("a malformed image reference", func(ns string) *v1alpha1.Registry {
+			r := newRegistry(ns, "r")
+			r.Spec.Image = "https://ghcr.io/dockyard:dev"
+			return r
+		}, "spec.image: Invalid value"),
 		Entry("a repository pattern with a leading slash", func(ns string) *v1alpha1.Registry {
 			return newRegistry(ns, "r", withUsers("users", rule(v1alpha1.RoleManager, "alice", "/team-a/**")))
 		}, "each pattern is lowercase path segments"),
