@@ -34,11 +34,13 @@ import (
 // binding. Tests that need their effects write the status those controllers would.
 
 var (
-	testEnv   *envtest.Environment
-	k8sClient client.Client
-	ctx       context.Context
-	cancel    context.CancelFunc
-	writes    = &writeCounter{byPath: map[string]int{}}
+	// adminConfig is the envtest administrator's connection.
+	adminConfig *rest.Config
+	testEnv     *envtest.Environment
+	k8sClient   client.Client
+	ctx         context.Context
+	cancel      context.CancelFunc
+	writes      = &writeCounter{byPath: map[string]int{}}
 )
 
 const testImage = "dockyard:test"
@@ -61,6 +63,7 @@ var _ = BeforeSuite(func() {
 	}
 	cfg, err := testEnv.Start()
 	Expect(err).NotTo(HaveOccurred())
+	adminConfig = cfg
 
 	k8sClient, err = client.New(cfg, client.Options{Scheme: manager.NewScheme()})
 	Expect(err).NotTo(HaveOccurred())

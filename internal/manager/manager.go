@@ -3,6 +3,7 @@ package manager
 
 import (
 	"context"
+	"crypto/tls"
 	"flag"
 	"fmt"
 	"os"
@@ -25,6 +26,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/dockyard-dev/dockyard/api/v1alpha1"
@@ -37,7 +39,14 @@ const DefaultImage = "dockyard:dev"
 
 // Options configure the operator.
 type Options struct {
-	MetricsAddr             string
+	MetricsAddr string
+	// MetricsSecure serves metrics over HTTPS and lets only callers that authenticate (a
+	// TokenReview) and are authorized (a SubjectAccessReview for GET on the /metrics
+	// non-resource URL) read them. On by default; off only for local runs and tests.
+	MetricsSecure bool
+	// MetricsCertDir holds tls.crt and tls.key for the metrics endpoint (reloaded when they
+	// change); empty means a self-signed certificate generated at start.
+	MetricsCertDir          string
 	ProbeAddr               string
 	LeaderElection          bool
 	LeaderElectionNamespace string
@@ -59,7 +68,9 @@ func NewScheme() *runtime.Scheme {
 func Run(ctx context.Context, args []string, version string) error {
 	fs := flag.NewFlagSet("manager", flag.ContinueOnError)
 	var o Options
-	fs.StringVar(&o.MetricsAddr, "metrics-bind-address", ":8080", "address of the Prometheus metrics endpoint; 0 disables it")
+	fs.StringVar(&o.MetricsAddr, "metrics-bind-address", ":8443", "address of the Prometheus metrics endpoint; 0 disables it")
+	fs.BoolVar(&o.MetricsSecure, "metrics-secure", true, "serve metrics over HTTPS to authenticated and authorized callers only (false: plain HTTP, for local runs)")
+	fs.StringVar(&o.MetricsCertDir, "metrics-cert-dir", "", "directory with tls.crt and tls.key for the metrics endpoint (default: a self-signed certificate)")
 	fs.StringVar(&o.ProbeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
 	fs.BoolVar(&o.LeaderElection, "leader-elect", false, "elect a leader so only one replica reconciles")
 	fs.StringVar(&o.LeaderElectionNamespace, "leader-election-namespace", "", "namespace of the leader-election Lease (default: the pod's)")
@@ -86,6 +97,24 @@ func Run(ctx context.Context, args []string, version string) error {
 	return mgr.Start(ctx)
 }
 
+// MetricsOptions serves the manager's metrics as kubebuilder scaffolds it: HTTPS (HTTP/1.1
+// only, against the HTTP/2 stream-reset attacks) with authentication and authorization
+// through the API server, unless Options.MetricsSecure is false.
+func MetricsOptions(o Options) metricsserver.Options {
+	m := metricsserver.Options{BindAddress: o.MetricsAddr}
+	if !o.MetricsSecure {
+		return m
+	}
+	m.SecureServing = true
+	m.FilterProvider = filters.WithAuthenticationAndAuthorization
+	m.TLSOpts = []func(*tls.Config){func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} }}
+	if o.MetricsCertDir != "" {
+		// controller-runtime watches the files (certwatcher) and serves renewals.
+		m.CertDir, m.CertName, m.KeyName = o.MetricsCertDir, "tls.crt", "tls.key"
+	}
+	return m
+}
+
 // New builds a manager with the Registry controller registered.
 func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 	scheme := NewScheme()
@@ -95,7 +124,7 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  scheme,
-		Metrics:                 metricsserver.Options{BindAddress: o.MetricsAddr},
+		Metrics:                 MetricsOptions(o),
 		HealthProbeBindAddress:  o.ProbeAddr,
 		LeaderElection:          o.LeaderElection,
 		LeaderElectionID:        "dockyard.registry.dockyard.dev",

@@ -1,0 +1,117 @@
+package controller_test
+
+import (
+	"context"
+	"crypto/tls"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	sigsyaml "sigs.k8s.io/yaml"
+
+	"github.com/dockyard-dev/dockyard/internal/manager"
+)
+
+// The manager's metrics are served as `make deploy` configures them: HTTPS, and only to a
+// caller whose token the API server vouches for and who may GET /metrics. The manager here
+// runs as a user holding exactly config/rbac/metrics_auth_role.yaml, and the scraper holds
+// config/rbac/metrics_reader_role.yaml, so the shipped RBAC is what is tested.
+var _ = Describe("manager metrics", func() {
+	It("answer 401 without a token, 403 without the metrics-reader role, 200 with it", func() {
+		metricsUser, err := testEnv.AddUser(envtest.User{Name: "dockyard-metrics-manager"}, adminConfig)
+		Expect(err).NotTo(HaveOccurred())
+		authRole := createRoleFromFile("metrics_auth_role.yaml", "dockyard-metrics-auth-under-test")
+		bind(authRole, rbacv1.Subject{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: "dockyard-metrics-manager"})
+
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		Expect(err).NotTo(HaveOccurred())
+		addr := ln.Addr().String()
+		Expect(ln.Close()).To(Succeed())
+		mgr, err := ctrl.NewManager(metricsUser.Config(), ctrl.Options{
+			Scheme:                 manager.NewScheme(),
+			Metrics:                manager.MetricsOptions(manager.Options{MetricsAddr: addr, MetricsSecure: true}),
+			HealthProbeBindAddress: "0",
+		})
+		Expect(err).NotTo(HaveOccurred())
+		mctx, stop := context.WithCancel(ctx)
+		DeferCleanup(stop)
+		go func() {
+			defer GinkgoRecover()
+			Expect(mgr.Start(mctx)).To(Succeed())
+		}()
+
+		ns := newNamespace()
+		readerRole := createRoleFromFile("metrics_reader_role.yaml", "dockyard-metrics-reader-under-test")
+		token := func(name string) string {
+			sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}}
+			Expect(k8sClient.Create(ctx, sa)).To(Succeed())
+			tr := &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &tokenSeconds}}
+			Expect(k8sClient.SubResource("token").Create(ctx, sa, tr)).To(Succeed())
+			return tr.Status.Token
+		}
+		scraper, stranger := token("scraper"), token("stranger")
+		bind(readerRole, rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Name: "scraper", Namespace: ns})
+
+		client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+			TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // the manager's self-signed certificate
+		}}
+		get := func(bearer string) (int, string) {
+			req, _ := http.NewRequest(http.MethodGet, "https://"+addr+"/metrics", nil)
+			if bearer != "" {
+				req.Header.Set("Authorization", "Bearer "+bearer)
+			}
+			resp, err := client.Do(req)
+			if err != nil {
+				return 0, err.Error()
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			return resp.StatusCode, string(b)
+		}
+		Eventually(func() int { code, _ := get(""); return code }, timeout, interval).Should(Equal(http.StatusUnauthorized))
+		Eventually(func() int { code, _ := get(stranger); return code }, timeout, interval).Should(Equal(http.StatusForbidden))
+		Eventually(func(g Gomega) {
+			code, body := get(scraper)
+			g.Expect(code).To(Equal(http.StatusOK))
+			g.Expect(body).To(ContainSubstring("controller_runtime"))
+		}, timeout, interval).Should(Succeed())
+		// Plain HTTP is not served.
+		resp, err := http.Get("http://" + addr + "/metrics")
+		if err == nil {
+			defer resp.Body.Close()
+			Expect(resp.StatusCode).To(Equal(http.StatusBadRequest), "an HTTPS listener answers plain HTTP with 400")
+		}
+	})
+})
+
+var tokenSeconds = int64(600)
+
+func createRoleFromFile(file, name string) *rbacv1.ClusterRole {
+	data, err := os.ReadFile(filepath.Join("..", "..", "config", "rbac", file))
+	Expect(err).NotTo(HaveOccurred())
+	role := &rbacv1.ClusterRole{}
+	Expect(sigsyaml.Unmarshal(data, role)).To(Succeed())
+	role.Name = name
+	role.ResourceVersion = ""
+	Expect(k8sClient.Create(ctx, role)).To(Succeed())
+	return role
+}
+
+func bind(role *rbacv1.ClusterRole, subject rbacv1.Subject) {
+	Expect(k8sClient.Create(ctx, &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: role.Name + "-"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name},
+		Subjects:   []rbacv1.Subject{subject},
+	})).To(Succeed())
+}
