@@ -7,6 +7,7 @@
 package route
 
 import (
+	"context"
 	"net/http"
 	"net/url"
 
@@ -71,8 +72,29 @@ func Parse(path string) (Route, bool) {
 	}, true
 }
 
-// Of parses a request's path.
-func Of(r *http.Request) (Route, bool) { return Parse(r.URL.Path) }
+type ctxKey struct{}
+
+type parsed struct {
+	path string
+	rt   Route
+	ok   bool
+}
+
+// WithRoute parses r's path once and keeps the result in r's context, so the middlewares
+// after it do not run the route grammar again.
+func WithRoute(r *http.Request) *http.Request {
+	rt, ok := Parse(r.URL.Path)
+	return r.WithContext(context.WithValue(r.Context(), ctxKey{}, parsed{path: r.URL.Path, rt: rt, ok: ok}))
+}
+
+// Of returns the route of a request's path, from WithRoute's result when the path is still
+// the one it parsed.
+func Of(r *http.Request) (Route, bool) {
+	if p, found := r.Context().Value(ctxKey{}).(parsed); found && p.path == r.URL.Path {
+		return p.rt, p.ok
+	}
+	return Parse(r.URL.Path)
+}
 
 // ManifestDigest returns the manifest reference when it is a digest.
 func (rt Route) ManifestDigest() (digest.Digest, bool) {

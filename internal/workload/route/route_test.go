@@ -1,6 +1,10 @@
 package route
 
-import "testing"
+import (
+	"net/http"
+	"net/http/httptest"
+	"testing"
+)
 
 const d1 = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
@@ -61,4 +65,16 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestOfUsesTheParsedRouteUntilThePathChanges(t *testing.T) {
+	r := httptest.NewRequest(http.MethodPut, "/v2/a/manifests/v1", nil)
+	r = WithRoute(r)
+	if rt, ok := Of(r); !ok || rt.Kind != Manifest || rt.Reference != "v1" {
+		t.Fatalf("Of = %+v, %v", rt, ok)
+	}
+	r.URL.Path = "/v2/a/manifests/" + d1
+	if rt, ok := Of(r); !ok || rt.Reference != d1 {
+		t.Errorf("after a rewrite Of = %+v, %v; want the new path's route", rt, ok)
+	}
 }

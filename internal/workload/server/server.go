@@ -141,6 +141,9 @@ func (s *Server) apiHandler(touch *toucher) http.Handler {
 	if s.users != nil {
 		h = s.users.Middleware(h)
 	}
+	if fs := s.cfg.Storage.Filesystem; fs != nil {
+		h = (&fastBlobs{root: fs.RootDirectory, users: s.users}).middleware(h)
+	}
 	h = refuseMalformed(h)
 	mux := http.NewServeMux()
 	mux.HandleFunc(registryconfig.HealthPath, s.healthHandler)
