@@ -120,6 +120,7 @@ const (
 //
 // +kubebuilder:validation:XValidation:rule="(has(self.filesystem) ? 1 : 0) + (has(self.s3) ? 1 : 0) + (has(self.gcs) ? 1 : 0) + (has(self.azure) ? 1 : 0) + (has(self.emptyDir) ? 1 : 0) == 1",message="storage: set exactly one backend: filesystem, s3, gcs, azure or emptyDir"
 // +kubebuilder:validation:XValidation:rule="has(self.filesystem) == has(oldSelf.filesystem) && has(self.s3) == has(oldSelf.s3) && has(self.gcs) == has(oldSelf.gcs) && has(self.azure) == has(oldSelf.azure) && has(self.emptyDir) == has(oldSelf.emptyDir)",message="storage: the backend cannot be changed after creation (the images would stay behind in the old one); create a new Registry instead"
+// +kubebuilder:validation:XValidation:rule="!has(self.redirectDownloads) || !self.redirectDownloads || has(self.s3) || has(self.gcs) || has(self.azure)",message="storage.redirectDownloads needs object storage (s3, gcs or azure): a volume has no URL clients could be sent to"
 type RegistryStorage struct {
 	// filesystem keeps images on a PersistentVolumeClaim the operator creates.
 	// +optional
@@ -141,6 +142,15 @@ type RegistryStorage struct {
 	// replaced. For demos and tests only; limited to one replica.
 	// +optional
 	EmptyDir *EmptyDirStorage `json:"emptyDir,omitempty"`
+
+	// redirectDownloads answers blob downloads with a redirect (307) to a short-lived
+	// pre-signed URL of the object store instead of streaming the bytes through the registry
+	// pods: the lever when pull traffic outgrows the pods. Only for s3, gcs and azure, and
+	// only safe when every client (nodes, CI runners, laptops) can reach the object store's
+	// endpoint and trusts its certificate; manifests, pushes and authorization still go
+	// through the registry. Default false.
+	// +optional
+	RedirectDownloads bool `json:"redirectDownloads,omitempty"`
 }
 
 // FilesystemStorage is a PersistentVolumeClaim created for the Registry.

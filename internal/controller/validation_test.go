@@ -100,6 +100,11 @@ var _ = Describe("Registry validation at apply time", func() {
 			limit := resource.MustParse("-1Gi")
 			return newRegistry(ns, "r", withStorage(v1alpha1.RegistryStorage{EmptyDir: &v1alpha1.EmptyDirStorage{SizeLimit: &limit}}))
 		}, "storage.emptyDir.sizeLimit must be greater than 0"),
+		Entry("redirectDownloads on a volume", func(ns string) *v1alpha1.Registry {
+			r := newRegistry(ns, "r")
+			r.Spec.Storage.RedirectDownloads = true
+			return r
+		}, "storage.redirectDownloads needs object storage"),
 		Entry("a malformed image reference", func(ns string) *v1alpha1.Registry {
 			r := newRegistry(ns, "r")
 			r.Spec.Image = "https://ghcr.io/dockyard:dev"

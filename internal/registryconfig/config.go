@@ -68,6 +68,9 @@ type Storage struct {
 	GCS        *GCSStorage        `json:"gcs,omitempty"`
 	Azure      *AzureStorage      `json:"azure,omitempty"`
 	InMemory   *InMemoryStorage   `json:"inmemory,omitempty"`
+	// RedirectDownloads answers blob downloads with a redirect to a pre-signed URL of the
+	// object store (s3, gcs, azure only).
+	RedirectDownloads bool `json:"redirectDownloads,omitempty"`
 }
 
 // FilesystemStorage stores under a local directory.
@@ -296,6 +299,9 @@ func (c *Config) Validate() error {
 	}
 	if n != 1 {
 		add("storage: exactly one of filesystem, s3, gcs, azure, inmemory must be set (found %d)", n)
+	}
+	if s.RedirectDownloads && s.S3 == nil && s.GCS == nil && s.Azure == nil {
+		add("storage.redirectDownloads: only object storage (s3, gcs, azure) can redirect downloads")
 	}
 	if a := c.Auth; a != nil {
 		if a.HtpasswdFile == "" {

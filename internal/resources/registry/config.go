@@ -80,6 +80,7 @@ func Config(reg *v1alpha1.Registry, in Inputs) *registryconfig.Config {
 		}
 		c.Storage.Azure = a
 	}
+	c.Storage.RedirectDownloads = st.RedirectDownloads
 	if a := reg.Spec.Auth; a != nil {
 		auth := &registryconfig.Auth{
 			HtpasswdFile:  registryconfig.UsersDir + "/" + registryconfig.UsersHtpasswdKey,

@@ -24,9 +24,10 @@ func distributionConfig(cfg *registryconfig.Config, driver string, params map[st
 	dc.Storage = configuration.Storage{
 		driver:   params,
 		"delete": {"enabled": true},
-		// Blobs are always served through the registry: a redirect would send clients to a
-		// storage endpoint they may not reach (or trust).
-		"redirect": {"disable": true},
+		// Blobs are served through the registry unless storage.redirectDownloads says every
+		// client can reach (and trusts) the object store: a redirect would otherwise send
+		// clients somewhere they cannot follow.
+		"redirect": {"disable": !cfg.Storage.RedirectDownloads},
 		// No "cache" section on purpose: distribution's blob-descriptor cache is not told
 		// about blobs the out-of-process garbage collector deletes, and would claim they
 		// still exist.

@@ -2,16 +2,19 @@ package server_test
 
 import (
 	"context"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/opencontainers/go-digest"
 
 	"github.com/dockyard-dev/dockyard/internal/registryconfig"
 	"github.com/dockyard-dev/dockyard/internal/workload/gc"
@@ -250,3 +253,70 @@ func TestStorageOutageAffectsReadinessNotLiveness(t *testing.T) {
 		return status(srv.Addr(), registryconfig.HealthPath) == http.StatusOK
 	})
 }
+
+// With storage.redirectDownloads, a blob download is a 307 to a pre-signed URL of the
+// object store, which serves the bytes itself; clients that follow redirects (all of them)
+// pull as before.
+func TestRedirectDownloadsToObjectStorage(t *testing.T) {
+	const access, secret = "dockyard-test", "dockyard-test-secret"
+	gw := newS3Gateway(t, "registry", access, secret)
+	env := map[string]string{registryconfig.EnvS3AccessKeyID: access, registryconfig.EnvS3SecretAccessKey: secret}
+	cfg := &registryconfig.Config{
+		APIVersion: registryconfig.APIVersion,
+		HTTP:       registryconfig.HTTP{Addr: "127.0.0.1:0"},
+		Storage: registryconfig.Storage{RedirectDownloads: true, S3: &registryconfig.S3Storage{
+			Bucket: "registry", Region: "us-east-1", Endpoint: gw.url(), ForcePathStyle: true,
+			AccessKeyIDEnv: registryconfig.EnvS3AccessKeyID, SecretAccessKeyEnv: registryconfig.EnvS3SecretAccessKey,
+		}},
+	}
+	cfg.Defaults()
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	srv, err := server.New(ctx, cfg, server.Options{Getenv: func(k string) string { return env[k] }})
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	tag := mustTag(t, srv.Addr()+"/s3/redirect:v1")
+	img, _ := random.Image(128<<10, 1)
+	if err := remote.Write(tag, img); err != nil {
+		t.Fatal(err)
+	}
+	layers, _ := img.Layers()
+	ld, _ := layers[0].Digest()
+	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := noFollow.Get("http://" + srv.Addr() + "/v2/s3/redirect/blobs/" + ld.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	loc := resp.Header.Get("Location")
+	if resp.StatusCode != http.StatusTemporaryRedirect || !strings.HasPrefix(loc, gw.url()+"/registry/") || !strings.Contains(loc, "X-Amz-Signature=") {
+		t.Fatalf("blob GET = %d Location %q, want 307 to a pre-signed URL of %s", resp.StatusCode, loc, gw.url())
+	}
+	// The pre-signed URL serves the blob without registry credentials.
+	resp, err = http.Get(loc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || digestOfBytes(body) != ld.String() {
+		t.Fatalf("pre-signed URL: %d, %d bytes with digest %s, want %s", resp.StatusCode, len(body), digestOfBytes(body), ld)
+	}
+	got, err := remote.Image(tag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := verifyImage(got); err != nil {
+		t.Fatalf("pull through redirects: %v", err)
+	}
+}
+
+func digestOfBytes(b []byte) string { return digest.FromBytes(b).String() }
