@@ -1,7 +1,10 @@
 # shellcheck shell=bash
 # Shared settings for the local cluster scripts (hack/cluster-*.sh). Sourced, not run.
-# Expects hack/lib.sh sourced (ROOT, versions, DOCKYARD_CACHE).
+# Sources hack/lib.sh (ROOT, versions, DOCKYARD_CACHE) itself.
 # shellcheck disable=SC2034 # the settings are used by the scripts that source this file
+
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # Where the cluster lives. The state dir holds everything the running node writes (etcd data,
 # containerd, kubelet, logs, PIDs); cluster-down removes it.
