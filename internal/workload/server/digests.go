@@ -45,18 +45,17 @@ func (a *digestAliases) middleware(next http.Handler) http.Handler {
 		switch {
 		case rt.Kind == route.Blob && (r.Method == http.MethodGet || r.Method == http.MethodHead):
 			if d, ok := nonCanonical(rt.Digest); ok {
-				w = &aliasWriter{ResponseWriter: w, alias: d, codes: []int{http.StatusOK, http.StatusPartialContent}}
+				w = aliasWriter(w, d, []int{http.StatusOK, http.StatusPartialContent}, nil)
 			}
 		case (rt.Kind == route.BlobUpload || rt.Kind == route.BlobUploadChunk) && (r.Method == http.MethodPost || r.Method == http.MethodPut):
 			q := r.URL.Query()
 			if d, ok := nonCanonical(q.Get("digest")); ok {
-				w = &aliasWriter{ResponseWriter: w, alias: d, name: rt.Name, codes: []int{http.StatusCreated}}
+				w = aliasWriter(w, d, []int{http.StatusCreated}, nil)
 			} else if d, ok := nonCanonical(q.Get("mount")); ok && q.Get("from") != "" && r.Method == http.MethodPost {
 				// Distribution links the alias to itself in the target repository; link it
 				// (and its canonical digest) to the content the source repository names.
 				from := q.Get("from")
-				w = &aliasWriter{ResponseWriter: w, alias: d, name: rt.Name, codes: []int{http.StatusCreated},
-					onSuccess: func(digest.Digest) error { return a.linkMountedAlias(r, from, rt.Name, d) }}
+				w = aliasWriter(w, d, []int{http.StatusCreated}, func(digest.Digest) error { return a.linkMountedAlias(r, from, rt.Name, d) })
 			}
 		case rt.Kind == route.Manifest && r.Method == http.MethodPut:
 			d, ok := nonCanonical(rt.Reference)
@@ -75,10 +74,9 @@ func (a *digestAliases) middleware(next http.Handler) http.Handler {
 			canonical := digest.FromBytes(body)
 			r.URL.Path = strings.TrimSuffix(r.URL.Path, rt.Reference) + canonical.String()
 			r.URL.RawPath = ""
-			w = &aliasWriter{ResponseWriter: w, alias: d, name: rt.Name, codes: []int{http.StatusCreated},
-				onSuccess: func(canonical digest.Digest) error {
-					return a.driver.PutContent(r.Context(), layout.RevisionLinkPath(rt.Name, d), []byte(canonical.String()))
-				}}
+			w = aliasWriter(w, d, []int{http.StatusCreated}, func(canonical digest.Digest) error {
+				return a.driver.PutContent(r.Context(), layout.RevisionLinkPath(rt.Name, d), []byte(canonical.String()))
+			})
 		}
 		next.ServeHTTP(w, r)
 	})
@@ -101,62 +99,24 @@ func (a *digestAliases) linkMountedAlias(r *http.Request, from, to string, alias
 }
 
 // aliasWriter rewrites a successful answer about the canonical digest into one about the
-// alias the client asked for, after onSuccess (if any) recorded the alias.
-type aliasWriter struct {
-	http.ResponseWriter
-	alias     digest.Digest
-	name      string
-	codes     []int
-	onSuccess func(canonical digest.Digest) error
-	wrote     bool
-	failed    bool
+// alias the client asked for, after record (if any) stored the alias.
+func aliasWriter(w http.ResponseWriter, alias digest.Digest, codes []int, record func(canonical digest.Digest) error) http.ResponseWriter {
+	return &commitWriter{ResponseWriter: w, codes: codes,
+		failMessage: "stored, but the " + alias.Algorithm().String() + " name was not recorded; retry",
+		onSuccess: func(h http.Header) error {
+			canonical, _ := digest.Parse(h.Get("Docker-Content-Digest"))
+			if record != nil {
+				if err := record(canonical); err != nil {
+					return err
+				}
+			}
+			h.Set("Docker-Content-Digest", alias.String())
+			if h.Get("ETag") != "" {
+				h.Set("ETag", `"`+alias.String()+`"`)
+			}
+			if loc := h.Get("Location"); loc != "" && canonical != "" {
+				h.Set("Location", strings.Replace(loc, canonical.String(), alias.String(), 1))
+			}
+			return nil
+		}}
 }
-
-func (w *aliasWriter) WriteHeader(code int) {
-	if w.wrote {
-		w.ResponseWriter.WriteHeader(code)
-		return
-	}
-	w.wrote = true
-	ok := false
-	for _, c := range w.codes {
-		ok = ok || c == code
-	}
-	if !ok {
-		w.ResponseWriter.WriteHeader(code)
-		return
-	}
-	h := w.Header()
-	canonical, _ := digest.Parse(h.Get("Docker-Content-Digest"))
-	if w.onSuccess != nil {
-		if err := w.onSuccess(canonical); err != nil {
-			w.failed = true
-			h.Del("Location")
-			h.Del("Docker-Content-Digest")
-			h.Del("Content-Length")
-			writeOCIError(w.ResponseWriter, http.StatusServiceUnavailable, "UNAVAILABLE", "stored, but the "+w.alias.Algorithm().String()+" name was not recorded; retry")
-			return
-		}
-	}
-	h.Set("Docker-Content-Digest", w.alias.String())
-	if h.Get("ETag") != "" || h.Get("Etag") != "" {
-		h.Set("ETag", `"`+w.alias.String()+`"`)
-	}
-	if loc := h.Get("Location"); loc != "" && canonical != "" {
-		h.Set("Location", strings.Replace(loc, canonical.String(), w.alias.String(), 1))
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *aliasWriter) Write(b []byte) (int, error) {
-	if !w.wrote {
-		w.WriteHeader(http.StatusOK)
-	}
-	if w.failed {
-		return len(b), nil
-	}
-	return w.ResponseWriter.Write(b)
-}
-
-// Unwrap lets http.ResponseController reach the underlying writer.
-func (w *aliasWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

@@ -55,7 +55,23 @@ func (a *referrersAPI) middleware(next http.Handler) http.Handler {
 				next.ServeHTTP(w, r)
 				return
 			}
-			next.ServeHTTP(&subjectWriter{ResponseWriter: w, r: r, a: a, name: rt.Name, subject: subject, desc: desc}, r)
+			// The entry is recorded when distribution accepts the manifest, before the 201
+			// reaches the client.
+			next.ServeHTTP(&commitWriter{ResponseWriter: w, codes: []int{http.StatusCreated},
+				failMessage: "the manifest was stored but its referrers entry was not; retry the push",
+				onSuccess: func(h http.Header) error {
+					d, err := digest.Parse(h.Get("Docker-Content-Digest"))
+					if err == nil {
+						desc.Digest = d
+						err = a.index.Add(r.Context(), rt.Name, subject, desc)
+					}
+					if err != nil {
+						a.log.Error("Record referrer", "err", err, "repository", rt.Name, "subject", subject.String())
+						return err
+					}
+					h.Set(headerOCISubject, subject.String())
+					return nil
+				}}, r)
 		default:
 			next.ServeHTTP(w, r)
 		}
@@ -102,59 +118,3 @@ func (a *referrersAPI) serveList(w http.ResponseWriter, r *http.Request, rt rout
 		_, _ = w.Write(body)
 	}
 }
-
-// subjectWriter records the index entry of a manifest with a subject when distribution
-// accepts it, before the 201 reaches the client; if recording fails, the client gets a 503
-// instead and retries the (idempotent) PUT.
-type subjectWriter struct {
-	http.ResponseWriter
-	r       *http.Request
-	a       *referrersAPI
-	name    string
-	subject digest.Digest
-	desc    v1.Descriptor
-	failed  bool
-	wrote   bool
-}
-
-func (w *subjectWriter) WriteHeader(code int) {
-	if w.wrote {
-		w.ResponseWriter.WriteHeader(code)
-		return
-	}
-	w.wrote = true
-	if code != http.StatusCreated {
-		w.ResponseWriter.WriteHeader(code)
-		return
-	}
-	d, err := digest.Parse(w.Header().Get("Docker-Content-Digest"))
-	if err == nil {
-		w.desc.Digest = d
-		err = w.a.index.Add(w.r.Context(), w.name, w.subject, w.desc)
-	}
-	if err != nil {
-		w.a.log.Error("Record referrer", "err", err, "repository", w.name, "subject", w.subject.String())
-		w.failed = true
-		h := w.Header()
-		h.Del("Location")
-		h.Del("Docker-Content-Digest")
-		h.Del("Content-Length")
-		writeOCIError(w.ResponseWriter, http.StatusServiceUnavailable, "UNAVAILABLE", "the manifest was stored but its referrers entry was not; retry the push")
-		return
-	}
-	w.Header().Set(headerOCISubject, w.subject.String())
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *subjectWriter) Write(b []byte) (int, error) {
-	if !w.wrote {
-		w.WriteHeader(http.StatusOK)
-	}
-	if w.failed {
-		return len(b), nil
-	}
-	return w.ResponseWriter.Write(b)
-}
-
-// Unwrap lets http.ResponseController reach the underlying writer.
-func (w *subjectWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
