@@ -54,7 +54,7 @@ tidy: ## go mod tidy.
 .PHONY: shellcheck
 shellcheck: ## shellcheck every script under hack/ (warnings and errors).
 	@command -v shellcheck >/dev/null || { echo "shellcheck: apt-get install shellcheck"; exit 1; }
-	shellcheck -S warning -x $$(git ls-files 'hack/*.sh' hack/in-cluster-ns .ci/run)
+	shellcheck -S warning -x $$(git ls-files 'hack/*.sh' hack/cluster/in-ns .ci/run)
 
 .PHONY: verify
 verify: tidy generate manifests bundle fmt ## Tidy modules, regenerate code, manifests and the bundle; fail on any change anywhere in the tree.
@@ -91,9 +91,9 @@ bench-registry: ## Benchmark `dockyard registry serve` against upstream distribu
 
 .PHONY: test-e2e
 test-e2e: $(KUSTOMIZE) image-tar ## Run test/e2e on the local cluster (make cluster-up first), inside its namespaces.
-	hack/cluster-import-image.sh bin/images/dockyard.tar
+	hack/cluster/import-image.sh bin/images/dockyard.tar
 	go test -c -tags e2e -o bin/e2e.test ./test/e2e
-	cd test/e2e && ../../hack/in-cluster-ns env E2E_CONTAINERD_CERTS_DIR=$(CURDIR)/bin/cluster/state/certs.d KUSTOMIZE=$(KUSTOMIZE) ../../bin/e2e.test -ginkgo.v $(E2E_FLAGS)
+	cd test/e2e && ../../hack/cluster/in-ns env E2E_CONTAINERD_CERTS_DIR=$(CURDIR)/bin/cluster/state/certs.d KUSTOMIZE=$(KUSTOMIZE) ../../bin/e2e.test -ginkgo.v $(E2E_FLAGS)
 
 .PHONY: demo
 demo: $(KUSTOMIZE) image-tar ## The main job: a local cluster (or your kubeconfig's), the operator, a Registry, push + pull; prints URL and credentials.
@@ -148,16 +148,20 @@ bundle: manifests $(KUSTOMIZE) ## Write the OLM bundle (bundle/, bundle.Dockerfi
 ##@ Local cluster
 
 .PHONY: cluster-bins
-cluster-bins: ## Build the local cluster's binaries and images into bin/cluster/<versions> (cached; cold ~25 min).
-	@hack/cluster-bins.sh >/dev/null
+cluster-bins: ## Build the local cluster's binaries and images into the tool cache (~/.cache/dockyard/cluster; cold ~12 min).
+	@hack/cluster/bins.sh >/dev/null
 
 .PHONY: cluster-up
-cluster-up: ## Start a real single-node cluster in private namespaces; then: hack/in-cluster-ns kubectl get nodes.
-	hack/cluster-up.sh
+cluster-up: ## Start a real single-node cluster in private namespaces; then: hack/cluster/in-ns kubectl get nodes.
+	hack/cluster/up.sh
+
+.PHONY: cluster-smoke
+cluster-smoke: ## Check the running local cluster: pods, Service DNS, PVC, cert-manager (~6 s).
+	hack/cluster/smoke.sh
 
 .PHONY: cluster-down
 cluster-down: ## Stop the local cluster and remove everything it left (idempotent).
-	hack/cluster-down.sh
+	hack/cluster/down.sh
 
 ##@ Tools
 

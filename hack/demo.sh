@@ -2,7 +2,7 @@
 # `make demo`: Dockyard end to end in one command.
 #
 #   1. picks a cluster: with no kubeconfig ($KUBECONFIG unset and no ~/.kube/config) it brings
-#      up the project's local single-node cluster (hack/cluster-up.sh); with a kubeconfig it
+#      up the project's local single-node cluster (hack/cluster/up.sh); with a kubeconfig it
 #      deploys to that cluster's current context instead, and says so;
 #   2. deploys the operator from config/default with image $IMG;
 #   3. creates namespace dockyard-demo with a CA (cert-manager, or openssl where cert-manager
@@ -19,8 +19,8 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=lib.sh
 source "$ROOT/hack/lib.sh"
-# shellcheck source=cluster-lib.sh
-source "$ROOT/hack/cluster-lib.sh"
+# shellcheck source=lib.sh
+source "$ROOT/hack/cluster/lib.sh"
 IMG=${IMG:-dockyard:dev}
 NS=${DEMO_NAMESPACE:-dockyard-demo}
 REG=demo
@@ -48,8 +48,8 @@ fi
 case "$mode" in
 local)
   log "no kubeconfig configured: bringing up the local single-node cluster (make cluster-up; cold ~25 min of builds, warm ~25 s)"
-  "$ROOT/hack/cluster-up.sh"
-  "$ROOT/hack/cluster-import-image.sh" "$ROOT/bin/images/dockyard.tar" >/dev/null
+  "$ROOT/hack/cluster/up.sh"
+  "$ROOT/hack/cluster/import-image.sh" "$ROOT/bin/images/dockyard.tar" >/dev/null
   export KUBECONFIG=$CLUSTER_KUBECONFIG
   KUBECTL=$(cluster_bin_dir)/kubectl
   step "local cluster up, image $IMG imported"

@@ -51,7 +51,7 @@ func run(args []string) error {
 	out := fs.String("out", "", "output tarball")
 	entrypoint := fs.String("entrypoint", "", "entrypoint (space separated)")
 	user := fs.String("user", "65532:65532", "user:group the image runs as")
-	nonroot := fs.Bool("nonroot-base", true, "add /etc/passwd, /etc/group for the nonroot user (65532), a CA bundle and /tmp")
+	nonroot := fs.Bool("nonroot-base", true, "add /etc/passwd, /etc/group for the nonroot user (65532) and a CA bundle (/tmp is always there)")
 	fs.Var(&files, "file", "SRC:DEST[:MODE] to copy into the image (repeatable)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -129,10 +129,10 @@ func buildLayer(files []string, nonroot bool) (v1.Layer, error) {
 		if ca, err := os.ReadFile("/etc/ssl/certs/ca-certificates.crt"); err == nil {
 			addFile("etc/ssl/certs/ca-certificates.crt", ca, 0o644)
 		}
-		addDir("tmp", 0o1777)
 		addDir("home/nonroot", 0o700)
 		entries["home/nonroot/"].hdr.Uid, entries["home/nonroot/"].hdr.Gid = 65532, 65532
 	}
+	addDir("tmp", 0o1777) // writable scratch space in every image
 	for _, f := range files {
 		parts := strings.Split(f, ":")
 		if len(parts) < 2 || len(parts) > 3 {

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # First process of the local cluster's private network and mount namespaces; started by
-# hack/cluster-up.sh as
+# hack/cluster/up.sh as
 #   unshare --net --mount --propagation private -- cluster-ns-init.sh STATE NODE_IP DNS_IP DOMAIN
 # Prepares the namespaces, writes STATE/ns-ready and then idles so the namespaces live on until
-# hack/cluster-down.sh stops it. Nothing here is visible from, or changes, the host.
+# hack/cluster/down.sh stops it. Nothing here is visible from, or changes, the host.
 set -euo pipefail
 STATE=$1 NODE_IP=$2 DNS_IP=$3 DOMAIN=$4
 log() { echo "cluster-ns-init: $*" >&2; }
@@ -22,7 +22,7 @@ mount --bind "$STATE/hostpath_pv" /tmp/hostpath_pv
 mount --make-rshared /tmp/hostpath_pv
 
 # The node itself (containerd pulling from an in-cluster registry, commands run through
-# hack/in-cluster-ns) resolves cluster names through CoreDNS; the host has no route out of here.
+# hack/cluster/in-ns) resolves cluster names through CoreDNS; the host has no route out of here.
 mkdir -p "$STATE/config"
 printf 'nameserver %s\nsearch svc.%s %s\noptions ndots:5\n' "$DNS_IP" "$DOMAIN" "$DOMAIN" > "$STATE/config/node-resolv.conf"
 mount --bind "$STATE/config/node-resolv.conf" /etc/resolv.conf

@@ -2,20 +2,20 @@
 # Brings up a real single-node Kubernetes cluster (containerd + runc, CNI bridge, kube-proxy,
 # CoreDNS, cert-manager) without Docker, entirely inside its own network and mount namespaces.
 #
-#   hack/cluster-up.sh        # or: make cluster-up
-#   hack/in-cluster-ns kubectl get nodes
-#   hack/cluster-down.sh      # or: make cluster-down
+#   hack/cluster/up.sh        # or: make cluster-up
+#   hack/cluster/in-ns kubectl get nodes
+#   hack/cluster/down.sh      # or: make cluster-down
 #
-# Binaries come from hack/cluster-bins.sh (built from the Go module proxy, cached in bin/).
+# Binaries come from hack/cluster/bins.sh (built from the Go module proxy, cached in bin/).
 # Everything the node writes lives under the state dir ($CLUSTER_STATE, bin/cluster/state):
 # logs/ has one log per process, pids/ their PIDs. Safe to run twice: a running cluster is
 # detected and left alone.
 set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 # shellcheck source=lib.sh
 source "$ROOT/hack/lib.sh"
-# shellcheck source=cluster-lib.sh
-source "$ROOT/hack/cluster-lib.sh"
+# shellcheck source=lib.sh
+source "$ROOT/hack/cluster/lib.sh"
 cluster_lock
 NODE=${CLUSTER_NAME}-control-plane
 T0=$SECONDS
@@ -25,8 +25,8 @@ log() { echo "cluster-up: $*" >&2; }
 done_step() { log "$(printf '%-48s %4ss' "$1" $((SECONDS - STEP_T)))"; STEP_T=$SECONDS; }
 die() { log "ERROR: $*"; log "logs: $CLUSTER_STATE/logs"; exit 1; }
 
-BIN=$("$ROOT/hack/cluster-bins.sh")
-(cd "$ROOT" && CGO_ENABLED=0 go build -o "$ROOT/bin/nsforward" ./hack/nsforward)
+BIN=$("$ROOT/hack/cluster/bins.sh")
+(cd "$ROOT" && CGO_ENABLED=0 go build -o "$ROOT/bin/nsforward" ./hack/cluster/nsforward)
 done_step "binaries ($BIN)"
 export PATH="$BIN:$PATH"
 
@@ -37,15 +37,15 @@ kc() { in_ns env KUBECONFIG="$CLUSTER_STATE/kubeconfig/super-admin.conf" "$BIN/k
 if [[ -n "$HOLDER" ]]; then
   if [[ -f "$CLUSTER_STATE/up-complete" ]] && kc get --raw /readyz >/dev/null 2>&1; then
     log "cluster already running (namespaces held by PID $HOLDER); nothing to do"
-    log "kubeconfig: $CLUSTER_KUBECONFIG   try: hack/in-cluster-ns kubectl get nodes"
+    log "kubeconfig: $CLUSTER_KUBECONFIG   try: hack/cluster/in-ns kubectl get nodes"
     log "(make cluster-down first to start afresh)"
     exit 0
   fi
   log "a cluster is half up (PID $HOLDER; interrupted, or its API server does not answer): tearing it down first"
-  "$ROOT/hack/cluster-down.sh"
+  "$ROOT/hack/cluster/down.sh"
   HOLDER=
 fi
-"$ROOT/hack/cluster-down.sh" --quiet # leftovers of an interrupted run, if any
+"$ROOT/hack/cluster/down.sh" --quiet # leftovers of an interrupted run, if any
 mkdir -p "$CLUSTER_STATE"/{pids,logs,config,kubeconfig,pki,etcd,cni/net.d,certs.d} /tmp/hostpath_pv
 
 # --- cgroups: one parent for the whole node, in every hierarchy ----------------------------
@@ -98,7 +98,7 @@ done_step "state dir and cgroups"
 # --- namespaces ------------------------------------------------------------------------
 setsid bash -c 'for f in $CG_PROCS_LIST; do echo $$ > "$f"; done; exec "$@"' _ \
   unshare --net --mount --propagation private -- \
-  "$ROOT/hack/cluster-ns-init.sh" "$CLUSTER_STATE" "$CLUSTER_NODE_IP" "$CLUSTER_DNS_IP" "$CLUSTER_DOMAIN" \
+  "$ROOT/hack/cluster/ns-init.sh" "$CLUSTER_STATE" "$CLUSTER_NODE_IP" "$CLUSTER_DNS_IP" "$CLUSTER_DOMAIN" \
   >"$CLUSTER_STATE/logs/ns-init.log" 2>&1 </dev/null 9>&- &
 HOLDER=$!
 echo "$HOLDER" > "$CLUSTER_STATE/pids/holder"
@@ -165,9 +165,9 @@ launch kube-apiserver kube-apiserver \
   --requestheader-username-headers X-Remote-User --enable-bootstrap-token-auth
 wait_for 60 "kube-apiserver /readyz" kc get --raw /readyz
 # The same kubeconfig works from the host: its 127.0.0.1:PORT is forwarded into the
-# namespace's loopback (hack/nsforward; loopback to loopback, nothing else is reachable).
+# namespace's loopback (hack/cluster/nsforward; loopback to loopback, nothing else is reachable).
 if ss -Hltn "sport = :$CLUSTER_API_PORT" | grep -q .; then
-  log "WARNING: 127.0.0.1:$CLUSTER_API_PORT is taken on the host: the kubeconfig works only via hack/in-cluster-ns"
+  log "WARNING: 127.0.0.1:$CLUSTER_API_PORT is taken on the host: the kubeconfig works only via hack/cluster/in-ns"
 else
   launch_host nsforward "$ROOT/bin/nsforward" --pid "$HOLDER" \
     --listen "127.0.0.1:$CLUSTER_API_PORT" --target "127.0.0.1:$CLUSTER_API_PORT"
@@ -332,12 +332,12 @@ done_step "node Ready (kubelet, kube-proxy)"
 install -m 0600 "$KCFG/admin.conf" "$CLUSTER_KUBECONFIG"
 ln -sfn "$BIN" "$(dirname "$CLUSTER_KUBECONFIG")/bin" # bin/cluster/bin/kubectl etc.
 export BIN
-"$ROOT/hack/cluster-addons.sh" "$HOLDER" || die "add-ons failed"
+"$ROOT/hack/cluster/addons.sh" "$HOLDER" || die "add-ons failed"
 done_step "add-ons: StorageClass, CoreDNS, cert-manager"
 
 touch "$CLUSTER_STATE/up-complete"
 log "cluster up in $((SECONDS - T0))s"
 log "kubeconfig: $CLUSTER_KUBECONFIG (https://127.0.0.1:$CLUSTER_API_PORT, on the host and inside)"
 log "try:        KUBECONFIG=$CLUSTER_KUBECONFIG $(dirname "$CLUSTER_KUBECONFIG")/bin/kubectl get nodes"
-log "try:        hack/in-cluster-ns kubectl get pods -A"
+log "try:        hack/cluster/in-ns kubectl get pods -A"
 log "logs:       $CLUSTER_STATE/logs"

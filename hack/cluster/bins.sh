@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Builds everything the local single-node cluster (hack/cluster-up.sh) runs, from the Go module
-# proxy and Debian packages only, and caches it under bin/cluster/<key>/ where <key> is derived
+# Builds everything the local single-node cluster (hack/cluster/up.sh) runs, from the Go module
+# proxy and Debian packages only, and caches it under $DOCKYARD_CACHE/cluster/<key>/ (hack/lib.sh) where <key> is derived
 # from the pinned versions in hack/versions.env. Nothing prebuilt is downloaded and no image is
 # ever pulled: images are docker-save tarballs built here from static binaries.
 #
-#   hack/cluster-bins.sh          # build what is missing; prints the directory on stdout
+#   hack/cluster/bins.sh          # build what is missing; prints the directory on stdout
 #
-# Layout of bin/cluster/<key>/:
+# Layout of $DOCKYARD_CACHE/cluster/<key>/:
 #   kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl kubeadm
 #   etcd containerd containerd-shim-runc-v2 ctr runc coredns pause
 #   cert-manager/{controller,webhook,cainjector,crd-*.yaml}   cni/{bridge,host-local,loopback,portmap}
@@ -16,11 +16,11 @@
 # containerd 140 s, CoreDNS 98 s, cert-manager 98 s, runc 26 s; etcd reused from bin/envtest,
 # add 1-2 min without it). Warm: about a second.
 set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 # shellcheck source=lib.sh
 source "$ROOT/hack/lib.sh"
-# shellcheck source=cluster-lib.sh
-source "$ROOT/hack/cluster-lib.sh"
+# shellcheck source=lib.sh
+source "$ROOT/hack/cluster/lib.sh"
 
 OUT=$(cluster_bin_dir)
 WORK=${CLUSTER_WORK_DIR:-$DOCKYARD_CACHE/.work/cluster}
@@ -190,14 +190,16 @@ build_certmanager() {
 
 build_images_done() { for i in pause busybox coredns cert-manager-controller cert-manager-webhook cert-manager-cainjector; do [[ -f "$OUT/images/$i.tar" ]] || return 1; done; }
 build_images() {
-  local img="$ROOT/hack/cluster-image-tar.sh"
+  # One image builder for the project: hack/imagetar (also makes the dockyard image).
+  local tool="$WORK/imagetar"
+  (cd "$ROOT" && go build -o "$tool" ./hack/imagetar)
+  img() { "$tool" --nonroot-base=false --user "" --tag "$2" --out "$1" --file "$3:$4:0755" --entrypoint "$4" >/dev/null; }
   mkdir -p "$OUT/images"
-  "$img" "$OUT/images/pause.tar" "${CLUSTER_PAUSE_IMAGE}" "$OUT/pause" /pause
-  "$img" "$OUT/images/coredns.tar" "${CLUSTER_COREDNS_IMAGE}" "$OUT/coredns" /coredns
-  "$img" "$OUT/images/busybox.tar" "${CLUSTER_BUSYBOX_IMAGE}" "$OUT/busybox" /bin/busybox
+  img "$OUT/images/pause.tar" "${CLUSTER_PAUSE_IMAGE}" "$OUT/pause" /pause
+  img "$OUT/images/coredns.tar" "${CLUSTER_COREDNS_IMAGE}" "$OUT/coredns" /coredns
+  img "$OUT/images/busybox.tar" "${CLUSTER_BUSYBOX_IMAGE}" "$OUT/busybox" /bin/busybox
   for c in controller webhook cainjector; do
-    "$img" "$OUT/images/cert-manager-$c.tar" "$(cert_manager_image "$c")" \
-      "$OUT/cert-manager/$c" "/app/cmd/$c/$c"
+    img "$OUT/images/cert-manager-$c.tar" "$(cert_manager_image "$c")" "$OUT/cert-manager/$c" "/app/cmd/$c/$c"
   done
 }
 

@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Installs the local cluster's add-ons: the default StorageClass (in-tree hostPath
-# provisioner), CoreDNS and cert-manager. Called by hack/cluster-up.sh with the PID holding
+# provisioner), CoreDNS and cert-manager. Called by hack/cluster/up.sh with the PID holding
 # the cluster's namespaces; manifests are rendered here (no helm), images were imported from
-# bin/cluster/<key>/images and are never pulled (imagePullPolicy: Never).
+# $DOCKYARD_CACHE/cluster/<key>/images and are never pulled (imagePullPolicy: Never).
 set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 # shellcheck source=lib.sh
 source "$ROOT/hack/lib.sh"
-# shellcheck source=cluster-lib.sh
-source "$ROOT/hack/cluster-lib.sh"
+# shellcheck source=lib.sh
+source "$ROOT/hack/cluster/lib.sh"
 HOLDER=$1
 BIN=${BIN:-$(cluster_bin_dir)}
 log() { echo "cluster-addons: $*" >&2; }

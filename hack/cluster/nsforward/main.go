@@ -6,7 +6,7 @@
 //
 //	nsforward --pid PID --listen 127.0.0.1:6443 --target 127.0.0.1:6443
 //
-// The local cluster (hack/cluster-up.sh) runs it so that bin/cluster/kubeconfig works from the
+// The local cluster (hack/cluster/up.sh) runs it so that bin/cluster/kubeconfig works from the
 // host as well as inside the cluster's namespaces. Both ends must be loopback addresses: packets
 // only ever cross the two loopback interfaces, never towards the node's or a pod's address.
 // It exits when the process holding the target namespace is gone.

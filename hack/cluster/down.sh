@@ -1,17 +1,17 @@
 #!/usr/bin/env bash
-# Tears down the local cluster started by hack/cluster-up.sh and leaves nothing behind:
+# Tears down the local cluster started by hack/cluster/up.sh and leaves nothing behind:
 # processes stopped by their recorded PIDs, then anything left in the cluster's cgroup (pods,
 # shims) killed, the namespaces gone with their last process (and every mount in them), the
 # cgroups removed and the state dir deleted. The host's iptables, routes and mounts were never
 # touched. Idempotent: safe to run when nothing is up.
 #
-#   hack/cluster-down.sh [--quiet]     # or: make cluster-down
+#   hack/cluster/down.sh [--quiet]     # or: make cluster-down
 set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 # shellcheck source=lib.sh
 source "$ROOT/hack/lib.sh"
-# shellcheck source=cluster-lib.sh
-source "$ROOT/hack/cluster-lib.sh"
+# shellcheck source=lib.sh
+source "$ROOT/hack/cluster/lib.sh"
 cluster_lock
 QUIET=${1:-}
 T0=$SECONDS

@@ -1,10 +1,10 @@
 # shellcheck shell=bash
-# Shared settings for the local cluster scripts (hack/cluster-*.sh). Sourced, not run.
+# Shared settings for the local cluster scripts (hack/cluster/*.sh). Sourced, not run.
 # Sources hack/lib.sh (ROOT, versions, DOCKYARD_CACHE) itself.
 # shellcheck disable=SC2034 # the settings are used by the scripts that source this file
 
-# shellcheck source=lib.sh
-source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# shellcheck source=../lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 
 # Where the cluster lives. The state dir holds everything the running node writes (etcd data,
 # containerd, kubelet, logs, PIDs); cluster-down removes it.
@@ -24,7 +24,7 @@ CLUSTER_DOMAIN=cluster.local
 # The cgroup parent of everything the kubelet runs, created in every hierarchy beforehand.
 CLUSTER_CGROUP=${CLUSTER_CGROUP:-dockyard-cluster}
 
-# Images are built locally (hack/cluster-bins.sh) and imported; never pulled.
+# Images are built locally (hack/cluster/bins.sh) and imported; never pulled.
 CLUSTER_PAUSE_IMAGE=dockyard.local/cluster/pause:3.10
 # A static busybox: `command: [/bin/busybox, sh, -c, ...]`, `busybox wget`, `busybox nslookup`.
 CLUSTER_BUSYBOX_IMAGE=dockyard.local/cluster/busybox:stable

@@ -1,19 +1,19 @@
 #!/usr/bin/env bash
-# Checks that the local cluster (hack/cluster-up.sh) really works: the node is Ready, a pod
+# Checks that the local cluster (hack/cluster/up.sh) really works: the node is Ready, a pod
 # runs from an imported image, a Service answers by DNS name from another pod, a PVC binds
 # and is writable, and cert-manager issues a self-signed Certificate. Cleans up after itself.
 #
-#   hack/cluster-smoke.sh
+#   hack/cluster/smoke.sh
 set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 # shellcheck source=lib.sh
 source "$ROOT/hack/lib.sh"
-# shellcheck source=cluster-lib.sh
-source "$ROOT/hack/cluster-lib.sh"
+# shellcheck source=lib.sh
+source "$ROOT/hack/cluster/lib.sh"
 NS=dockyard-smoke
 T0=$SECONDS
 STEP_T=$SECONDS
-k() { "$ROOT/hack/in-cluster-ns" kubectl "$@"; }
+k() { "$ROOT/hack/cluster/in-ns" kubectl "$@"; }
 ok() { echo "cluster-smoke: ok   $(printf '%-52s %3ss' "$1" $((SECONDS - STEP_T)))"; STEP_T=$SECONDS; }
 fail() {
   echo "cluster-smoke: FAIL $*" >&2
