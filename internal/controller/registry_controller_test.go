@@ -295,6 +295,34 @@ var _ = Describe("Registry controller", func() {
 		})
 	})
 
+	Describe("embedded core types the API server validates only on the child", func() {
+		// Tolerations, node selectors and resources are Kubernetes' own types; the CRD
+		// cannot repeat all of their rules, so the Deployment's apply is where they fail.
+		// The Registry then says so in Ready and Degraded with the API server's own words,
+		// and keeps reporting what it did observe.
+		It("reports the child's validation error as ReconcileFailed and recovers when fixed", func() {
+			r := newRegistry(ns, "r")
+			r.Spec.Tolerations = []corev1.Toleration{{Key: "dedicated", Operator: corev1.TolerationOpExists, Value: "registry"}}
+			Expect(k8sClient.Create(ctx, r)).To(Succeed())
+			markPVCBound(ns, "r-data")
+			expectCondition(ns, "r", v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonReconcileFailed)
+			expectCondition(ns, "r", v1alpha1.ConditionDegraded, metav1.ConditionTrue, v1alpha1.ReasonReconcileFailed)
+			msg := condition(Default, ns, "r", v1alpha1.ConditionReady).Message
+			Expect(msg).To(ContainSubstring("Deployment"))
+			Expect(msg).To(ContainSubstring("tolerations"))
+			// The volume was still observed: the failed apply does not turn it into "pending".
+			expectCondition(ns, "r", v1alpha1.ConditionStorageReady, metav1.ConditionTrue, v1alpha1.ReasonVolumeBound)
+
+			updateRegistry(ns, "r", func(r *v1alpha1.Registry) { r.Spec.Tolerations[0].Value = "" })
+			Eventually(func(g Gomega) {
+				c := condition(g, ns, "r", v1alpha1.ConditionDegraded)
+				g.Expect(c).NotTo(BeNil())
+				g.Expect(c.Reason).NotTo(Equal(v1alpha1.ReasonReconcileFailed))
+			}, timeout, interval).Should(Succeed())
+			get(ns, "r", &appsv1.Deployment{})
+		})
+	})
+
 	Describe("broken references", func() {
 		It("reports a missing users Secret and holds back the Deployment until it appears", func() {
 			Expect(k8sClient.Create(ctx, newRegistry(ns, "r", withUsers("missing")))).To(Succeed())

@@ -56,12 +56,13 @@ func (m *metrics) handler() http.Handler {
 	return promhttp.HandlerFor(prometheus.Gatherers{m.reg, prometheus.DefaultGatherer}, promhttp.HandlerOpts{})
 }
 
-func routeOf(path string) string {
-	switch path {
+// routeLabel names a request's route for metrics, from the route WithRoute parsed.
+func routeLabel(r *http.Request) string {
+	switch r.URL.Path {
 	case registryconfig.HealthPath, registryconfig.LivenessPath:
 		return "health"
 	}
-	if rt, ok := route.Parse(path); ok {
+	if rt, ok := route.Of(r); ok {
 		return rt.Label()
 	}
 	return "other"
@@ -112,11 +113,13 @@ func (w *statusWriter) Flush() {
 func (m *metrics) instrument(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
+		// The one parse of the path; every middleware after this reads it from the context.
+		r = route.WithRoute(r)
 		m.inFlight.Inc()
 		sw := &statusWriter{ResponseWriter: w}
 		defer func() {
 			m.inFlight.Dec()
-			rl := routeOf(r.URL.Path)
+			rl := routeLabel(r)
 			code := sw.code
 			if code == 0 {
 				code = http.StatusOK

@@ -21,7 +21,6 @@ var contentRange = regexp.MustCompile(`^\d{1,19}-\d{1,19}$`)
 // cases.
 func refuseMalformed(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		r = route.WithRoute(r)
 		rt, ok := route.Of(r)
 		if !ok {
 			next.ServeHTTP(w, r)
