@@ -325,3 +325,41 @@ func TestMountFromUnreadableRepositoryBecomesUpload(t *testing.T) {
 		t.Errorf("mount from an unreadable repository = %d, want 202 (plain upload)", resp.StatusCode)
 	}
 }
+
+// Access rules apply to the real repository name, also when it contains the API's route
+// words: `team-b/blobs/team-a` is a team-b repository, `team-a/manifests/x` a team-a one.
+func TestAccessWithRouteWordsInNames(t *testing.T) {
+	_, auth := authFixture(t, testUsers)
+	reg := startRegistry(t, auth, nil)
+	img, _ := random.Image(4<<10, 1)
+	for _, tc := range []struct {
+		repo      string
+		user      string
+		push      bool
+		pullAsBob bool
+	}{
+		{"team-a/manifests/x", "alice", true, true},
+		{"team-a/blobs/uploads/y", "alice", true, true},
+		{"team-b/blobs/team-a", "alice", false, false},
+		{"team-b/manifests/team-a/app", "alice", false, false},
+	} {
+		tag := mustTag(t, reg.host+"/"+tc.repo+":v1")
+		err := remote.Write(tag, img, reg.opts(tc.user, testUsers[tc.user])...)
+		if tc.push && err != nil {
+			t.Errorf("%s push to %s: %v", tc.user, tc.repo, err)
+		}
+		if !tc.push {
+			wantStatus(t, tc.user+" push to "+tc.repo, err, http.StatusForbidden, "") // HEAD: no body
+			if err := remote.Write(tag, img, reg.opts("admin", "admin-pw")...); err != nil {
+				t.Fatal(err)
+			}
+		}
+		_, err = remote.Image(tag, reg.opts("bob", "bob-pw")...)
+		if tc.pullAsBob && err != nil {
+			t.Errorf("bob (viewer on team-a/**) pull of %s: %v", tc.repo, err)
+		}
+		if !tc.pullAsBob {
+			wantStatus(t, "bob pull of "+tc.repo, err, http.StatusForbidden, "DENIED")
+		}
+	}
+}
