@@ -166,7 +166,7 @@ func (c *collector) markRepository(ctx context.Context, name string) error {
 		} else if _, ok := kept[target]; ok && target != d {
 			continue
 		}
-		if err := c.deleteManifest(ctx, name, ms, d); err != nil {
+		if err := c.deleteManifest(ctx, name, ms, d, kept); err != nil {
 			return err
 		}
 	}
@@ -186,6 +186,13 @@ func (c *collector) markManifest(ctx context.Context, ms distribution.ManifestSe
 	kept[d] = struct{}{}
 	if err := c.markDigest(ctx, d); err != nil {
 		return err
+	}
+	// Kept under one name means kept under the name it links to: a sha512 name keeps its
+	// sha256 revision, so referrers naming either find their subject kept.
+	if target, err := c.aliasTarget(ctx, layout.RevisionLinkPath(c.repoName, d), d); err != nil {
+		return err
+	} else if target != d {
+		kept[target] = struct{}{}
 	}
 	m, err := getManifest(ctx, ms, d)
 	if err != nil {
@@ -249,18 +256,33 @@ func (c *collector) aliasTarget(ctx context.Context, p string, d digest.Digest) 
 }
 
 // deleteManifest removes an untagged manifest from a repository after re-checking, just
-// before the delete, that it was not re-pushed or relied on meanwhile.
-func (c *collector) deleteManifest(ctx context.Context, repo string, ms distribution.ManifestService, d digest.Digest) error {
-	linkTime, _, exists, err := c.modTime(ctx, layout.RevisionLinkPath(repo, d))
+// before the delete, that it was not re-pushed or relied on meanwhile. For a sha512 name the
+// checks look at the content it names (pushes mark the sha256 content), and a restored link
+// names that content again.
+func (c *collector) deleteManifest(ctx context.Context, repo string, ms distribution.ManifestService, d digest.Digest, kept map[digest.Digest]struct{}) error {
+	link := layout.RevisionLinkPath(repo, d)
+	linkTime, _, exists, err := c.modTime(ctx, link)
 	if err != nil || !exists {
 		return err
 	}
-	touched, _, _, err := c.modTime(ctx, layout.TouchPath(d))
+	target, err := c.aliasTarget(ctx, link, d)
 	if err != nil {
 		return err
 	}
-	if c.recent(linkTime) || c.recent(touched) {
-		return c.markDigest(ctx, d)
+	recentlyUsed := func() (bool, error) {
+		for _, x := range []digest.Digest{d, target} {
+			if recent, err := c.touchedRecently(ctx, x); err != nil || recent {
+				return recent, err
+			}
+		}
+		return false, nil
+	}
+	if used, err := recentlyUsed(); err != nil {
+		return err
+	} else if used || c.recent(linkTime) {
+		// Relied on during this run (e.g. an index naming it was just pushed): keep it with
+		// everything it references, not only its own blob.
+		return c.markManifest(ctx, ms, d, kept)
 	}
 	if err := ms.Delete(ctx, d); err != nil {
 		var unknown distribution.ErrManifestUnknownRevision
@@ -272,14 +294,14 @@ func (c *collector) deleteManifest(ctx context.Context, repo string, ms distribu
 	// A push of the same manifest (e.g. tagging it) touches its marker before it writes;
 	// if that happened between the check above and the delete, put the link back.
 	ctx = context.WithoutCancel(ctx)
-	if recent, err := c.touchedRecently(ctx, d); err != nil || recent {
-		if perr := c.Driver.PutContent(ctx, layout.RevisionLinkPath(repo, d), []byte(d.String())); perr != nil {
+	if used, err := recentlyUsed(); err != nil || used {
+		if perr := c.Driver.PutContent(ctx, link, []byte(target.String())); perr != nil {
 			return fmt.Errorf("restore manifest %s in %s: %w", d, repo, perr)
 		}
 		if err != nil {
 			return err
 		}
-		return c.markManifest(ctx, ms, d, map[digest.Digest]struct{}{})
+		return c.markManifest(ctx, ms, d, kept)
 	}
 	c.res.ManifestsDeleted++
 	c.Logger.Debug("Deleted untagged manifest", "repository", repo, "digest", d.String())

@@ -60,7 +60,7 @@ func (c *collector) markReferrers(ctx context.Context, ms distribution.ManifestS
 	for changed := true; changed; {
 		changed = false
 		for d, subject := range subjects {
-			if _, ok := kept[subject]; ok {
+			if c.isKept(ctx, kept, subject) {
 				delete(subjects, d)
 				if err := c.markManifest(ctx, ms, d, kept); err != nil {
 					return err
@@ -69,7 +69,7 @@ func (c *collector) markReferrers(ctx context.Context, ms distribution.ManifestS
 			}
 		}
 		for tag, f := range pending {
-			if _, ok := kept[f.subject]; ok {
+			if c.isKept(ctx, kept, f.subject) {
 				delete(pending, tag)
 				if err := c.markManifest(ctx, ms, f.index, kept); err != nil {
 					return err
@@ -79,6 +79,19 @@ func (c *collector) markReferrers(ctx context.Context, ms distribution.ManifestS
 		}
 	}
 	return nil
+}
+
+// isKept reports whether d, or the content its sha512 name links to, is kept.
+func (c *collector) isKept(ctx context.Context, kept map[digest.Digest]struct{}, d digest.Digest) bool {
+	if _, ok := kept[d]; ok {
+		return true
+	}
+	target, err := c.aliasTarget(ctx, layout.RevisionLinkPath(c.repoName, d), d)
+	if err != nil {
+		return true // cannot tell: keeping is the safe answer
+	}
+	_, ok := kept[target]
+	return ok
 }
 
 // subjectOf returns the subject of manifest d, or "" if it has none or is gone.
@@ -109,7 +122,7 @@ func (c *collector) subjectOf(ctx context.Context, ms distribution.ManifestServi
 func (c *collector) dropOrphanReferrersTags(ctx context.Context, repo distribution.Repository,
 	fallback map[string]referrersTag, kept map[digest.Digest]struct{}) error {
 	for tag, f := range fallback {
-		if _, ok := kept[f.subject]; ok {
+		if c.isKept(ctx, kept, f.subject) {
 			continue
 		}
 		if _, ok := kept[f.index]; ok {
@@ -140,6 +153,18 @@ func (c *collector) ensureReferrer(ctx context.Context, d digest.Digest, m distr
 	}
 	if _, _, exists, err := c.modTime(ctx, layout.ReferrerPath(c.repoName, subject, d)); err != nil || exists {
 		return err
+	}
+	// Pushed by its sha512 name, the same manifest is listed under that name already.
+	entries, err := c.Driver.List(ctx, layout.ReferrersDir(c.repoName, subject))
+	if err != nil && !isNotFound(err) {
+		return fmt.Errorf("list referrers of %s: %w", subject, err)
+	}
+	for _, p := range entries {
+		if _, _, other, ok := layout.ParseReferrerPath(p); ok && other != d {
+			if target, err := c.aliasTarget(ctx, layout.RevisionLinkPath(c.repoName, other), other); err != nil || target == d {
+				return err
+			}
+		}
 	}
 	c.Logger.Info("Adding missing referrers index entry", "repository", c.repoName, "subject", subject.String(), "referrer", d.String())
 	return referrers.Index{Driver: c.Driver}.Add(ctx, c.repoName, subject, desc)

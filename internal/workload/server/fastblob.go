@@ -50,8 +50,16 @@ func (f *fastBlobs) middleware(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		if f.users != nil && !f.users.Authorize(w, r, rt.Name, access.ActionPull) {
-			return
+		h := w.Header()
+		if f.users != nil {
+			// Refusals carry the headers distribution's own refusals carry.
+			h.Set("Docker-Distribution-API-Version", "registry/2.0")
+			h.Set("X-Content-Type-Options", "nosniff")
+			if !f.users.Authorize(w, r, rt.Name, access.ActionPull) {
+				return
+			}
+			h.Del("Docker-Distribution-API-Version") // distribution adds its own
+			h.Del("X-Content-Type-Options")
 		}
 		file, ok := f.open(rt.Name, d)
 		if !ok {
@@ -59,7 +67,6 @@ func (f *fastBlobs) middleware(next http.Handler) http.Handler {
 			return
 		}
 		defer file.Close()
-		h := w.Header()
 		h.Set("Docker-Distribution-API-Version", "registry/2.0")
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Docker-Content-Digest", d.String())

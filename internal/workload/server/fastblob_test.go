@@ -74,8 +74,11 @@ func TestBlobDownloadPath(t *testing.T) {
 	if resp, _ = get("", "", path, nil); resp.StatusCode != http.StatusUnauthorized || !strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), "Basic ") {
 		t.Errorf("anonymous GET: %d %q, want 401 with a challenge", resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
 	}
-	if resp, _ = get("carol", "carol-pw", path, nil); resp.StatusCode != http.StatusForbidden {
-		t.Errorf("GET without pull: %d, want 403", resp.StatusCode)
+	if resp, _ = get("carol", "carol-pw", path, nil); resp.StatusCode != http.StatusForbidden || resp.Header.Get("Docker-Distribution-Api-Version") != "registry/2.0" {
+		t.Errorf("GET without pull: %d %v, want 403 with distribution's headers", resp.StatusCode, resp.Header)
+	}
+	if resp, _ = get("admin", "admin-pw", "/v2/team-a/fast/blobs/sha256:"+strings.Repeat("0", 64), nil); len(resp.Header.Values("Docker-Distribution-Api-Version")) != 1 {
+		t.Errorf("fallback answer carries Docker-Distribution-API-Version %d times, want once", len(resp.Header.Values("Docker-Distribution-Api-Version")))
 	}
 	// A blob that exists in storage but not in this repository is not served from it.
 	ol, _ := other.Layers()

@@ -32,6 +32,7 @@ var hostileCases = []hostileCase{
 	{"Content-Range past the data", "PATCH", "{upload}", map[string]string{"Content-Range": "100-102", "Content-Type": "application/octet-stream"}, "abc", 416, ""},
 	{"chunk with a range and no type", "PATCH", "{upload}", map[string]string{"Content-Range": "0-2"}, "abc", 0, ""},
 	{"commit with a bad Content-Range", "PUT", "{upload}&digest=sha256:" + strings.Repeat("a", 64), map[string]string{"Content-Range": "0"}, "0", 416, "RANGE_INVALID"},
+	{"Content-Range past int64", "PATCH", "{upload}", map[string]string{"Content-Range": "9999999999999999999-9999999999999999999"}, "abc", 416, "RANGE_INVALID"},
 	{"chunk of another type", "PATCH", "{upload}", map[string]string{"Content-Type": "text/plain"}, "abc", 400, "BLOB_UPLOAD_INVALID"},
 	{"commit with a bad digest", "PUT", "{upload}&digest=sha256:zz", nil, "", 400, "DIGEST_INVALID"},
 	{"commit with an unknown algorithm", "PUT", "{upload}&digest=md5:" + strings.Repeat("a", 32), nil, "", 400, "DIGEST_INVALID"},

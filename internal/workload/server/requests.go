@@ -3,6 +3,8 @@ package server
 import (
 	"net/http"
 	"regexp"
+	"strconv"
+	"strings"
 
 	"github.com/distribution/reference"
 
@@ -12,6 +14,18 @@ import (
 // contentRange is the only Content-Range form the distribution spec defines for a chunk:
 // `<start>-<end>`, inclusive, in bytes.
 var contentRange = regexp.MustCompile(`^\d{1,19}-\d{1,19}$`)
+
+// validContentRange: the form, and both ends fit an int64 (distribution's parser answers
+// an overflow with a 500).
+func validContentRange(cr string) bool {
+	if !contentRange.MatchString(cr) {
+		return false
+	}
+	a, b, _ := strings.Cut(cr, "-")
+	_, errA := strconv.ParseInt(a, 10, 64)
+	_, errB := strconv.ParseInt(b, 10, 64)
+	return errA == nil && errB == nil
+}
 
 // refuseMalformed answers requests distribution would fail with a 500 with the 4xx the
 // distribution spec gives them, before they reach it: a repository name over the spec's
@@ -31,7 +45,7 @@ func refuseMalformed(next http.Handler) http.Handler {
 			return
 		}
 		if rt.Kind == route.BlobUploadChunk && (r.Method == http.MethodPatch || r.Method == http.MethodPut) {
-			if cr := r.Header.Get("Content-Range"); cr != "" && !contentRange.MatchString(cr) {
+			if cr := r.Header.Get("Content-Range"); cr != "" && !validContentRange(cr) {
 				writeOCIError(w, http.StatusRequestedRangeNotSatisfiable, "RANGE_INVALID", "Content-Range must be <start>-<end>")
 				return
 			}

@@ -54,17 +54,25 @@ func newToucher(d storagedriver.StorageDriver, canPush func(*http.Request, strin
 
 func (t *toucher) middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		name, digests, err := t.digestsFor(r)
+		refs, err := t.refsFor(r)
 		if err != nil {
 			writeOCIError(w, http.StatusBadRequest, "MANIFEST_INVALID", err.Error())
 			return
 		}
-		if len(digests) > 0 {
-			if err := t.touch(r, name, digests); err != nil {
+		if len(refs) > 0 {
+			if err := t.touch(r, refs); err != nil {
 				t.log.Error("Record blob use for garbage collection", "err", err, "path", r.URL.Path)
 				writeOCIError(w, http.StatusServiceUnavailable, "UNAVAILABLE", "storage is unavailable, retry")
 				return
 			}
+		}
+		if rt, ok := route.Of(r); ok && rt.Kind == route.BlobUploadChunk && r.Method == http.MethodPut && t.allowed(r, rt.Name) {
+			// An upload commit of content the store already had (an old orphan blob)
+			// leaves that blob's data old: mark it once it is linked, and make sure it is
+			// still there, before the client is told the upload succeeded.
+			w = &commitWriter{ResponseWriter: w, codes: []int{http.StatusCreated},
+				failMessage: "the blob was removed by garbage collection while it was committed; upload it again",
+				onSuccess:   func(h http.Header) error { return t.markCommitted(r, rt.Name, h.Get("Docker-Content-Digest")) }}
 		}
 		next.ServeHTTP(w, r)
 	})
@@ -75,47 +83,65 @@ func (t *toucher) middleware(next http.Handler) http.Handler {
 // costing thousands of storage operations.
 const MaxManifestReferences = 1000
 
-// digestsFor returns the repository and the digests a push request is about to rely on.
-func (t *toucher) digestsFor(r *http.Request) (string, []digest.Digest, error) {
+// blobRef is a digest a request relies on, named in a repository.
+type blobRef struct {
+	repo string
+	d    digest.Digest
+}
+
+// refsFor returns the digests a push request is about to rely on, each with the repository
+// whose links name it: a blob existence check (HEAD of a blob, or of a manifest by digest, as
+// containerd does for the children of an index), a cross-repository mount (named in the
+// source repository), and a manifest push with what it references.
+func (t *toucher) refsFor(r *http.Request) ([]blobRef, error) {
 	rt, ok := route.Of(r)
 	if !ok {
-		return "", nil, nil
+		return nil, nil
 	}
 	name := rt.Name
-	var raw []string
+	var refs []blobRef
+	add := func(repo, s string) {
+		if d, err := digest.Parse(s); err == nil {
+			refs = append(refs, blobRef{repo: repo, d: d})
+		}
+	}
 	switch {
 	case rt.Kind == route.Blob && r.Method == http.MethodHead:
-		raw = []string{rt.Digest}
-	case (rt.Kind == route.BlobUpload || rt.Kind == route.BlobUploadChunk) && (r.Method == http.MethodPost || r.Method == http.MethodPut):
+		add(name, rt.Digest)
+	case rt.Kind == route.Manifest && r.Method == http.MethodHead:
+		add(name, rt.Reference) // only a digest parses; a tag HEAD relies on nothing yet
+	case rt.Kind == route.BlobUpload && r.Method == http.MethodPost:
 		q := r.URL.Query()
-		raw = []string{q.Get("mount"), q.Get("digest")}
+		if from := q.Get("from"); from != "" {
+			add(from, q.Get("mount"))
+		}
 	case rt.Kind == route.Manifest && r.Method == http.MethodPut:
 		body, err := bufferBody(r, maxManifestBytes)
 		if err != nil {
-			return "", nil, fmt.Errorf("read manifest: %w", err)
+			return nil, fmt.Errorf("read manifest: %w", err)
 		}
 		if body == nil {
-			return "", nil, nil // too large: distribution refuses it
+			return nil, nil // too large: distribution refuses it
 		}
-		refs := manifestReferences(body)
-		if len(refs) > MaxManifestReferences {
-			return "", nil, fmt.Errorf("the manifest names %d descriptors; at most %d are accepted", len(refs), MaxManifestReferences)
+		mrefs := manifestReferences(body)
+		if len(mrefs) > MaxManifestReferences {
+			return nil, fmt.Errorf("the manifest names %d descriptors; at most %d are accepted", len(mrefs), MaxManifestReferences)
 		}
-		raw = append(raw, digest.FromBytes(body).String())
-		raw = append(raw, refs...)
+		add(name, digest.FromBytes(body).String())
+		for _, s := range mrefs {
+			add(name, s)
+		}
 	default:
-		return "", nil, nil
+		return nil, nil
 	}
-	if t.canPush != nil && !t.canPush(r, name) {
-		return "", nil, nil
+	if len(refs) == 0 || !t.allowed(r, name) {
+		return nil, nil
 	}
-	var out []digest.Digest
-	for _, s := range raw {
-		if d, err := digest.Parse(s); err == nil {
-			out = append(out, d)
-		}
-	}
-	return name, out, nil
+	return refs, nil
+}
+
+func (t *toucher) allowed(r *http.Request, repo string) bool {
+	return t.canPush == nil || t.canPush(r, repo)
 }
 
 // bufferBody reads a request body of at most limit bytes and puts it back for the next
@@ -168,16 +194,17 @@ func manifestReferences(body []byte) []string {
 	return out
 }
 
-// touch writes the markers of the digests that name existing blobs: a blob that does not
-// exist needs no protection (the push uploads it, and a fresh blob is inside the grace
-// period), so a manifest naming absent blobs writes nothing. A digest of another algorithm
-// than sha256 is resolved through its link in the repository to the blob that holds it.
-func (t *toucher) touch(r *http.Request, name string, digests []digest.Digest) error {
+// touch writes the markers of the digests a request relies on that name content linked in
+// their repository: a digest the repository does not link needs no protection (the client
+// will get a 404 or upload it; a fresh blob is inside the grace period), so neither a
+// manifest naming absent blobs nor an existence check in another repository writes
+// anything. A sha512 name is resolved through its link to the sha256 content it names.
+func (t *toucher) touch(r *http.Request, refs []blobRef) error {
 	now := t.now()
 	stamp := []byte(now.UTC().Format(time.RFC3339Nano))
 	seen := map[digest.Digest]bool{}
-	for _, d := range digests {
-		c, err := t.canonical(r, name, d)
+	for _, ref := range refs {
+		c, err := t.linked(r, ref.repo, ref.d)
 		if err != nil {
 			return err
 		}
@@ -185,13 +212,6 @@ func (t *toucher) touch(r *http.Request, name string, digests []digest.Digest) e
 			continue
 		}
 		seen[c] = true
-		exists, err := t.blobExists(r, c)
-		if err != nil {
-			return fmt.Errorf("stat blob %s: %w", c, err)
-		}
-		if !exists {
-			continue
-		}
 		if err := t.write(r, c, now, stamp); err != nil {
 			return fmt.Errorf("write marker for %s: %w", c, err)
 		}
@@ -199,17 +219,36 @@ func (t *toucher) touch(r *http.Request, name string, digests []digest.Digest) e
 	return nil
 }
 
-// canonical returns the sha256 digest whose blob holds d's content in repository name, or
-// "" when a non-canonical d has no link there.
-func (t *toucher) canonical(r *http.Request, name string, d digest.Digest) (digest.Digest, error) {
-	if d.Algorithm() == digest.Canonical {
-		return d, nil
+// markCommitted marks the content an upload commit linked as d in repo and checks that its
+// data still exists.
+func (t *toucher) markCommitted(r *http.Request, repo, d string) error {
+	dg, perr := digest.Parse(d)
+	if perr != nil {
+		t.log.Warn("Upload commit answered without a digest; nothing to mark", "repository", repo)
+		return nil
 	}
-	for _, p := range []string{layout.LayerLinkPath(name, d), layout.RevisionLinkPath(name, d)} {
-		b, err := t.driver.GetContent(r.Context(), p)
+	c, err := t.linked(r, repo, dg)
+	if err != nil || c == "" {
+		return err
+	}
+	now := t.now()
+	if err := t.write(r, c, now, []byte(now.UTC().Format(time.RFC3339Nano))); err != nil {
+		return err
+	}
+	if exists, err := t.blobExists(r, c); err != nil || !exists {
+		return fmt.Errorf("blob %s missing after commit: %w", c, err)
+	}
+	return nil
+}
+
+// linked returns the sha256 digest of the content repository repo links as d (a layer or a
+// manifest revision), or "" when repo does not link d.
+func (t *toucher) linked(r *http.Request, repo string, d digest.Digest) (digest.Digest, error) {
+	for _, p := range []string{layout.LayerLinkPath(repo, d), layout.RevisionLinkPath(repo, d)} {
+		b, err := t.read(r, p)
 		if err != nil {
 			var nf storagedriver.PathNotFoundError
-			if errors.As(err, &nf) {
+			if errors.As(err, &nf) || errors.Is(err, fs.ErrNotExist) {
 				continue
 			}
 			return "", fmt.Errorf("read link of %s: %w", d, err)
@@ -219,6 +258,13 @@ func (t *toucher) canonical(r *http.Request, name string, d digest.Digest) (dige
 		}
 	}
 	return "", nil
+}
+
+func (t *toucher) read(r *http.Request, p string) ([]byte, error) {
+	if t.fsRoot != "" {
+		return os.ReadFile(filepath.Join(t.fsRoot, filepath.FromSlash(p)))
+	}
+	return t.driver.GetContent(r.Context(), p)
 }
 
 func (t *toucher) blobExists(r *http.Request, d digest.Digest) (bool, error) {
