@@ -222,9 +222,9 @@ func (t *toucher) touch(r *http.Request, refs []blobRef) error {
 // markCommitted marks the content an upload commit linked as d in repo and checks that its
 // data still exists.
 func (t *toucher) markCommitted(r *http.Request, repo, d string) error {
-	dg, perr := digest.Parse(d)
-	if perr != nil {
-		t.log.Warn("Upload commit answered without a digest; nothing to mark", "repository", repo)
+	dg := digest.Digest(d)
+	if dg.Validate() != nil {
+		t.log.Warn("Upload commit answered without a valid digest; nothing to mark", "repository", repo)
 		return nil
 	}
 	c, err := t.linked(r, repo, dg)
