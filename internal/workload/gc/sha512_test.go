@@ -132,3 +132,44 @@ func TestCollectSHA512Content(t *testing.T) {
 		t.Errorf("result %+v: want the untagged manifest and its blobs collected", res)
 	}
 }
+
+// Deleting a manifest deletes it under every name: by sha256, its sha512 name goes too; by
+// its sha512 name, the sha256 manifest goes (and its tag, as distribution's delete does).
+func TestDeleteRemovesEveryName(t *testing.T) {
+	root := t.TempDir()
+	c := sha512Client{t: t, base: startServe(t, root, time.Hour)}
+	push := func(ref string) (sha512Name, sha256Name digest.Digest) {
+		l := c.pushBlob("lib/del", randomBytes(t, 512))
+		cfg := c.pushBlob("lib/del", []byte(`{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}`))
+		cfg.MediaType = ocispec.MediaTypeImageConfig
+		m := ocispec.Manifest{MediaType: ocispec.MediaTypeImageManifest, Config: cfg, Layers: []ocispec.Descriptor{l}}
+		m.SchemaVersion = 2
+		b, _ := json.Marshal(m)
+		d := c.pushManifest("lib/del", "", m)
+		if ref != "" {
+			c.pushManifest("lib/del", ref, m)
+		}
+		return d, digest.FromBytes(b)
+	}
+	del := func(d digest.Digest) {
+		t.Helper()
+		resp, body := c.do(http.MethodDelete, "/v2/lib/del/manifests/"+d.String(), nil, nil)
+		if resp.StatusCode != http.StatusAccepted {
+			t.Fatalf("DELETE %s: %d %s", d, resp.StatusCode, body)
+		}
+	}
+	y1, x1 := push("")
+	del(x1)
+	if code, _ := c.get("lib/del", "manifests", y1); code != http.StatusNotFound {
+		t.Errorf("after DELETE by sha256, GET by its sha512 name = %d, want 404", code)
+	}
+	y2, x2 := push("v2")
+	del(y2)
+	if code, _ := c.get("lib/del", "manifests", x2); code != http.StatusNotFound {
+		t.Errorf("after DELETE by sha512, GET by sha256 = %d, want 404", code)
+	}
+	resp, _ := c.do(http.MethodGet, "/v2/lib/del/manifests/v2", nil, map[string]string{"Accept": ocispec.MediaTypeImageManifest})
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("after DELETE by sha512, GET of its tag = %d, want 404", resp.StatusCode)
+	}
+}

@@ -1,9 +1,11 @@
 package server
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"path"
 	"strings"
 
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
@@ -57,6 +59,10 @@ func (a *digestAliases) middleware(next http.Handler) http.Handler {
 				from := q.Get("from")
 				w = aliasWriter(w, d, []int{http.StatusCreated}, func(digest.Digest) error { return a.linkMountedAlias(r, from, rt.Name, d) })
 			}
+		case rt.Kind == route.Manifest && r.Method == http.MethodDelete:
+			if d, err := digest.Parse(rt.Reference); err == nil {
+				w = a.deleteNames(w, r, next, rt.Name, d)
+			}
 		case rt.Kind == route.Manifest && r.Method == http.MethodPut:
 			d, ok := nonCanonical(rt.Reference)
 			if !ok {
@@ -80,6 +86,99 @@ func (a *digestAliases) middleware(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// deleteNames makes a manifest delete remove the manifest under every name: deleting by
+// sha256 also removes the sha512 names linked to it (else the deleted manifest would stay
+// pullable, and listed as a referrer, under them); deleting by a sha512 name also deletes
+// the sha256 manifest it names, through distribution's own delete (which untags it too).
+func (a *digestAliases) deleteNames(w http.ResponseWriter, r *http.Request, next http.Handler, name string, d digest.Digest) http.ResponseWriter {
+	var target digest.Digest
+	if d.Algorithm() != digest.Canonical {
+		b, err := a.driver.GetContent(r.Context(), layout.RevisionLinkPath(name, d))
+		if err != nil {
+			return w // unknown name: distribution answers
+		}
+		if target, err = digest.Parse(string(b)); err != nil || target.Algorithm() != digest.Canonical {
+			return w
+		}
+	}
+	return &commitWriter{ResponseWriter: w, codes: []int{http.StatusAccepted},
+		failMessage: "the manifest was deleted under the name given but not under its other names; retry",
+		onSuccess: func(http.Header) error {
+			if target == "" {
+				return a.removeAliasesOf(r, name, d)
+			}
+			// Distribution's delete of the sha256 manifest, as the same caller.
+			sub := r.Clone(r.Context())
+			sub.URL.Path = "/v2/" + name + "/manifests/" + target.String()
+			sub.URL.RawPath = ""
+			sub.Body = http.NoBody
+			rec := &statusOnly{header: http.Header{}}
+			next.ServeHTTP(rec, route.WithRoute(sub))
+			if rec.code != http.StatusAccepted && rec.code != http.StatusNotFound {
+				return fmt.Errorf("delete %s after its alias %s: status %d", target, d, rec.code)
+			}
+			return a.removeAliasesOf(r, name, target)
+		}}
+}
+
+// removeAliasesOf deletes the non-sha256 manifest names in repository name that link to
+// target.
+func (a *digestAliases) removeAliasesOf(r *http.Request, name string, target digest.Digest) error {
+	ctx := r.Context()
+	algs, err := a.driver.List(ctx, layout.RevisionsPath(name))
+	if err != nil {
+		var nf storagedriver.PathNotFoundError
+		if errors.As(err, &nf) {
+			return nil
+		}
+		return err
+	}
+	for _, algDir := range algs {
+		if path.Base(algDir) == digest.Canonical.String() {
+			continue
+		}
+		links, err := a.driver.List(ctx, algDir)
+		if err != nil {
+			continue
+		}
+		for _, dir := range links {
+			alias := digest.NewDigestFromEncoded(digest.Algorithm(path.Base(algDir)), path.Base(dir))
+			if alias.Validate() != nil {
+				continue
+			}
+			link := layout.RevisionLinkPath(name, alias)
+			if b, err := a.driver.GetContent(ctx, link); err == nil && string(b) == target.String() {
+				if err := a.driver.Delete(ctx, path.Dir(link)); err != nil {
+					var nf storagedriver.PathNotFoundError
+					if !errors.As(err, &nf) {
+						return err
+					}
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// statusOnly records the status of a sub-request and discards its body.
+type statusOnly struct {
+	header http.Header
+	code   int
+}
+
+func (s *statusOnly) Header() http.Header { return s.header }
+func (s *statusOnly) WriteHeader(code int) {
+	if s.code == 0 {
+		s.code = code
+	}
+}
+func (s *statusOnly) Write(b []byte) (int, error) {
+	if s.code == 0 {
+		s.code = http.StatusOK
+	}
+	return len(b), nil
 }
 
 func (a *digestAliases) linkMountedAlias(r *http.Request, from, to string, alias digest.Digest) error {
