@@ -132,9 +132,45 @@ func (id identity) anonymous() bool { return id.user == "" }
 
 var errNoCredentials = errors.New("no credentials")
 
-// authenticate checks the request's Basic credentials. It returns errNoCredentials when
-// there are none and auth.ErrAuthenticationFailure when they are wrong.
+// authMemo remembers, for one request, the outcome of checking its credentials: several
+// layers ask (the download path, mount filtering, GC markers, distribution), and a wrong
+// password must cost one bcrypt comparison, not one per layer.
+type authMemo struct {
+	mu     sync.Mutex
+	header string
+	done   bool
+	id     identity
+	err    error
+}
+
+type authMemoKey struct{}
+
+// WithAuthMemo returns r with a slot in which the first credential check of the request is
+// remembered for the later ones.
+func WithAuthMemo(r *http.Request) *http.Request {
+	return r.WithContext(context.WithValue(r.Context(), authMemoKey{}, &authMemo{}))
+}
+
+// authenticate checks the request's Basic credentials, once per request when the request
+// carries a memo (WithAuthMemo).
 func (c *Controller) authenticate(r *http.Request) (identity, error) {
+	m, _ := r.Context().Value(authMemoKey{}).(*authMemo)
+	if m == nil {
+		return c.checkCredentials(r)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	h := r.Header.Get("Authorization")
+	if !m.done || m.header != h {
+		m.id, m.err = c.checkCredentials(r)
+		m.header, m.done = h, true
+	}
+	return m.id, m.err
+}
+
+// checkCredentials checks the request's Basic credentials. It returns errNoCredentials when
+// there are none and auth.ErrAuthenticationFailure when they are wrong.
+func (c *Controller) checkCredentials(r *http.Request) (identity, error) {
 	user, pass, ok := r.BasicAuth()
 	if !ok || (user == "" && pass == "") {
 		// podman, skopeo and buildah send empty Basic credentials (`Basic Og==`) when they

@@ -1,6 +1,7 @@
 package access
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -116,5 +117,26 @@ func TestEmptyBasicCredentialsAreAnonymous(t *testing.T) {
 		if err := req(ActionPush); err == nil {
 			t.Errorf("anonymousPull=%v: push with empty credentials allowed", anonPull)
 		}
+	}
+}
+
+// One request's credentials are checked once, however many layers ask.
+func TestAuthMemoChecksOncePerRequest(t *testing.T) {
+	hash, _ := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost)
+	c := &Controller{cfg: rc.Auth{Realm: "r"}, cacheKey: []byte("k"), dummies: map[int][]byte{}, verified: map[string][32]byte{}}
+	c.users.Store(&Users{hashes: map[string][]byte{"alice": hash}, costs: []int{bcrypt.MinCost}})
+	r := httptest.NewRequest(http.MethodGet, "/v2/", nil)
+	r.SetBasicAuth("alice", "wrong")
+	r = WithAuthMemo(r)
+	_, err1 := c.authenticate(r)
+	m := r.Context().Value(authMemoKey{}).(*authMemo)
+	m.err = errors.New("remembered") // a second check would not see this
+	_, err2 := c.authenticate(r)
+	if err1 == nil || err2 == nil || err2.Error() != "remembered" {
+		t.Fatalf("first %v, second %v: want the second answered from the memo", err1, err2)
+	}
+	r.SetBasicAuth("alice", "pw") // different credentials on the same request: checked again
+	if id, err := c.authenticate(r); err != nil || id.user != "alice" {
+		t.Errorf("new credentials: %v %v", id, err)
 	}
 }

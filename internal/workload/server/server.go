@@ -145,6 +145,10 @@ func (s *Server) apiHandler(touch *toucher) http.Handler {
 		h = (&fastBlobs{root: fs.RootDirectory, users: s.users}).middleware(h)
 	}
 	h = refuseMalformed(h)
+	if s.users != nil {
+		inner := h
+		h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { inner.ServeHTTP(w, access.WithAuthMemo(r)) })
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc(registryconfig.HealthPath, s.healthHandler)
 	mux.Handle("/", h)
