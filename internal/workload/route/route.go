@@ -10,6 +10,7 @@ import (
 	"context"
 	"net/http"
 	"net/url"
+	"strings"
 
 	v2 "github.com/distribution/distribution/v3/registry/api/v2"
 	"github.com/distribution/reference"
@@ -62,9 +63,15 @@ func Parse(path string) (Route, bool) {
 	if !router.Match(req, &m) || m.Route == nil || m.MatchErr != nil {
 		return Route{}, false
 	}
+	kind := Kind(m.Route.GetName())
+	// The router matches with StrictSlash, answering the other form with a redirect: only
+	// the canonical form is the route itself.
+	if strings.HasSuffix(path, "/") != (kind == Base || kind == BlobUpload) {
+		return Route{}, false
+	}
 	v := m.Vars
 	return Route{
-		Kind:      Kind(m.Route.GetName()),
+		Kind:      kind,
 		Name:      v["name"],
 		Reference: v["reference"],
 		Digest:    v["digest"],

@@ -36,6 +36,11 @@ func TestParse(t *testing.T) {
 		{"/v2/a/blobs/notadigest", Route{}, false},
 		{"/healthz", Route{}, false},
 		{"/v2/a/referrers/latest", Route{}, false},
+		// Only the canonical slash form (the other one is redirected by distribution).
+		{"/v2/a/blobs/" + d1 + "/", Route{}, false},
+		{"/v2/a/manifests/latest/", Route{}, false},
+		{"/v2", Route{}, false},
+		{"/v2/a/blobs/uploads", Route{}, false},
 	}
 	for _, tc := range cases {
 		got, ok := Parse(tc.path)
