@@ -206,16 +206,7 @@ func TestStorageOutageAffectsReadinessNotLiveness(t *testing.T) {
 			AccessKeyIDEnv: registryconfig.EnvS3AccessKeyID, SecretAccessKeyEnv: registryconfig.EnvS3SecretAccessKey,
 		}},
 	}
-	cfg.Defaults()
-	ctx, cancel := context.WithCancel(context.Background())
-	srv, err := server.New(ctx, cfg, server.Options{Getenv: func(k string) string { return env[k] }})
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	srv := serveWith(t, cfg, env)
 	client := &http.Client{Timeout: 3 * time.Second}
 	status := func(addr, path string) int {
 		resp, err := client.Get("http://" + addr + path)
@@ -269,20 +260,7 @@ func TestRedirectDownloadsToObjectStorage(t *testing.T) {
 			AccessKeyIDEnv: registryconfig.EnvS3AccessKeyID, SecretAccessKeyEnv: registryconfig.EnvS3SecretAccessKey,
 		}},
 	}
-	cfg.Defaults()
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	srv, err := server.New(ctx, cfg, server.Options{Getenv: func(k string) string { return env[k] }})
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-
+	srv := serveWith(t, cfg, env)
 	tag := mustTag(t, srv.Addr()+"/s3/redirect:v1")
 	img, _ := random.Image(128<<10, 1)
 	if err := remote.Write(tag, img); err != nil {
@@ -320,3 +298,23 @@ func TestRedirectDownloadsToObjectStorage(t *testing.T) {
 }
 
 func digestOfBytes(b []byte) string { return digest.FromBytes(b).String() }
+
+// serveWith runs a registry with cfg (defaults applied, validated) and credentials from env
+// until the test ends.
+func serveWith(t *testing.T, cfg *registryconfig.Config, env map[string]string) *server.Server {
+	t.Helper()
+	cfg.Defaults()
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	srv, err := server.New(ctx, cfg, server.Options{Getenv: func(k string) string { return env[k] }})
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return srv
+}
