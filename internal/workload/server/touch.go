@@ -116,6 +116,9 @@ func (t *toucher) refsFor(r *http.Request) ([]blobRef, error) {
 			add(from, q.Get("mount"))
 		}
 	case rt.Kind == route.Manifest && r.Method == http.MethodPut:
+		if !t.allowed(r, name) {
+			return nil, nil // distribution refuses it; nothing to read or bound
+		}
 		body, err := bufferBody(r, maxManifestBytes)
 		if err != nil {
 			return nil, fmt.Errorf("read manifest: %w", err)
