@@ -2,6 +2,7 @@ package server
 
 import (
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -47,5 +48,27 @@ func TestCommitWriter(t *testing.T) {
 	http.NotFound(cw, httptest.NewRequest(http.MethodGet, "/", nil))
 	if rec.Code != http.StatusNotFound {
 		t.Errorf("404 became %d", rec.Code)
+	}
+}
+
+// A manifest body is read and copied once, however many layers look at it, and each layer
+// (and distribution after them) still sees all of it.
+func TestBufferBodyReadsOnce(t *testing.T) {
+	r := httptest.NewRequest(http.MethodPut, "/v2/a/manifests/v1", strings.NewReader(`{"schemaVersion":2}`))
+	var first []byte
+	for range 3 {
+		b, err := bufferBody(r, maxManifestBytes)
+		if err != nil || string(b) != `{"schemaVersion":2}` {
+			t.Fatalf("bufferBody = %q, %v", b, err)
+		}
+		if first == nil {
+			first = b
+		} else if &b[0] != &first[0] {
+			t.Fatal("the body was read and copied again")
+		}
+	}
+	rest, _ := io.ReadAll(r.Body)
+	if string(rest) != `{"schemaVersion":2}` {
+		t.Errorf("next handler read %q", rest)
 	}
 }

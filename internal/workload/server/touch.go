@@ -149,8 +149,13 @@ func (t *toucher) allowed(r *http.Request, repo string) bool {
 
 // bufferBody reads a request body of at most limit bytes and puts it back for the next
 // handler. It returns nil and no error when the body is larger (the next handler sees the
-// whole body anyway).
+// whole body anyway). The referrers index, the markers and the sha512 names all look at a
+// pushed manifest: the body is read once, and later calls get the same bytes.
 func bufferBody(r *http.Request, limit int64) ([]byte, error) {
+	if bb, ok := r.Body.(*bufferedBody); ok {
+		bb.Reset(bb.data)
+		return bb.data, nil
+	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
 	if err != nil {
 		return nil, err
@@ -163,9 +168,17 @@ func bufferBody(r *http.Request, limit int64) ([]byte, error) {
 		return nil, nil
 	}
 	_ = r.Body.Close()
-	r.Body = io.NopCloser(bytes.NewReader(body))
+	r.Body = &bufferedBody{Reader: bytes.NewReader(body), data: body}
 	return body, nil
 }
+
+// bufferedBody is a request body already read into memory.
+type bufferedBody struct {
+	*bytes.Reader
+	data []byte
+}
+
+func (*bufferedBody) Close() error { return nil }
 
 // manifestReferences lists the digests an image manifest or index refers to.
 func manifestReferences(body []byte) []string {
