@@ -105,6 +105,10 @@ var _ = Describe("Registry validation at apply time", func() {
 			r.Spec.Storage.RedirectDownloads = true
 			return r
 		}, "storage.redirectDownloads needs object storage"),
+		Entry("redirectDownloads on emptyDir", func(ns string) *v1alpha1.Registry {
+			r := newRegistry(ns, "r", withStorage(v1alpha1.RegistryStorage{EmptyDir: &v1alpha1.EmptyDirStorage{}, RedirectDownloads: true}))
+			return r
+		}, "storage.redirectDownloads needs object storage"),
 		Entry("a malformed image reference", func(ns string) *v1alpha1.Registry {
 			r := newRegistry(ns, "r")
 			r.Spec.Image = "https://ghcr.io/dockyard:dev"
