@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Benchmarks `dockyard registry serve` and `dockyard registry gc` against upstream
-# distribution `registry` v3.1.2 (built from the Go module proxy into bin/) with the same
+# distribution `registry` v3.1.2 (built from the Go module proxy into the tool cache) with the same
 # setup: filesystem storage, TLS, one bcrypt htpasswd user, everything on 127.0.0.1.
 #
 #  1. Push/pull: hack/registrybench (go-containerregistry, one client for both) pushes the

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the OCI distribution-spec conformance suite (push, pull, discovery, management)
 # against `dockyard registry serve` on 127.0.0.1 with TLS (a throwaway CA, trusted through
-# SSL_CERT_FILE) and Basic auth, and prints the pass/fail counts. Binaries are cached in bin/.
+# SSL_CERT_FILE) and Basic auth, and prints the pass/fail counts. The suite is built into the
+# tool cache (hack/lib.sh).
 #
 #   hack/conformance.sh                      # dockyard only; exit 1 on any failure
 #   COMPARE_UPSTREAM=1 hack/conformance.sh   # also run upstream `registry` with the same
