@@ -50,7 +50,7 @@ func (c *Controller) catalogHandler(next http.Handler) http.Handler {
 				return
 			}
 			for _, name := range page {
-				if c.allowed(id, name, ActionPull) {
+				if c.rulesAllow(id, name, ActionPull) {
 					if len(out) == n {
 						more = true
 						break

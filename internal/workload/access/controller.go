@@ -14,10 +14,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 
 	"github.com/distribution/distribution/v3/registry/auth"
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/dockyard-dev/dockyard/internal/registryconfig"
@@ -51,12 +54,19 @@ const (
 	ActionDelete = "delete"
 )
 
-// Controller authenticates Basic credentials against the users file and authorizes actions
-// against the access rules.
+// Controller authenticates requests with the configured identity providers (htpasswd
+// users, LDAP) or with tokens it issued itself, and authorizes actions against the access
+// rules.
 type Controller struct {
 	cfg   registryconfig.Auth
 	log   *slog.Logger
 	users atomic.Pointer[Users]
+	// tokens is the token service (nil unless cfg.Token is set); ldap the LDAP provider.
+	tokens *tokenService
+	ldap   *ldapProvider
+	audit  *audit
+	// ruleGroups are the groups the access rules name: only these go into tokens.
+	ruleGroups map[string]bool
 
 	// dummies holds, per bcrypt cost, a hash compared against when the user is unknown, so
 	// that an unknown name costs what a known one does (see dummyCost).
@@ -68,8 +78,8 @@ type Controller struct {
 	verified map[string][32]byte
 }
 
-// NewController builds a Controller and loads the users files once; call Watch to keep them
-// current.
+// NewController builds a Controller and loads its files (users, token keys) once; call
+// Watch to keep them current.
 func NewController(cfg registryconfig.Auth, log *slog.Logger) (*Controller, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -78,12 +88,29 @@ func NewController(cfg registryconfig.Auth, log *slog.Logger) (*Controller, erro
 	if _, err := rand.Read(key); err != nil {
 		return nil, fmt.Errorf("generate credential cache key: %w", err)
 	}
-	c := &Controller{cfg: cfg, log: log, dummies: map[int][]byte{}, cacheKey: key, verified: map[string][32]byte{}}
+	c := &Controller{cfg: cfg, log: log, dummies: map[int][]byte{}, cacheKey: key, verified: map[string][32]byte{},
+		audit: newAudit(log), ruleGroups: map[string]bool{}}
+	for _, rule := range cfg.Access {
+		for _, s := range rule.Subjects {
+			if s.Kind == registryconfig.SubjectGroup {
+				c.ruleGroups[s.Name] = true
+			}
+		}
+	}
+	if cfg.Token != nil {
+		c.tokens = newTokenService(*cfg.Token)
+	}
+	if cfg.LDAP != nil {
+		c.ldap = newLDAPProvider(*cfg.LDAP, key)
+	}
 	if _, err := c.reload(); err != nil {
 		return nil, err
 	}
 	return c, nil
 }
+
+// Collectors returns the audit metrics, for the server's metrics registry.
+func (c *Controller) Collectors() []prometheus.Collector { return c.audit.collectors() }
 
 // dummyCost picks the bcrypt cost at which an unknown user name is checked. A fixed cost
 // would tell an observer which names exist whenever users' hashes have other costs; instead
@@ -122,13 +149,25 @@ func (c *Controller) dummyHash(cost int) []byte {
 	return h
 }
 
-// identity is who a request comes from.
-type identity struct {
-	user   string // empty for anonymous
-	groups []string
+// Identity providers, as named in logs, metrics and tokens.
+const (
+	ProviderHtpasswd = "htpasswd"
+	ProviderLDAP     = "ldap"
+)
+
+// Identity is who a request comes from, as a provider answered.
+type Identity struct {
+	User     string // empty for anonymous
+	Groups   []string
+	Provider string
+
+	// token is true when the identity came from a registry token; grants is then the
+	// access that token carries.
+	token  bool
+	grants grants
 }
 
-func (id identity) anonymous() bool { return id.user == "" }
+func (id Identity) anonymous() bool { return id.User == "" }
 
 var errNoCredentials = errors.New("no credentials")
 
@@ -139,7 +178,7 @@ type authMemo struct {
 	mu     sync.Mutex
 	header string
 	done   bool
-	id     identity
+	id     Identity
 	err    error
 }
 
@@ -151,9 +190,9 @@ func WithAuthMemo(r *http.Request) *http.Request {
 	return r.WithContext(context.WithValue(r.Context(), authMemoKey{}, &authMemo{}))
 }
 
-// authenticate checks the request's Basic credentials, once per request when the request
+// authenticate checks the request's credentials, once per request when the request
 // carries a memo (WithAuthMemo).
-func (c *Controller) authenticate(r *http.Request) (identity, error) {
+func (c *Controller) authenticate(r *http.Request) (Identity, error) {
 	m, _ := r.Context().Value(authMemoKey{}).(*authMemo)
 	if m == nil {
 		return c.checkCredentials(r)
@@ -168,24 +207,68 @@ func (c *Controller) authenticate(r *http.Request) (identity, error) {
 	return m.id, m.err
 }
 
-// checkCredentials checks the request's Basic credentials. It returns errNoCredentials when
-// there are none and auth.ErrAuthenticationFailure when they are wrong.
-func (c *Controller) checkCredentials(r *http.Request) (identity, error) {
+// checkCredentials checks the request's credentials: a registry token (Bearer) or a user
+// name and password (Basic). It returns errNoCredentials when there are none and an error
+// wrapping auth.ErrAuthenticationFailure when they are wrong.
+func (c *Controller) checkCredentials(r *http.Request) (Identity, error) {
+	h := r.Header.Get("Authorization")
+	if scheme, tok, ok := strings.Cut(h, " "); ok && strings.EqualFold(scheme, "Bearer") {
+		if c.tokens == nil {
+			return Identity{}, fmt.Errorf("%w: bearer tokens are not enabled", auth.ErrAuthenticationFailure)
+		}
+		id, err := c.tokens.verify(strings.TrimSpace(tok))
+		if err != nil {
+			c.audit.authFailed(r, "", "token", err)
+			return Identity{}, fmt.Errorf("%w: %w", auth.ErrAuthenticationFailure, err)
+		}
+		return id, nil
+	}
 	user, pass, ok := r.BasicAuth()
 	if !ok || (user == "" && pass == "") {
 		// podman, skopeo and buildah send empty Basic credentials (`Basic Og==`) when they
 		// have none: that is an anonymous request, not a failed login.
-		return identity{}, errNoCredentials
+		return Identity{}, errNoCredentials
 	}
+	id, provider, err := c.login(r.Context(), user, pass)
+	if err != nil {
+		c.audit.authFailed(r, user, provider, err)
+		return Identity{}, fmt.Errorf("%w: %w", auth.ErrAuthenticationFailure, err)
+	}
+	return id, nil
+}
+
+// login checks a user name and password with the providers, in this order: the htpasswd
+// users, then LDAP. The first provider that knows the name decides; a provider that is
+// down fails only the logins it would have decided. It returns the provider that decided
+// (or was last asked) for the audit log.
+func (c *Controller) login(ctx context.Context, user, pass string) (Identity, string, error) {
 	if user == "" {
-		return identity{}, auth.ErrAuthenticationFailure
+		return Identity{}, "", errUnknownUser
 	}
-	u := c.users.Load()
-	hash, known := u.hashes[user]
-	if !known {
-		_ = bcrypt.CompareHashAndPassword(c.dummyHash(c.dummyCost(u, user)), []byte(pass))
-		return identity{}, auth.ErrAuthenticationFailure
+	if u := c.users.Load(); u != nil {
+		if hash, known := u.hashes[user]; known {
+			if !c.checkBcrypt(user, pass, hash) {
+				return Identity{}, ProviderHtpasswd, errBadPassword
+			}
+			return Identity{User: user, Groups: u.groups[user], Provider: ProviderHtpasswd}, ProviderHtpasswd, nil
+		}
+		if c.ldap == nil {
+			// Cost what a known name costs, so timing does not tell which names exist.
+			_ = bcrypt.CompareHashAndPassword(c.dummyHash(c.dummyCost(u, user)), []byte(pass))
+			return Identity{}, ProviderHtpasswd, errUnknownUser
+		}
 	}
+	if c.ldap != nil {
+		id, err := c.ldap.authenticate(ctx, user, pass)
+		return id, ProviderLDAP, err
+	}
+	return Identity{}, "", errUnknownUser
+}
+
+// checkBcrypt compares a password with a bcrypt hash, remembering a success (as an HMAC,
+// never the password) so a client sending Basic credentials on every request pays bcrypt
+// once.
+func (c *Controller) checkBcrypt(user, pass string, hash []byte) bool {
 	mac := hmac.New(sha256.New, c.cacheKey)
 	mac.Write([]byte(user))
 	mac.Write([]byte{0})
@@ -197,19 +280,29 @@ func (c *Controller) checkCredentials(r *http.Request) (identity, error) {
 	c.mu.Lock()
 	cached, hit := c.verified[user]
 	c.mu.Unlock()
-	if !hit || !hmac.Equal(cached[:], sum[:]) {
-		if err := bcrypt.CompareHashAndPassword(hash, []byte(pass)); err != nil {
-			return identity{}, auth.ErrAuthenticationFailure
-		}
-		c.mu.Lock()
-		c.verified[user] = sum
-		c.mu.Unlock()
+	if hit && hmac.Equal(cached[:], sum[:]) {
+		return true
 	}
-	return identity{user: user, groups: u.groups[user]}, nil
+	if bcrypt.CompareHashAndPassword(hash, []byte(pass)) != nil {
+		return false
+	}
+	c.mu.Lock()
+	c.verified[user] = sum
+	c.mu.Unlock()
+	return true
 }
 
-// allowed reports whether id may perform action on repository.
-func (c *Controller) allowed(id identity, repository, action string) bool {
+// allowed reports whether id may perform action on repository: the access rules allow it
+// and, for a registry token, the token grants it too.
+func (c *Controller) allowed(id Identity, repository, action string) bool {
+	if id.token && !id.grants.allows("repository", repository, action) {
+		return false
+	}
+	return c.rulesAllow(id, repository, action)
+}
+
+// rulesAllow reports whether the access rules let id perform action on repository.
+func (c *Controller) rulesAllow(id Identity, repository, action string) bool {
 	if action == ActionPull && c.cfg.AnonymousPull {
 		return true
 	}
@@ -242,15 +335,15 @@ func roleAllows(role registryconfig.Role, action string) bool {
 	return false
 }
 
-func subjectMatches(subjects []registryconfig.Subject, id identity) bool {
+func subjectMatches(subjects []registryconfig.Subject, id Identity) bool {
 	for _, s := range subjects {
 		switch s.Kind {
 		case registryconfig.SubjectUser:
-			if s.Name == id.user {
+			if s.Name == id.User {
 				return true
 			}
 		case registryconfig.SubjectGroup:
-			for _, g := range id.groups {
+			for _, g := range id.Groups {
 				if g == s.Name {
 					return true
 				}
@@ -265,41 +358,54 @@ func (c *Controller) Authorized(r *http.Request, access ...auth.Access) (*auth.G
 	id, err := c.authenticate(r)
 	switch {
 	case errors.Is(err, errNoCredentials):
-		if !c.cfg.AnonymousPull || len(access) == 0 || !c.allAllowed(identity{}, access) {
-			return nil, &challenge{realm: c.cfg.Realm, err: auth.ErrInvalidCredential}
+		if !c.cfg.AnonymousPull || len(access) == 0 || !c.allAllowed(Identity{}, access, true) {
+			return nil, c.challenge(r, access, auth.ErrInvalidCredential, "")
 		}
 	case err != nil:
-		c.log.Info("Authentication failed", "user", basicUser(r), "path", r.URL.Path)
-		return nil, &challenge{realm: c.cfg.Realm, err: err}
+		return nil, c.challenge(r, access, err, "invalid_token")
 	default:
-		if !c.allAllowed(id, access) {
-			c.log.Info("Access denied", "user", id.user, "access", describe(access))
+		if !c.allAllowed(id, access, true) {
+			if id.token && c.allAllowed(id, access, false) {
+				// The rules allow it but this token was issued for other scopes: send the
+				// client back to the token endpoint for this one.
+				return nil, c.challenge(r, access, errDenied, "insufficient_scope")
+			}
+			c.audit.denied(r, id, describe(access))
 			if d := decisionFrom(r.Context()); d != nil {
 				d.denied.Store(true)
 			}
-			return nil, &challenge{realm: c.cfg.Realm, err: errDenied, denied: true}
+			return nil, &challenge{err: errDenied, denied: true}
 		}
 	}
 	var resources []auth.Resource
 	for _, a := range access {
 		resources = append(resources, a.Resource)
 	}
-	return &auth.Grant{User: auth.UserInfo{Name: id.user}, Resources: resources}, nil
+	return &auth.Grant{User: auth.UserInfo{Name: id.User}, Resources: resources}, nil
 }
 
 var errDenied = errors.New("requested access to the resource is denied")
 
-func (c *Controller) allAllowed(id identity, access []auth.Access) bool {
+// allAllowed reports whether id may have every access; withGrants also requires a token's
+// grants to cover it (rules alone tell whether a new token would).
+func (c *Controller) allAllowed(id Identity, access []auth.Access, withGrants bool) bool {
+	allowed := c.rulesAllow
+	if withGrants {
+		allowed = c.allowed
+	}
 	for _, a := range access {
 		switch a.Type {
 		case "repository":
-			if !c.allowed(id, a.Name, a.Action) {
+			if !allowed(id, a.Name, a.Action) {
 				return false
 			}
 		case "registry":
 			// The catalog: every authenticated caller (and anonymous callers when anonymous
 			// pull is on) may list; the catalog filter narrows the list to pullable names.
 			if a.Name != "catalog" || (id.anonymous() && !c.cfg.AnonymousPull) {
+				return false
+			}
+			if withGrants && id.token && !id.grants.allows("registry", "catalog", "*") {
 				return false
 			}
 		default:
@@ -317,16 +423,66 @@ func describe(access []auth.Access) []string {
 	return out
 }
 
-func basicUser(r *http.Request) string {
-	u, _, _ := r.BasicAuth()
-	return u
+// challenge builds the 401 answer: a Bearer challenge pointing at the token endpoint when
+// the token service is on and its challenge is Bearer, a Basic challenge otherwise.
+func (c *Controller) challenge(r *http.Request, access []auth.Access, err error, bearerError string) *challenge {
+	ch := &challenge{realm: c.cfg.Realm, err: err}
+	if t := c.cfg.Token; t != nil && t.Challenge == registryconfig.ChallengeBearer {
+		ch.bearer = true
+		ch.realm = tokenRealm(r)
+		ch.service = t.Service
+		ch.scope = scopeOf(access)
+		ch.bearerError = bearerError
+	}
+	return ch
 }
 
-// challenge is a Basic challenge (401); a denied challenge is turned into 403 by Middleware.
+// tokenRealm is the token endpoint's URL as the client reached this registry: the same
+// scheme, host and port, so it works through port-forwards, Services and Ingresses alike.
+func tokenRealm(r *http.Request) string {
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	if p := r.Header.Get("X-Forwarded-Proto"); p == "https" || p == "http" {
+		scheme = p
+	}
+	return scheme + "://" + r.Host + registryconfig.TokenPath
+}
+
+// scopeOf renders access as token scopes: "repository:team-a/app:pull,push".
+func scopeOf(access []auth.Access) string {
+	var order []string
+	actions := map[string][]string{}
+	for _, a := range access {
+		k := a.Type + ":" + a.Name
+		if _, ok := actions[k]; !ok {
+			order = append(order, k)
+		}
+		if a.Type == "registry" {
+			actions[k] = []string{"*"}
+			continue
+		}
+		if !slices.Contains(actions[k], a.Action) {
+			actions[k] = append(actions[k], a.Action)
+		}
+	}
+	parts := make([]string, 0, len(order))
+	for _, k := range order {
+		parts = append(parts, k+":"+strings.Join(actions[k], ","))
+	}
+	return strings.Join(parts, " ")
+}
+
+// challenge is a 401 answer (Basic or Bearer); a denied challenge is turned into 403 by
+// Middleware.
 type challenge struct {
 	realm  string
 	err    error
 	denied bool
+
+	bearer                      bool
+	service, scope, bearerError string
 }
 
 var _ auth.Challenge = (*challenge)(nil)
@@ -335,11 +491,22 @@ func (ch *challenge) SetHeaders(_ *http.Request, w http.ResponseWriter) {
 	if ch.denied {
 		return
 	}
-	w.Header().Set("WWW-Authenticate", fmt.Sprintf("Basic realm=%q", ch.realm))
+	if !ch.bearer {
+		w.Header().Set("WWW-Authenticate", fmt.Sprintf("Basic realm=%q", ch.realm))
+		return
+	}
+	v := fmt.Sprintf("Bearer realm=%q,service=%q", ch.realm, ch.service)
+	if ch.scope != "" {
+		v += fmt.Sprintf(",scope=%q", ch.scope)
+	}
+	if ch.bearerError != "" {
+		v += fmt.Sprintf(",error=%q", ch.bearerError)
+	}
+	w.Header().Set("WWW-Authenticate", v)
 }
 
 func (ch *challenge) Error() string {
-	return fmt.Sprintf("basic authentication challenge for realm %q: %v", ch.realm, ch.err)
+	return fmt.Sprintf("authentication challenge for realm %q: %v", ch.realm, ch.err)
 }
 
 // decision carries, through the request context, whether the access controller denied a

@@ -3,6 +3,7 @@ package access
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -19,15 +20,15 @@ func TestAllowed(t *testing.T) {
 		{Subjects: []rc.Subject{{Kind: rc.SubjectGroup, Name: "all"}}, Repositories: []string{"**"}, Role: rc.RoleViewer},
 		{Subjects: []rc.Subject{{Kind: rc.SubjectUser, Name: "ci"}}, Repositories: []string{"*/cache"}, Role: rc.RoleManager},
 	}
-	alice := identity{user: "alice", groups: []string{"team-a", "all"}}
-	bob := identity{user: "bob", groups: []string{"all"}}
-	ci := identity{user: "ci"}
-	anon := identity{}
+	alice := Identity{User: "alice", Groups: []string{"team-a", "all"}}
+	bob := Identity{User: "bob", Groups: []string{"all"}}
+	ci := Identity{User: "ci"}
+	anon := Identity{}
 	for _, tc := range []struct {
 		name      string
 		access    []rc.AccessRule
 		anonPull  bool
-		id        identity
+		id        Identity
 		repo, act string
 		want      bool
 	}{
@@ -39,17 +40,17 @@ func TestAllowed(t *testing.T) {
 		{"viewer delete", rules, false, bob, "team-a/app", ActionDelete, false},
 		{"user rule", rules, false, ci, "x/cache", ActionPush, true},
 		{"user rule depth", rules, false, ci, "x/y/cache", ActionPush, false},
-		{"no group no rule", rules, false, identity{user: "zed"}, "team-a/app", ActionPull, false},
+		{"no group no rule", rules, false, Identity{User: "zed"}, "team-a/app", ActionPull, false},
 		{"anonymous refused", rules, false, anon, "team-a/app", ActionPull, false},
 		{"anonymous pull on", rules, true, anon, "team-a/app", ActionPull, true},
 		{"anonymous push with pull on", rules, true, anon, "team-a/app", ActionPush, false},
-		{"anon pull covers users", rules, true, identity{user: "zed"}, "x", ActionPull, true},
-		{"empty rules manager", nil, false, identity{user: "zed"}, "any/repo", ActionDelete, true},
+		{"anon pull covers users", rules, true, Identity{User: "zed"}, "x", ActionPull, true},
+		{"empty rules manager", nil, false, Identity{User: "zed"}, "any/repo", ActionDelete, true},
 		{"empty rules anonymous", nil, false, anon, "any/repo", ActionPull, false},
 	} {
 		c := &Controller{cfg: rc.Auth{Access: tc.access, AnonymousPull: tc.anonPull}}
 		if got := c.allowed(tc.id, tc.repo, tc.act); got != tc.want {
-			t.Errorf("%s: allowed(%q, %q, %q) = %v, want %v", tc.name, tc.id.user, tc.repo, tc.act, got, tc.want)
+			t.Errorf("%s: allowed(%q, %q, %q) = %v, want %v", tc.name, tc.id.User, tc.repo, tc.act, got, tc.want)
 		}
 	}
 }
@@ -123,7 +124,7 @@ func TestEmptyBasicCredentialsAreAnonymous(t *testing.T) {
 // One request's credentials are checked once, however many layers ask.
 func TestAuthMemoChecksOncePerRequest(t *testing.T) {
 	hash, _ := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost)
-	c := &Controller{cfg: rc.Auth{Realm: "r"}, cacheKey: []byte("k"), dummies: map[int][]byte{}, verified: map[string][32]byte{}}
+	c := &Controller{cfg: rc.Auth{Realm: "r"}, cacheKey: []byte("k"), dummies: map[int][]byte{}, verified: map[string][32]byte{}, audit: newAudit(slog.New(slog.DiscardHandler))}
 	c.users.Store(&Users{hashes: map[string][]byte{"alice": hash}, costs: []int{bcrypt.MinCost}})
 	r := httptest.NewRequest(http.MethodGet, "/v2/", nil)
 	r.SetBasicAuth("alice", "wrong")
@@ -136,7 +137,7 @@ func TestAuthMemoChecksOncePerRequest(t *testing.T) {
 		t.Fatalf("first %v, second %v: want the second answered from the memo", err1, err2)
 	}
 	r.SetBasicAuth("alice", "pw") // different credentials on the same request: checked again
-	if id, err := c.authenticate(r); err != nil || id.user != "alice" {
+	if id, err := c.authenticate(r); err != nil || id.User != "alice" {
 		t.Errorf("new credentials: %v %v", id, err)
 	}
 }

@@ -8,9 +8,30 @@ import (
 	"time"
 )
 
-// reload re-reads the users and groups files; it reports whether anything changed. A file
-// that cannot be read keeps the previous snapshot (and is an error on first load).
+// reload re-reads the users files and the token keys; it reports whether anything
+// changed. A file that cannot be read keeps the previous snapshot (and is an error on first
+// load).
 func (c *Controller) reload() (bool, error) {
+	changed := false
+	if c.tokens != nil {
+		ch, err := c.tokens.reload()
+		if err != nil {
+			return false, err
+		}
+		if ch {
+			c.log.Info("Loaded token keys", "file", c.cfg.Token.KeysFile)
+		}
+		changed = ch
+	}
+	if c.cfg.HtpasswdFile == "" {
+		return changed, nil
+	}
+	ch, err := c.reloadUsers()
+	return changed || ch, err
+}
+
+// reloadUsers re-reads the users and groups files.
+func (c *Controller) reloadUsers() (bool, error) {
 	htp, err := os.ReadFile(c.cfg.HtpasswdFile)
 	if err != nil {
 		return false, fmt.Errorf("read users file: %w", err)
@@ -43,7 +64,7 @@ func (c *Controller) reload() (bool, error) {
 	return true, nil
 }
 
-// Watch re-reads the users files every interval until ctx is done. Mounted Secrets are
+// Watch re-reads the users files and token keys every interval until ctx is done. Mounted Secrets are
 // updated by swapping a symlink, so the files are compared by content rather than watched.
 func (c *Controller) Watch(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
@@ -54,7 +75,7 @@ func (c *Controller) Watch(ctx context.Context, interval time.Duration) {
 			return
 		case <-t.C:
 			if _, err := c.reload(); err != nil {
-				c.log.Error("Reload users files, keeping the previous ones", "err", err)
+				c.log.Error("Reload users files or token keys, keeping the previous ones", "err", err)
 			}
 		}
 	}

@@ -61,6 +61,8 @@ func routeLabel(r *http.Request) string {
 	switch r.URL.Path {
 	case registryconfig.HealthPath, registryconfig.LivenessPath:
 		return "health"
+	case registryconfig.TokenPath:
+		return "token"
 	}
 	if rt, ok := route.Of(r); ok {
 		return rt.Label()

@@ -75,6 +75,7 @@ func New(ctx context.Context, cfg *registryconfig.Config, opts Options) (*Server
 			return nil, fmt.Errorf("set up access control: %w", err)
 		}
 		s.users = c
+		s.metrics.reg.MustRegister(c.Collectors()...)
 	}
 	appCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.appCancel = cancel
@@ -151,6 +152,9 @@ func (s *Server) apiHandler(touch *toucher) http.Handler {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc(registryconfig.HealthPath, s.healthHandler)
+	if s.users != nil && s.cfg.Auth.Token != nil {
+		mux.Handle(registryconfig.TokenPath, s.users.TokenHandler())
+	}
 	mux.Handle("/", h)
 	return s.metrics.instrument(mux)
 }

@@ -1,0 +1,231 @@
+package access
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/distribution/reference"
+
+	"github.com/dockyard-dev/dockyard/internal/registryconfig"
+)
+
+// Limits on what a token request may ask for.
+const (
+	maxTokenScopes   = 32
+	maxTokenFormSize = 64 << 10
+)
+
+// anchoredName is a repository name as the distribution spec defines it.
+var anchoredName = regexp.MustCompile(`^` + reference.NameRegexp.String() + `$`)
+
+// tokenResponse is the token endpoint's answer (Docker registry token protocol and its
+// OAuth2 variant).
+type tokenResponse struct {
+	Token       string `json:"token"`
+	AccessToken string `json:"access_token"`
+	ExpiresIn   int    `json:"expires_in"`
+	IssuedAt    string `json:"issued_at"`
+}
+
+// TokenHandler serves the token endpoint: GET with Basic credentials (or none, for an
+// anonymous token) and `scope` / `service` query parameters, as docker, podman, skopeo and
+// crane send it, and POST with an OAuth2 password grant, as containerd sends it. The token
+// grants the requested actions the access rules allow, and nothing else; a request for
+// more is not an error (the registry answers 403 when the token is used).
+func (c *Controller) TokenHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		if c.tokens == nil {
+			writeError(w, http.StatusNotFound, "UNSUPPORTED", "the token service is not enabled")
+			return
+		}
+		var user, pass string
+		var hasCreds bool
+		var params map[string][]string
+		switch r.Method {
+		case http.MethodGet:
+			params = r.URL.Query()
+			user, pass, hasCreds = r.BasicAuth()
+		case http.MethodPost:
+			r.Body = http.MaxBytesReader(w, r.Body, maxTokenFormSize)
+			if err := r.ParseForm(); err != nil {
+				writeOAuthError(w, http.StatusBadRequest, "invalid_request", "the form cannot be read")
+				return
+			}
+			params = r.PostForm
+			switch gt := r.PostForm.Get("grant_type"); gt {
+			case "password":
+				user, pass = r.PostForm.Get("username"), r.PostForm.Get("password")
+				hasCreds = true
+			default:
+				writeOAuthError(w, http.StatusBadRequest, "unsupported_grant_type",
+					"only grant_type=password is supported; use GET with Basic credentials otherwise")
+				return
+			}
+		default:
+			w.Header().Set("Allow", "GET, POST")
+			writeError(w, http.StatusMethodNotAllowed, "UNSUPPORTED", "use GET or POST")
+			return
+		}
+		if svc := first(params["service"]); svc != "" && svc != c.tokens.cfg.Service {
+			writeError(w, http.StatusBadRequest, "UNSUPPORTED", "unknown service "+quoteShort(svc))
+			return
+		}
+		scopes, err := parseScopes(params["scope"])
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "UNSUPPORTED", err.Error())
+			return
+		}
+
+		id := Identity{}
+		if hasCreds && (user != "" || pass != "") {
+			var provider string
+			id, provider, err = c.login(r.Context(), user, pass)
+			if err != nil {
+				c.audit.authFailed(r, user, provider, err)
+				if errors.Is(err, errProviderUnavailable) {
+					writeError(w, http.StatusServiceUnavailable, "UNAVAILABLE",
+						"the identity provider cannot be reached; try again later")
+					return
+				}
+				w.Header().Set("WWW-Authenticate", `Basic realm="`+c.cfg.Realm+`"`)
+				writeError(w, http.StatusUnauthorized, "UNAUTHORIZED", "incorrect username or password")
+				return
+			}
+		}
+		token, issued, ttl, err := c.tokens.issue(c.tokenIdentity(id), c.grant(id, scopes))
+		if err != nil {
+			c.log.Error("Issue a token", "err", err)
+			writeError(w, http.StatusInternalServerError, "UNKNOWN", "the token could not be issued")
+			return
+		}
+		c.audit.issued.WithLabelValues(providerLabel(id)).Inc()
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(tokenResponse{
+			Token: token, AccessToken: token, ExpiresIn: int(ttl / time.Second),
+			IssuedAt: issued.UTC().Format(time.RFC3339),
+		})
+	})
+}
+
+func providerLabel(id Identity) string {
+	if id.anonymous() {
+		return "anonymous"
+	}
+	return id.Provider
+}
+
+// tokenIdentity keeps, of id's groups, those the access rules name: a directory user in
+// hundreds of groups must not get a token too large for a request header.
+func (c *Controller) tokenIdentity(id Identity) Identity {
+	var groups []string
+	for _, g := range id.Groups {
+		if c.ruleGroups[g] && !slices.Contains(groups, g) {
+			groups = append(groups, g)
+		}
+	}
+	return Identity{User: id.User, Groups: groups, Provider: id.Provider}
+}
+
+// grant computes, for each requested scope, the actions the access rules allow id.
+func (c *Controller) grant(id Identity, scopes []tokenAccess) []tokenAccess {
+	var out []tokenAccess
+	for _, s := range scopes {
+		var acts []string
+		switch s.Type {
+		case "repository":
+			for _, a := range s.Actions {
+				want := []string{a}
+				if a == "*" {
+					want = []string{ActionPull, ActionPush, ActionDelete}
+				}
+				for _, w := range want {
+					if !slices.Contains(acts, w) && c.rulesAllow(id, s.Name, w) {
+						acts = append(acts, w)
+					}
+				}
+			}
+		case "registry":
+			if s.Name == "catalog" && slices.Contains(s.Actions, "*") && (!id.anonymous() || c.cfg.AnonymousPull) {
+				acts = []string{"*"}
+			}
+		}
+		if len(acts) > 0 {
+			out = append(out, tokenAccess{Type: s.Type, Name: s.Name, Actions: acts})
+		}
+	}
+	return out
+}
+
+// parseScopes parses token scopes, `type:name:actions` (several per parameter separated by
+// spaces). A type may carry a class, `repository(plugin)`, which is ignored.
+func parseScopes(values []string) ([]tokenAccess, error) {
+	var out []tokenAccess
+	for _, v := range values {
+		for _, s := range strings.Fields(v) {
+			if len(out) == maxTokenScopes {
+				return nil, errors.New("too many scopes")
+			}
+			typ, rest, ok := strings.Cut(s, ":")
+			i := strings.LastIndex(rest, ":")
+			if !ok || i < 0 {
+				return nil, errors.New("malformed scope " + quoteShort(s) + " (want type:name:actions)")
+			}
+			name, actions := rest[:i], rest[i+1:]
+			if j := strings.Index(typ, "("); j >= 0 && strings.HasSuffix(typ, ")") {
+				typ = typ[:j]
+			}
+			switch typ {
+			case "repository":
+				if len(name) > 255 || !anchoredName.MatchString(name) {
+					return nil, errors.New("invalid repository name in scope " + quoteShort(s))
+				}
+			case "registry":
+			default:
+				// Unknown resource types are ignored, as the protocol allows.
+				continue
+			}
+			acts := strings.Split(actions, ",")
+			for _, a := range acts {
+				switch a {
+				case ActionPull, ActionPush, ActionDelete, "*":
+				default:
+					return nil, errors.New("unknown action in scope " + quoteShort(s))
+				}
+			}
+			out = append(out, tokenAccess{Type: typ, Name: name, Actions: acts})
+		}
+	}
+	return out, nil
+}
+
+func first(v []string) string {
+	if len(v) == 0 {
+		return ""
+	}
+	return v[0]
+}
+
+// quoteShort quotes client input for an error message, cut to a readable length.
+func quoteShort(s string) string {
+	if len(s) > 80 {
+		s = s[:80] + "..."
+	}
+	b, _ := json.Marshal(s)
+	return string(b)
+}
+
+// writeOAuthError writes an OAuth2 error answer (RFC 6749 section 5.2).
+func writeOAuthError(w http.ResponseWriter, code int, errCode, desc string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(map[string]string{"error": errCode, "error_description": desc})
+}
+
+// TokenPath re-exports the endpoint's path for callers of this package.
+const TokenPath = registryconfig.TokenPath
