@@ -365,6 +365,10 @@ func (c *Controller) Authorized(r *http.Request, access ...auth.Access) (*auth.G
 		return nil, c.challenge(r, access, err, "invalid_token")
 	default:
 		if !c.allAllowed(id, access, true) {
+			if id.anonymous() {
+				// An anonymous token: logging in may help, so challenge rather than refuse.
+				return nil, c.challenge(r, access, auth.ErrInvalidCredential, "insufficient_scope")
+			}
 			if id.token && c.allAllowed(id, access, false) {
 				// The rules allow it but this token was issued for other scopes: send the
 				// client back to the token endpoint for this one.
