@@ -16,7 +16,8 @@ const (
 	ConditionStorageReady = "StorageReady"
 	// ConditionCertificateReady reports the serving certificate (only when spec.tls is set).
 	ConditionCertificateReady = "CertificateReady"
-	// ConditionAuthReady reports the users Secret (only when spec.auth is set).
+	// ConditionAuthReady reports the identity providers (only when spec.auth is set): the
+	// users Secret, the LDAP bind Secret, CA and directory.
 	ConditionAuthReady = "AuthReady"
 )
 
@@ -53,6 +54,26 @@ const (
 	ReasonSecretKeyMissing = "SecretKeyMissing"
 	// ReasonSecretFound: the referenced Secret exists with the expected keys.
 	ReasonSecretFound = "SecretFound"
+
+	// ReasonConfigMapNotFound: a referenced ConfigMap does not exist in the Registry's
+	// namespace.
+	ReasonConfigMapNotFound = "ConfigMapNotFound"
+	// ReasonConfigMapKeyMissing: a referenced ConfigMap lacks a required key or it is empty.
+	ReasonConfigMapKeyMissing = "ConfigMapKeyMissing"
+	// ReasonConfigMapFound: the referenced ConfigMap exists with the expected key.
+	ReasonConfigMapFound = "ConfigMapFound"
+
+	// ReasonProvidersReady (AuthReady=True): every configured identity provider is ready:
+	// its Secrets exist and, for LDAP, the operator bound to the directory with the service
+	// account within the last five minutes.
+	ReasonProvidersReady = "ProvidersReady"
+	// ReasonLDAPUnreachable (AuthReady=False): no LDAP URL answered (connection, TLS or
+	// certificate error); the message carries the error. The operator checks from its own
+	// pod, every minute while failing. Other providers keep working.
+	ReasonLDAPUnreachable = "LDAPUnreachable"
+	// ReasonLDAPBindFailed (AuthReady=False): the directory answered but refused the
+	// service account (wrong bindDN or password).
+	ReasonLDAPBindFailed = "LDAPBindFailed"
 
 	// ReasonVolumeBound (StorageReady=True): the PersistentVolumeClaim is bound.
 	ReasonVolumeBound = "VolumeBound"

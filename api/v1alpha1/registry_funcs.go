@@ -15,6 +15,10 @@ const (
 	DefaultS3Region            = "us-east-1"
 	DefaultIssuerGroup         = "cert-manager.io"
 	DefaultClusterDomain       = "cluster.local"
+	// DefaultTokenTTL is how long registry tokens are valid.
+	DefaultTokenTTL = 5 * time.Minute
+	// DefaultKeyRotationInterval is how often the token signing key is replaced.
+	DefaultKeyRotationInterval = 30 * 24 * time.Hour
 )
 
 // GetReplicas returns spec.replicas or its default.
@@ -34,6 +38,40 @@ func (r *Registry) ConfigMapName() string { return r.Name + "-config" }
 
 // HTTPSecretName is the generated Secret replicas share to sign upload state.
 func (r *Registry) HTTPSecretName() string { return r.Name + "-http-secret" }
+
+// TokenKeysSecretName is the generated Secret holding the token service's signing keys.
+func (r *Registry) TokenKeysSecretName() string { return r.Name + "-token-keys" }
+
+// TokenService is the service name of the token service (challenges' service parameter,
+// tokens' audience): the registry's in-cluster DNS name.
+func (r *Registry) TokenService() string { return r.ServiceName() + "." + r.Namespace + ".svc" }
+
+// TokenIssuer is the issuer of the Registry's tokens.
+func (r *Registry) TokenIssuer() string { return "dockyard/" + r.Namespace + "/" + r.Name }
+
+// GetTTL returns the token lifetime or its default.
+func (t *TokenSpec) GetTTL() time.Duration {
+	if t == nil || t.TTL == nil || t.TTL.Duration == 0 {
+		return DefaultTokenTTL
+	}
+	return t.TTL.Duration
+}
+
+// GetKeyRotationInterval returns the signing-key rotation interval or its default.
+func (t *TokenSpec) GetKeyRotationInterval() time.Duration {
+	if t == nil || t.KeyRotationInterval == nil || t.KeyRotationInterval.Duration == 0 {
+		return DefaultKeyRotationInterval
+	}
+	return t.KeyRotationInterval.Duration
+}
+
+// GetChallenge returns the challenge scheme or its default.
+func (t *TokenSpec) GetChallenge() TokenChallenge {
+	if t == nil || t.Challenge == "" {
+		return TokenChallengeBearer
+	}
+	return t.Challenge
+}
 
 // PVCName is the data volume claim (filesystem storage).
 func (r *Registry) PVCName() string { return r.Name + "-data" }
@@ -148,12 +186,20 @@ func (g *GarbageCollectionSpec) GetGracePeriod() time.Duration {
 }
 
 // ReferencedSecrets lists the names of the Secrets the Registry reads, in a stable order:
-// the users Secret, the storage credentials and the TLS Secret (also when cert-manager
+// the users Secret, the LDAP bind password and CA, the storage credentials and the TLS Secret (also when cert-manager
 // creates it), so that a change to any of them is reconciled.
 func (r *Registry) ReferencedSecrets() []string {
 	var names []string
 	if a := r.Spec.Auth; a != nil {
-		names = append(names, a.UsersSecretRef.Name)
+		if a.UsersSecretRef != nil {
+			names = append(names, a.UsersSecretRef.Name)
+		}
+		if l := a.LDAP; l != nil {
+			names = append(names, l.BindPasswordSecretRef.Name)
+			if l.CA != nil && l.CA.SecretKeyRef != nil {
+				names = append(names, l.CA.SecretKeyRef.Name)
+			}
+		}
 	}
 	if ref := r.StorageCredentialsRef(); ref != nil {
 		names = append(names, ref.Name)

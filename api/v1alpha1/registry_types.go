@@ -338,25 +338,254 @@ type IssuerReference struct {
 }
 
 // AuthSpec is authentication and role-based access.
+//
+// Identity providers answer "who is this, in which groups"; the access rules decide what
+// that identity may do, whichever provider vouched for it. A user name and password are
+// checked by the providers in this order: htpasswd users (usersSecretRef), then LDAP. The
+// first provider that knows the name decides; a provider that is down fails only the
+// logins it would have decided, never the others.
+// +kubebuilder:validation:XValidation:rule="has(self.usersSecretRef) || has(self.ldap)",message="auth needs at least one identity provider: usersSecretRef or ldap"
 type AuthSpec struct {
 	// usersSecretRef names a Secret in the Registry's namespace with users in htpasswd
 	// format (bcrypt hashes, as `htpasswd -nbB user password` prints) under the key
 	// htpasswd, and optionally groups under the key groups, one per line as
 	// `team-a: alice, bob`. Changes are picked up by running pods.
-	// +required
-	UsersSecretRef SecretReference `json:"usersSecretRef"`
+	// +optional
+	UsersSecretRef *SecretReference `json:"usersSecretRef,omitempty"`
+
+	// ldap authenticates users against an LDAP directory or Active Directory; its groups
+	// are subjects of kind Group in the access rules.
+	// +optional
+	LDAP *LDAPSpec `json:"ldap,omitempty"`
+
+	// tokens configures the registry token service (the Docker registry token protocol).
+	// It is always on when auth is set: clients exchange their credentials once at
+	// /auth/token for a short-lived token signed with a key the operator generates and
+	// rotates (Secret <name>-token-keys), so a directory is asked once per token, not once
+	// per request. Clients that send Basic credentials directly keep working.
+	// +optional
+	Tokens *TokenSpec `json:"tokens,omitempty"`
 
 	// anonymousPull lets clients without credentials pull every repository.
 	// +optional
 	AnonymousPull bool `json:"anonymousPull,omitempty"`
 
 	// access grants roles on repositories to users and groups. A request is allowed when
-	// any rule allows it. When empty, every user in the Secret is a Manager of every
+	// any rule allows it. When empty, every authenticated user is a Manager of every
 	// repository.
 	// +kubebuilder:validation:MaxItems=64
 	// +listType=atomic
 	// +optional
 	Access []AccessRule `json:"access,omitempty"`
+}
+
+// TokenChallenge is the scheme of the registry's 401 answers.
+// +kubebuilder:validation:Enum=Bearer;Basic
+type TokenChallenge string
+
+const (
+	// TokenChallengeBearer sends clients to the token endpoint (what Docker Hub, GHCR and
+	// Harbor do).
+	TokenChallengeBearer TokenChallenge = "Bearer"
+	// TokenChallengeBasic asks clients for Basic credentials on every request; the token
+	// endpoint still answers clients that go to it.
+	TokenChallengeBasic TokenChallenge = "Basic"
+)
+
+// TokenSpec configures the token service.
+type TokenSpec struct {
+	// challenge is the scheme of 401 answers: Bearer (default) or Basic.
+	// +kubebuilder:default=Bearer
+	// +optional
+	Challenge TokenChallenge `json:"challenge,omitempty"`
+
+	// ttl is how long an issued token is valid, from 1m to 1h. Default 5m. A rule removed
+	// from access takes effect at once (rules are re-checked on every request); a user
+	// removed from a provider can use a token already issued until it expires.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1m') && duration(self) <= duration('1h')",message="ttl must be between 1m and 1h"
+	// +optional
+	TTL *metav1.Duration `json:"ttl,omitempty"`
+
+	// keyRotationInterval is how often the operator replaces the signing key, at least 2h.
+	// Default 720h (30 days). A new key is published 10 minutes before replicas sign with
+	// it, and the previous key is kept until every token it signed has expired, so
+	// rotation never fails a request.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('2h')",message="keyRotationInterval must be at least 2h"
+	// +optional
+	KeyRotationInterval *metav1.Duration `json:"keyRotationInterval,omitempty"`
+}
+
+// LDAPSpec is an LDAP / Active Directory identity provider. A login binds as the service
+// account, finds the user with userSearch (the login name is escaped), binds as the user
+// with the given password, then reads the user's groups. Passwords never cross the network
+// unencrypted: URLs are ldaps://, or ldap:// with startTLS.
+// +kubebuilder:validation:XValidation:rule="self.startTLS || self.urls.all(u, u.startsWith('ldaps://'))",message="ldap: plain ldap:// URLs need startTLS: true (passwords are never sent unencrypted)"
+// +kubebuilder:validation:XValidation:rule="!has(self.groupSearch) || !has(self.groupsAttribute)",message="ldap: set groupSearch or groupsAttribute, not both"
+type LDAPSpec struct {
+	// urls of the directory servers, tried in order until one answers:
+	// ldaps://host[:port] or ldap://host[:port] (with startTLS).
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=8
+	// +kubebuilder:validation:items:MaxLength=512
+	// +kubebuilder:validation:items:Pattern=`^ldaps?://[A-Za-z0-9._\[\]:-]+/?$`
+	// +listType=atomic
+	// +required
+	URLs []string `json:"urls"`
+
+	// startTLS upgrades ldap:// connections with StartTLS before anything is sent.
+	// +optional
+	StartTLS bool `json:"startTLS,omitempty"`
+
+	// ca is the PEM bundle of CAs that signed the directory's certificate; the system
+	// roots when unset.
+	// +optional
+	CA *CABundleSource `json:"ca,omitempty"`
+
+	// bindDN is the service account that searches the directory, e.g.
+	// cn=registry,ou=services,dc=example,dc=com. Anonymous binds are never used.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=1024
+	// +required
+	BindDN string `json:"bindDN"`
+
+	// bindPasswordSecretRef is the key of a Secret holding the service account's password.
+	// +required
+	BindPasswordSecretRef SecretKeyReference `json:"bindPasswordSecretRef"`
+
+	// userSearch finds the entry of a login name.
+	// +required
+	UserSearch LDAPUserSearch `json:"userSearch"`
+
+	// groupSearch finds the user's groups by searching for group entries
+	// (groupOfNames, Active Directory groups).
+	// +optional
+	GroupSearch *LDAPGroupSearch `json:"groupSearch,omitempty"`
+
+	// groupsAttribute reads the user's groups from an attribute of the user's entry that
+	// lists group DNs, e.g. memberOf; each group's name is the value of its DN's first RDN.
+	// +kubebuilder:validation:MaxLength=128
+	// +kubebuilder:validation:Pattern=`^[A-Za-z][A-Za-z0-9-]*$`
+	// +optional
+	GroupsAttribute string `json:"groupsAttribute,omitempty"`
+
+	// timeout bounds connecting and each operation, from 1s to 1m. Default 5s.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('1m')",message="timeout must be between 1s and 1m"
+	// +optional
+	Timeout *metav1.Duration `json:"timeout,omitempty"`
+
+	// cacheTTL is how long a successful login is remembered (per user name and password,
+	// kept as an HMAC), up to 1h; 0s turns the cache off. Default 60s.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('1h')",message="cacheTTL must be at most 1h"
+	// +optional
+	CacheTTL *metav1.Duration `json:"cacheTTL,omitempty"`
+
+	// negativeCacheTTL is how long a failed login is remembered, up to 10m, so a client
+	// retrying a wrong password does not lock the account in Active Directory; 0s turns it
+	// off. Default 10s.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('10m')",message="negativeCacheTTL must be at most 10m"
+	// +optional
+	NegativeCacheTTL *metav1.Duration `json:"negativeCacheTTL,omitempty"`
+}
+
+// LDAPUserSearch finds a user's entry.
+type LDAPUserSearch struct {
+	// baseDN under which users are searched (whole subtree).
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=1024
+	// +required
+	BaseDN string `json:"baseDN"`
+
+	// filter is an LDAP filter in which {username} stands for the login name, escaped.
+	// Default (uid={username}); for Active Directory (sAMAccountName={username}).
+	// +kubebuilder:validation:MaxLength=1024
+	// +kubebuilder:validation:XValidation:rule="self.contains('{username}') && self.startsWith('(') && self.endsWith(')')",message="filter must be a parenthesised LDAP filter containing {username}"
+	// +optional
+	Filter string `json:"filter,omitempty"`
+
+	// usernameAttribute holds the user name that access rules and logs use. Default uid.
+	// +kubebuilder:validation:MaxLength=128
+	// +kubebuilder:validation:Pattern=`^[A-Za-z][A-Za-z0-9-]*$`
+	// +optional
+	UsernameAttribute string `json:"usernameAttribute,omitempty"`
+}
+
+// LDAPGroupSearch finds the groups a user belongs to.
+type LDAPGroupSearch struct {
+	// baseDN under which groups are searched (whole subtree).
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=1024
+	// +required
+	BaseDN string `json:"baseDN"`
+
+	// filter is an LDAP filter in which {dn} stands for the user's DN and {username} for
+	// the user name, both escaped. Default (member={dn}).
+	// +kubebuilder:validation:MaxLength=1024
+	// +kubebuilder:validation:XValidation:rule="(self.contains('{dn}') || self.contains('{username}')) && self.startsWith('(') && self.endsWith(')')",message="filter must be a parenthesised LDAP filter containing {dn} or {username}"
+	// +optional
+	Filter string `json:"filter,omitempty"`
+
+	// nameAttribute of a group entry is the group name in access rules. Default cn.
+	// +kubebuilder:validation:MaxLength=128
+	// +kubebuilder:validation:Pattern=`^[A-Za-z][A-Za-z0-9-]*$`
+	// +optional
+	NameAttribute string `json:"nameAttribute,omitempty"`
+}
+
+// SecretKeyReference names a key of a Secret in the Registry's namespace.
+type SecretKeyReference struct {
+	// name of the Secret.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	// +required
+	Name string `json:"name"`
+
+	// key within the Secret.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[-._a-zA-Z0-9]+$`
+	// +required
+	Key string `json:"key"`
+}
+
+// CABundleSource is a PEM bundle from a Secret or a ConfigMap key (exactly one) in the
+// Registry's namespace.
+// +kubebuilder:validation:XValidation:rule="has(self.secretKeyRef) != has(self.configMapKeyRef)",message="set exactly one of secretKeyRef and configMapKeyRef"
+type CABundleSource struct {
+	// secretKeyRef is a Secret key holding the bundle.
+	// +optional
+	SecretKeyRef *SecretKeyReference `json:"secretKeyRef,omitempty"`
+
+	// configMapKeyRef is a ConfigMap key holding the bundle.
+	// +optional
+	ConfigMapKeyRef *ConfigMapKeyReference `json:"configMapKeyRef,omitempty"`
+}
+
+// ConfigMapKeyReference names a key of a ConfigMap in the Registry's namespace.
+type ConfigMapKeyReference struct {
+	// name of the ConfigMap.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	// +required
+	Name string `json:"name"`
+
+	// key within the ConfigMap.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[-._a-zA-Z0-9]+$`
+	// +required
+	Key string `json:"key"`
 }
 
 // AccessRule grants a role on repositories to subjects.

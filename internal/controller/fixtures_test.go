@@ -65,7 +65,7 @@ func withTLSSecret(name string) registryOption {
 
 func withUsers(secret string, rules ...v1alpha1.AccessRule) registryOption {
 	return func(r *v1alpha1.Registry) {
-		r.Spec.Auth = &v1alpha1.AuthSpec{UsersSecretRef: v1alpha1.SecretReference{Name: secret}, Access: rules}
+		r.Spec.Auth = &v1alpha1.AuthSpec{UsersSecretRef: &v1alpha1.SecretReference{Name: secret}, Access: rules}
 	}
 }
 

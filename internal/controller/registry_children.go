@@ -40,6 +40,13 @@ func (r *RegistryReconciler) reconcileChildren(ctx context.Context, s *scope) (c
 		return ctrl.Result{}, err
 	}
 	in.InputsHash = inputsHash(s.inputsHash, rendered, httpSecretUID)
+	// The token keys are read live by the pods (not part of the hash): rotating them never
+	// restarts a pod.
+	rotateIn, err := r.ensureTokenKeys(ctx, reg)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	result := ctrl.Result{RequeueAfter: rotateIn}
 
 	if err := r.apply(ctx, resources.ServiceAccount(reg), &corev1.ServiceAccount{}); err != nil {
 		return ctrl.Result{}, err
@@ -74,7 +81,7 @@ func (r *RegistryReconciler) reconcileChildren(ctx context.Context, s *scope) (c
 	if s.deploymentHeld {
 		ctrl.LoggerFrom(ctx).Info("Holding back Deployment and CronJob until referenced Secrets are complete")
 		s.childrenApplied = true
-		return ctrl.Result{}, nil
+		return result, nil
 	}
 	if err := r.apply(ctx, resources.Deployment(reg, in), &appsv1.Deployment{}); err != nil {
 		return ctrl.Result{}, err
@@ -83,7 +90,7 @@ func (r *RegistryReconciler) reconcileChildren(ctx context.Context, s *scope) (c
 		return ctrl.Result{}, err
 	}
 	s.childrenApplied = true
-	return ctrl.Result{}, nil
+	return result, nil
 }
 
 // podInputsPresent reports whether every Secret the registry pods mount or read exists

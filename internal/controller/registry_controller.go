@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	appsv1 "k8s.io/api/apps/v1"
@@ -24,6 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/dockyard-dev/dockyard/api/v1alpha1"
+	"github.com/dockyard-dev/dockyard/internal/registryconfig"
 	"github.com/dockyard-dev/dockyard/internal/ssa"
 )
 
@@ -48,6 +50,12 @@ type RegistryReconciler struct {
 	CertManager bool
 	// MaxConcurrentReconciles bounds parallel reconciles. Default 4.
 	MaxConcurrentReconciles int
+	// Clock returns the time (token key rotation, directory checks); time.Now when nil.
+	Clock func() time.Time
+	// LDAPCheck binds to a directory as the service account; access.CheckLDAP when nil.
+	LDAPCheck func(ctx context.Context, cfg registryconfig.LDAP, bindPassword, caPEM []byte) error
+
+	ldapChecks ldapCheckCache
 
 	applier *ssa.Applier
 }
@@ -56,13 +64,14 @@ type RegistryReconciler struct {
 // (create + patch; finalizers/update lets owner references block deletion where the
 // OwnerReferencesPermissionEnforcement admission plugin runs); only optional children (switched off in the spec) are ever deleted;
 // the rest go with their owner through Kubernetes' garbage collector. Secrets: the HTTP
-// secret is created once and never changed; referenced Secrets are only read.
+// secret is created once and never changed; the token keys Secret is applied when its
+// keys rotate and deleted when auth is switched off; referenced Secrets are only read.
 // +kubebuilder:rbac:groups=registry.dockyard.dev,resources=registries,verbs=get;list;watch
 // +kubebuilder:rbac:groups=registry.dockyard.dev,resources=registries/status,verbs=patch
 // +kubebuilder:rbac:groups=registry.dockyard.dev,resources=registries/finalizers,verbs=update
 // +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;patch
 // +kubebuilder:rbac:groups="",resources=services;configmaps;serviceaccounts;persistentvolumeclaims,verbs=get;list;watch;create;patch
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups="",resources=pods,verbs=list
 // +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups=networking.k8s.io,resources=networkpolicies;ingresses,verbs=get;list;watch;create;patch;delete

@@ -38,7 +38,7 @@ func (r *RegistryReconciler) observeDependencies(ctx context.Context, s *scope) 
 	h := sha256.New()
 	var res ctrl.Result
 
-	if a := reg.Spec.Auth; a != nil {
+	if a := reg.Spec.Auth; a != nil && a.UsersSecretRef != nil {
 		sec, st, err := r.readSecret(ctx, reg.Namespace, a.UsersSecretRef.Name, registryconfig.UsersHtpasswdKey)
 		if err != nil {
 			return res, err
@@ -47,6 +47,14 @@ func (r *RegistryReconciler) observeDependencies(ctx context.Context, s *scope) 
 		if sec != nil {
 			_, s.usersGroups = sec.Data[registryconfig.UsersGroupsKey]
 		}
+	}
+	if a := reg.Spec.Auth; a != nil && a.LDAP != nil {
+		st, recheck, err := r.observeLDAP(ctx, reg, a.LDAP)
+		if err != nil {
+			return res, err
+		}
+		s.ldap = st
+		res = lowestRequeue(res, ctrl.Result{RequeueAfter: recheck})
 	}
 	if ref := reg.StorageCredentialsRef(); ref != nil {
 		sec, st, err := r.readSecret(ctx, reg.Namespace, ref.Name, credentialKeys(reg)...)

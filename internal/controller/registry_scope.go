@@ -31,7 +31,8 @@ type scope struct {
 	failed   map[step]error
 
 	// Dependencies.
-	users       *secretState // nil without spec.auth
+	users       *secretState // nil without spec.auth.usersSecretRef
+	ldap        *ldapState   // nil without spec.auth.ldap
 	credentials *secretState // nil without a storage credentials Secret
 	tls         *secretState // nil without spec.tls
 	cert        *certState   // nil without tls.issuerRef
@@ -53,6 +54,8 @@ type scope struct {
 
 // secretState is what a referenced Secret looks like to the Registry.
 type secretState struct {
+	// kind is "Secret" (when empty) or "ConfigMap".
+	kind        string
 	name        string
 	found       bool
 	missingKeys []string

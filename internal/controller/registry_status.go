@@ -184,30 +184,24 @@ func certificateCondition(reg *v1alpha1.Registry, s *scope) *metav1.Condition {
 	return c
 }
 
-// authCondition reports the users Secret; nil without spec.auth.
-func authCondition(reg *v1alpha1.Registry, s *scope) *metav1.Condition {
-	if reg.Spec.Auth == nil {
-		return nil
-	}
-	c := &metav1.Condition{Type: v1alpha1.ConditionAuthReady}
-	secretCondition(c, s.users, "users")
-	return c
-}
-
 func secretCondition(c *metav1.Condition, st *secretState, what string) {
+	kind, notFound, keyMissing, found := "Secret", v1alpha1.ReasonSecretNotFound, v1alpha1.ReasonSecretKeyMissing, v1alpha1.ReasonSecretFound
+	if st != nil && st.kind == "ConfigMap" {
+		kind, notFound, keyMissing, found = "ConfigMap", v1alpha1.ReasonConfigMapNotFound, v1alpha1.ReasonConfigMapKeyMissing, v1alpha1.ReasonConfigMapFound
+	}
 	switch {
 	case st == nil:
-		c.Status, c.Reason = metav1.ConditionUnknown, v1alpha1.ReasonSecretNotFound
-		c.Message = fmt.Sprintf("the %s Secret was not read", what)
+		c.Status, c.Reason = metav1.ConditionUnknown, notFound
+		c.Message = fmt.Sprintf("the %s %s was not read", what, kind)
 	case !st.found:
-		c.Status, c.Reason = metav1.ConditionFalse, v1alpha1.ReasonSecretNotFound
-		c.Message = fmt.Sprintf("%s Secret %q not found in the Registry's namespace", what, st.name)
+		c.Status, c.Reason = metav1.ConditionFalse, notFound
+		c.Message = fmt.Sprintf("%s %s %q not found in the Registry's namespace", what, kind, st.name)
 	case len(st.missingKeys) > 0:
-		c.Status, c.Reason = metav1.ConditionFalse, v1alpha1.ReasonSecretKeyMissing
-		c.Message = fmt.Sprintf("%s Secret %q lacks key(s) %s (or they are empty)", what, st.name, strings.Join(st.missingKeys, ", "))
+		c.Status, c.Reason = metav1.ConditionFalse, keyMissing
+		c.Message = fmt.Sprintf("%s %s %q lacks key(s) %s (or they are empty)", what, kind, st.name, strings.Join(st.missingKeys, ", "))
 	default:
-		c.Status, c.Reason = metav1.ConditionTrue, v1alpha1.ReasonSecretFound
-		c.Message = fmt.Sprintf("%s Secret %q has the expected keys", what, st.name)
+		c.Status, c.Reason = metav1.ConditionTrue, found
+		c.Message = fmt.Sprintf("%s %s %q has the expected keys", what, kind, st.name)
 	}
 }
 

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
@@ -14,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/dockyard-dev/dockyard/api/v1alpha1"
+	"github.com/dockyard-dev/dockyard/internal/workload/access"
 )
 
 func testReg(mut ...func(*v1alpha1.Registry)) *v1alpha1.Registry {
@@ -242,7 +244,7 @@ func TestNewestFinishedJob(t *testing.T) {
 func TestStatusWhenAStepFails(t *testing.T) {
 	reg := testReg(func(r *v1alpha1.Registry) {
 		r.Spec.TLS = &v1alpha1.TLSSpec{SecretRef: &v1alpha1.SecretReference{Name: "tls"}}
-		r.Spec.Auth = &v1alpha1.AuthSpec{UsersSecretRef: v1alpha1.SecretReference{Name: "users"}}
+		r.Spec.Auth = &v1alpha1.AuthSpec{UsersSecretRef: &v1alpha1.SecretReference{Name: "users"}}
 		r.Spec.Replicas = ptrTo(int32(2))
 	})
 	gcRun := &v1alpha1.GarbageCollectionRun{JobName: "r-gc-1", Result: "Succeeded", BlobsDeleted: 7}
@@ -344,4 +346,65 @@ func newScopeLike(s *scope, r *v1alpha1.Registry) *scope {
 	n := *s
 	n.reg, n.before = r, r.Status.DeepCopy()
 	return &n
+}
+
+func TestAuthCondition(t *testing.T) {
+	withAuth := func(users bool, ca bool) func(*v1alpha1.Registry) {
+		return func(r *v1alpha1.Registry) {
+			r.Spec.Auth = &v1alpha1.AuthSpec{LDAP: &v1alpha1.LDAPSpec{URLs: []string{"ldaps://dir:636"}, BindDN: "cn=svc",
+				BindPasswordSecretRef: v1alpha1.SecretKeyReference{Name: "bind", Key: "password"}}}
+			if users {
+				r.Spec.Auth.UsersSecretRef = &v1alpha1.SecretReference{Name: "users"}
+			}
+			if ca {
+				r.Spec.Auth.LDAP.CA = &v1alpha1.CABundleSource{ConfigMapKeyRef: &v1alpha1.ConfigMapKeyReference{Name: "ca", Key: "ca.crt"}}
+			}
+		}
+	}
+	usersOK := &secretState{name: "users", found: true}
+	bindOK := &secretState{name: "bind", found: true}
+	healthy := &ldapState{bind: bindOK, checked: true, url: "ldaps://dir:636"}
+	cases := []struct {
+		name string
+		reg  *v1alpha1.Registry
+		s    scope
+		want metav1.Condition
+	}{
+		{"htpasswd only keeps its reasons", testReg(func(r *v1alpha1.Registry) {
+			r.Spec.Auth = &v1alpha1.AuthSpec{UsersSecretRef: &v1alpha1.SecretReference{Name: "users"}}
+		}), scope{users: usersOK}, metav1.Condition{Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonSecretFound,
+			Message: `users Secret "users" has the expected keys`}},
+		{"htpasswd and a healthy directory", testReg(withAuth(true, false)), scope{users: usersOK, ldap: healthy},
+			metav1.Condition{Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonProvidersReady,
+				Message: `htpasswd: users Secret "users" has the expected keys; ldap: ldaps://dir:636 answers and the bind account works`}},
+		{"the directory refuses the bind account", testReg(withAuth(false, false)),
+			scope{ldap: &ldapState{bind: bindOK, checked: true, url: "ldaps://dir:636", err: fmt.Errorf("x: %w: invalid credentials", access.ErrLDAPBind)}},
+			metav1.Condition{Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonLDAPBindFailed,
+				Message: `ldap: the directory refused the bind account "cn=svc": x: service account bind failed: invalid credentials`}},
+		{"the directory is unreachable; htpasswd still listed", testReg(withAuth(true, false)),
+			scope{users: usersOK, ldap: &ldapState{bind: bindOK, checked: true, url: "ldaps://dir:636", err: errors.New("dial tcp: connection refused")}},
+			metav1.Condition{Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonLDAPUnreachable,
+				Message: `htpasswd: users Secret "users" has the expected keys; ldap: cannot reach ldaps://dir:636: dial tcp: connection refused`}},
+		{"the users Secret is missing: its reason comes first", testReg(withAuth(true, false)),
+			scope{users: &secretState{name: "users"}, ldap: healthy},
+			metav1.Condition{Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonSecretNotFound,
+				Message: `htpasswd: users Secret "users" not found in the Registry's namespace; ldap: ldaps://dir:636 answers and the bind account works`}},
+		{"the bind password key is missing", testReg(withAuth(false, false)),
+			scope{ldap: &ldapState{bind: &secretState{name: "bind", found: true, missingKeys: []string{"password"}}}},
+			metav1.Condition{Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonSecretKeyMissing,
+				Message: `ldap: bind password Secret "bind" lacks key(s) password (or they are empty)`}},
+		{"the CA ConfigMap is missing", testReg(withAuth(false, true)),
+			scope{ldap: &ldapState{bind: bindOK, ca: &secretState{kind: "ConfigMap", name: "ca"}}},
+			metav1.Condition{Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonConfigMapNotFound,
+				Message: `ldap: CA bundle ConfigMap "ca" not found in the Registry's namespace`}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got := authCondition(tc.reg, &tc.s)
+			tc.want.Type = v1alpha1.ConditionAuthReady
+			if *got != tc.want {
+				t.Errorf("got  %+v\nwant %+v", *got, tc.want)
+			}
+		})
+	}
 }

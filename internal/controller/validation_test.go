@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -27,6 +28,47 @@ var _ = Describe("Registry validation at apply time", func() {
 			Expect(err).To(HaveOccurred())
 			Expect(err.Error()).To(ContainSubstring(wantMessage))
 		},
+		Entry("auth without an identity provider", func(ns string) *v1alpha1.Registry {
+			r := newRegistry(ns, "r")
+			r.Spec.Auth = &v1alpha1.AuthSpec{AnonymousPull: true}
+			return r
+		}, "auth needs at least one identity provider"),
+		Entry("plain LDAP without StartTLS", func(ns string) *v1alpha1.Registry {
+			return newRegistry(ns, "r", withLDAP("ldap://ldap.example.com", "bind", nil))
+		}, "plain ldap:// URLs need startTLS"),
+		Entry("an LDAP URL with a path", func(ns string) *v1alpha1.Registry {
+			return newRegistry(ns, "r", withLDAP("ldaps://ldap.example.com/dc=example?uid", "bind", nil))
+		}, "spec.auth.ldap.urls[0]"),
+		Entry("a user filter without {username}", func(ns string) *v1alpha1.Registry {
+			r := newRegistry(ns, "r", withLDAP("ldaps://ldap.example.com", "bind", nil))
+			r.Spec.Auth.LDAP.UserSearch.Filter = "(uid=alice)"
+			return r
+		}, "filter must be a parenthesised LDAP filter containing {username}"),
+		Entry("both groupSearch and groupsAttribute", func(ns string) *v1alpha1.Registry {
+			r := newRegistry(ns, "r", withLDAP("ldaps://ldap.example.com", "bind", nil))
+			r.Spec.Auth.LDAP.GroupsAttribute = "memberOf"
+			return r
+		}, "set groupSearch or groupsAttribute, not both"),
+		Entry("a CA from both a Secret and a ConfigMap", func(ns string) *v1alpha1.Registry {
+			return newRegistry(ns, "r", withLDAP("ldaps://ldap.example.com", "bind", &v1alpha1.CABundleSource{
+				SecretKeyRef:    &v1alpha1.SecretKeyReference{Name: "ca", Key: "ca.crt"},
+				ConfigMapKeyRef: &v1alpha1.ConfigMapKeyReference{Name: "ca", Key: "ca.crt"}}))
+		}, "set exactly one of secretKeyRef and configMapKeyRef"),
+		Entry("an LDAP timeout of an hour", func(ns string) *v1alpha1.Registry {
+			r := newRegistry(ns, "r", withLDAP("ldaps://ldap.example.com", "bind", nil))
+			r.Spec.Auth.LDAP.Timeout = &metav1.Duration{Duration: time.Hour}
+			return r
+		}, "timeout must be between 1s and 1m"),
+		Entry("a token lifetime under a minute", func(ns string) *v1alpha1.Registry {
+			r := newRegistry(ns, "r", withUsers("users"))
+			r.Spec.Auth.Tokens = &v1alpha1.TokenSpec{TTL: &metav1.Duration{Duration: 30 * time.Second}}
+			return r
+		}, "ttl must be between 1m and 1h"),
+		Entry("a key rotation interval of an hour", func(ns string) *v1alpha1.Registry {
+			r := newRegistry(ns, "r", withUsers("users"))
+			r.Spec.Auth.Tokens = &v1alpha1.TokenSpec{KeyRotationInterval: &metav1.Duration{Duration: time.Hour}}
+			return r
+		}, "keyRotationInterval must be at least 2h"),
 		Entry("no storage backend", func(ns string) *v1alpha1.Registry {
 			return newRegistry(ns, "r", withStorage(v1alpha1.RegistryStorage{}))
 		}, "set exactly one backend"),

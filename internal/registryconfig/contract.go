@@ -51,6 +51,14 @@ const (
 	// UsersDir holds the users Secret (UsersHtpasswdKey, optionally UsersGroupsKey);
 	// the workload re-reads it when it changes.
 	UsersDir = "/etc/dockyard/users"
+	// TokenDir holds the token service's signing keys (TokenKeysKey), mounted from the
+	// generated Secret <registry>-token-keys; the workload reloads them when they change.
+	TokenDir = "/etc/dockyard/token"
+	// LDAPDir holds the LDAP bind password (LDAPBindPasswordFile) and CA bundle
+	// (LDAPCAFile), projected from the referenced Secret / ConfigMap keys.
+	LDAPDir              = "/etc/dockyard/ldap"
+	LDAPBindPasswordFile = "bind-password"
+	LDAPCAFile           = "ca.crt"
 	// GCSDir holds the GCS service-account key (GCSKeyFile) when one is referenced.
 	GCSDir     = "/etc/dockyard/gcs"
 	GCSKeyFile = "key.json"
@@ -80,6 +88,8 @@ const (
 	GCSKeyJSONKey = "key.json"
 	// AzureAccountKeyKey is the storage account's shared key.
 	AzureAccountKeyKey = "accountKey"
+	// TokenKeysKey is the key of the generated token keys Secret: TokenKeys as JSON.
+	TokenKeysKey = "keys.json"
 	// HTTPSecretKey is the key of the generated secret that replicas share to sign upload
 	// state.
 	HTTPSecretKey = "httpSecret"

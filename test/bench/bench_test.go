@@ -106,7 +106,7 @@ func runOnce(b *testing.B) {
 			ObjectMeta: metav1.ObjectMeta{Namespace: "bench", Name: fmt.Sprintf("reg-%03d", i)},
 			Spec: v1alpha1.RegistrySpec{
 				Storage:           v1alpha1.RegistryStorage{Filesystem: &v1alpha1.FilesystemStorage{Size: resource.MustParse("1Gi")}},
-				Auth:              &v1alpha1.AuthSpec{UsersSecretRef: v1alpha1.SecretReference{Name: "users"}},
+				Auth:              &v1alpha1.AuthSpec{UsersSecretRef: &v1alpha1.SecretReference{Name: "users"}},
 				GarbageCollection: &v1alpha1.GarbageCollectionSpec{Schedule: "0 3 * * *"},
 			},
 		}

@@ -76,7 +76,7 @@ var _ = Describe("a Registry on a real cluster", Ordered, func() {
 					Size: resource.MustParse("1Gi"), AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteMany},
 				}},
 				TLS: &v1alpha1.TLSSpec{IssuerRef: &v1alpha1.IssuerReference{Kind: "Issuer", Name: "ca"}, DNSNames: []string{"localhost"}},
-				Auth: &v1alpha1.AuthSpec{UsersSecretRef: v1alpha1.SecretReference{Name: "users"}, Access: []v1alpha1.AccessRule{
+				Auth: &v1alpha1.AuthSpec{UsersSecretRef: &v1alpha1.SecretReference{Name: "users"}, Access: []v1alpha1.AccessRule{
 					{Subjects: []v1alpha1.Subject{{Kind: "Group", Name: "team-a"}}, Repositories: []string{"team-a/**"}, Role: v1alpha1.RoleManager},
 					{Subjects: []v1alpha1.Subject{{Kind: "User", Name: "victor"}}, Repositories: []string{"**"}, Role: v1alpha1.RoleViewer},
 				}},

@@ -47,12 +47,26 @@ func issuer(r *v1alpha1.Registry) {
 
 func auth(r *v1alpha1.Registry) {
 	r.Spec.Auth = &v1alpha1.AuthSpec{
-		UsersSecretRef: v1alpha1.SecretReference{Name: "users"},
+		UsersSecretRef: &v1alpha1.SecretReference{Name: "users"},
 		Access: []v1alpha1.AccessRule{{
 			Subjects:     []v1alpha1.Subject{{Kind: "Group", Name: "team-a"}},
 			Repositories: []string{"team-a/**"},
 			Role:         v1alpha1.RoleManager,
 		}},
+	}
+}
+
+func ldapOnly(r *v1alpha1.Registry) {
+	r.Spec.Auth = &v1alpha1.AuthSpec{
+		LDAP: &v1alpha1.LDAPSpec{
+			URLs:                  []string{"ldaps://ldap.example.com"},
+			CA:                    &v1alpha1.CABundleSource{ConfigMapKeyRef: &v1alpha1.ConfigMapKeyReference{Name: "ldap-ca", Key: "ca.pem"}},
+			BindDN:                "cn=registry,dc=example,dc=com",
+			BindPasswordSecretRef: v1alpha1.SecretKeyReference{Name: "ldap-bind", Key: "password"},
+			UserSearch:            v1alpha1.LDAPUserSearch{BaseDN: "ou=people,dc=example,dc=com"},
+			GroupsAttribute:       "memberOf",
+		},
+		Tokens: &v1alpha1.TokenSpec{TTL: &metav1.Duration{Duration: 10 * time.Minute}, Challenge: v1alpha1.TokenChallengeBasic},
 	}
 }
 
@@ -103,6 +117,24 @@ func TestConfigRendersEveryBackendAndValidates(t *testing.T) {
 				t.Errorf("azure key env = %q", c.Storage.Azure.AccountKeyEnv)
 			}
 		}},
+		"ldap and token settings": {reg(ldapOnly), func(t *testing.T, c *registryconfig.Config) {
+			a := c.Auth
+			if a.HtpasswdFile != "" || a.LDAP == nil || a.Token == nil {
+				t.Fatalf("auth = %+v, want LDAP and tokens without an htpasswd file", a)
+			}
+			l := a.LDAP
+			if l.BindPasswordFile != registryconfig.LDAPDir+"/"+registryconfig.LDAPBindPasswordFile ||
+				l.CAFile != registryconfig.LDAPDir+"/"+registryconfig.LDAPCAFile || l.GroupsAttribute != "memberOf" ||
+				l.UserSearch.Filter != "(uid={username})" || l.Timeout.Duration != 5*time.Second {
+				t.Errorf("ldap = %+v", l)
+			}
+			want := registryconfig.Token{KeysFile: registryconfig.TokenDir + "/" + registryconfig.TokenKeysKey,
+				Issuer: "dockyard/platform/main", Service: "main.platform.svc",
+				TTL: registryconfig.Duration{Duration: 10 * time.Minute}, Challenge: registryconfig.ChallengeBasic}
+			if *a.Token != want {
+				t.Errorf("token = %+v, want %+v", *a.Token, want)
+			}
+		}},
 		"tls, auth and gc": {reg(issuer, auth, gc), func(t *testing.T, c *registryconfig.Config) {
 			if c.HTTP.TLS == nil || !strings.HasPrefix(c.HTTP.TLS.CertFile, registryconfig.TLSDir) {
 				t.Errorf("tls = %+v", c.HTTP.TLS)
@@ -146,7 +178,8 @@ func TestDeployment(t *testing.T) {
 	}{
 		"single replica on a RWO volume":   {reg(), appsv1.RecreateDeploymentStrategyType, false, []string{"config", "tmp", "data"}, []string{registryconfig.EnvHTTPSecret}},
 		"three replicas on S3":             {reg(s3("creds"), replicas(3)), appsv1.RollingUpdateDeploymentStrategyType, true, []string{"config", "tmp"}, []string{registryconfig.EnvHTTPSecret, registryconfig.EnvS3AccessKeyID, registryconfig.EnvS3SecretAccessKey}},
-		"tls and auth mount their Secrets": {reg(issuer, auth), appsv1.RecreateDeploymentStrategyType, false, []string{"config", "tmp", "data", "tls", "users"}, []string{registryconfig.EnvHTTPSecret}},
+		"tls and auth mount their Secrets": {reg(issuer, auth), appsv1.RecreateDeploymentStrategyType, false, []string{"config", "tmp", "data", "tls", "users", "token-keys"}, []string{registryconfig.EnvHTTPSecret}},
+		"ldap without users":               {reg(ldapOnly), appsv1.RecreateDeploymentStrategyType, false, []string{"config", "tmp", "data", "token-keys", "ldap"}, []string{registryconfig.EnvHTTPSecret}},
 		"user affinity replaces spreading": {reg(s3(""), replicas(2), func(r *v1alpha1.Registry) { r.Spec.Affinity = &corev1.Affinity{} }), appsv1.RollingUpdateDeploymentStrategyType, false, []string{"config", "tmp"}, []string{registryconfig.EnvHTTPSecret}},
 	}
 	for name, tc := range cases {

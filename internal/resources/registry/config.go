@@ -83,11 +83,21 @@ func Config(reg *v1alpha1.Registry, in Inputs) *registryconfig.Config {
 	c.Storage.RedirectDownloads = st.RedirectDownloads
 	if a := reg.Spec.Auth; a != nil {
 		auth := &registryconfig.Auth{
-			HtpasswdFile:  registryconfig.UsersDir + "/" + registryconfig.UsersHtpasswdKey,
 			AnonymousPull: a.AnonymousPull,
+			Token: &registryconfig.Token{
+				KeysFile:  registryconfig.TokenDir + "/" + registryconfig.TokenKeysKey,
+				Issuer:    reg.TokenIssuer(),
+				Service:   reg.TokenService(),
+				TTL:       registryconfig.Duration{Duration: a.Tokens.GetTTL()},
+				Challenge: string(a.Tokens.GetChallenge()),
+			},
+			LDAP: ldapConfig(a.LDAP),
 		}
-		if in.UsersHaveGroups {
-			auth.GroupsFile = registryconfig.UsersDir + "/" + registryconfig.UsersGroupsKey
+		if a.UsersSecretRef != nil {
+			auth.HtpasswdFile = registryconfig.UsersDir + "/" + registryconfig.UsersHtpasswdKey
+			if in.UsersHaveGroups {
+				auth.GroupsFile = registryconfig.UsersDir + "/" + registryconfig.UsersGroupsKey
+			}
 		}
 		for _, r := range a.Access {
 			rule := registryconfig.AccessRule{
@@ -107,6 +117,41 @@ func Config(reg *v1alpha1.Registry, in Inputs) *registryconfig.Config {
 	}
 	c.Defaults()
 	return c
+}
+
+// ldapConfig renders spec.auth.ldap; the bind password and CA arrive as files.
+func ldapConfig(l *v1alpha1.LDAPSpec) *registryconfig.LDAP {
+	if l == nil {
+		return nil
+	}
+	out := &registryconfig.LDAP{
+		URLs:             append([]string(nil), l.URLs...),
+		StartTLS:         l.StartTLS,
+		BindDN:           l.BindDN,
+		BindPasswordFile: registryconfig.LDAPDir + "/" + registryconfig.LDAPBindPasswordFile,
+		UserSearch: registryconfig.LDAPUserSearch{
+			BaseDN:            l.UserSearch.BaseDN,
+			Filter:            l.UserSearch.Filter,
+			UsernameAttribute: l.UserSearch.UsernameAttribute,
+		},
+		GroupsAttribute: l.GroupsAttribute,
+	}
+	if l.CA != nil {
+		out.CAFile = registryconfig.LDAPDir + "/" + registryconfig.LDAPCAFile
+	}
+	if g := l.GroupSearch; g != nil {
+		out.GroupSearch = &registryconfig.LDAPGroupSearch{BaseDN: g.BaseDN, Filter: g.Filter, NameAttribute: g.NameAttribute}
+	}
+	if l.Timeout != nil {
+		out.Timeout = registryconfig.Duration{Duration: l.Timeout.Duration}
+	}
+	if l.CacheTTL != nil {
+		out.CacheTTL = &registryconfig.Duration{Duration: l.CacheTTL.Duration}
+	}
+	if l.NegativeCacheTTL != nil {
+		out.NegativeCacheTTL = &registryconfig.Duration{Duration: l.NegativeCacheTTL.Duration}
+	}
+	return out
 }
 
 // ConfigMap holds the rendered config under registryconfig.ConfigFileName.

@@ -17,6 +17,8 @@ const (
 	volData   = "data"
 	volTLS    = "tls"
 	volUsers  = "users"
+	volToken  = "token-keys"
+	volLDAP   = "ldap"
 	volGCS    = "gcs"
 	volTmp    = "tmp"
 )
@@ -265,9 +267,43 @@ func volumes(reg *v1alpha1.Registry, serving bool) []corev1.Volume {
 		vols = append(vols, corev1.Volume{Name: volTLS, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: n}}})
 	}
 	if a := reg.Spec.Auth; a != nil {
-		vols = append(vols, corev1.Volume{Name: volUsers, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: a.UsersSecretRef.Name}}})
+		if a.UsersSecretRef != nil {
+			vols = append(vols, corev1.Volume{Name: volUsers, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: a.UsersSecretRef.Name}}})
+		}
+		vols = append(vols, corev1.Volume{Name: volToken, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
+			SecretName: reg.TokenKeysSecretName(),
+			Items:      []corev1.KeyToPath{{Key: registryconfig.TokenKeysKey, Path: registryconfig.TokenKeysKey}},
+		}}})
+		if l := a.LDAP; l != nil {
+			vols = append(vols, ldapVolume(l))
+		}
 	}
 	return vols
+}
+
+// ldapVolume projects the LDAP bind password and CA bundle into one directory. The sources
+// are optional: a missing Secret makes LDAP logins fail (and AuthReady say why) without
+// keeping the pods, and with them the other providers, from starting.
+func ldapVolume(l *v1alpha1.LDAPSpec) corev1.Volume {
+	sources := []corev1.VolumeProjection{{Secret: &corev1.SecretProjection{
+		LocalObjectReference: corev1.LocalObjectReference{Name: l.BindPasswordSecretRef.Name},
+		Items:                []corev1.KeyToPath{{Key: l.BindPasswordSecretRef.Key, Path: registryconfig.LDAPBindPasswordFile}},
+		Optional:             ptr(true),
+	}}}
+	if ca := l.CA; ca != nil {
+		item := []corev1.KeyToPath{{Path: registryconfig.LDAPCAFile}}
+		switch {
+		case ca.SecretKeyRef != nil:
+			item[0].Key = ca.SecretKeyRef.Key
+			sources = append(sources, corev1.VolumeProjection{Secret: &corev1.SecretProjection{
+				LocalObjectReference: corev1.LocalObjectReference{Name: ca.SecretKeyRef.Name}, Items: item, Optional: ptr(true)}})
+		case ca.ConfigMapKeyRef != nil:
+			item[0].Key = ca.ConfigMapKeyRef.Key
+			sources = append(sources, corev1.VolumeProjection{ConfigMap: &corev1.ConfigMapProjection{
+				LocalObjectReference: corev1.LocalObjectReference{Name: ca.ConfigMapKeyRef.Name}, Items: item, Optional: ptr(true)}})
+		}
+	}
+	return corev1.Volume{Name: volLDAP, VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{Sources: sources}}}
 }
 
 func mounts(reg *v1alpha1.Registry, serving bool) []corev1.VolumeMount {
@@ -288,8 +324,14 @@ func mounts(reg *v1alpha1.Registry, serving bool) []corev1.VolumeMount {
 	if reg.TLSSecretName() != "" {
 		ms = append(ms, corev1.VolumeMount{Name: volTLS, MountPath: registryconfig.TLSDir, ReadOnly: true})
 	}
-	if reg.Spec.Auth != nil {
-		ms = append(ms, corev1.VolumeMount{Name: volUsers, MountPath: registryconfig.UsersDir, ReadOnly: true})
+	if a := reg.Spec.Auth; a != nil {
+		if a.UsersSecretRef != nil {
+			ms = append(ms, corev1.VolumeMount{Name: volUsers, MountPath: registryconfig.UsersDir, ReadOnly: true})
+		}
+		ms = append(ms, corev1.VolumeMount{Name: volToken, MountPath: registryconfig.TokenDir, ReadOnly: true})
+		if a.LDAP != nil {
+			ms = append(ms, corev1.VolumeMount{Name: volLDAP, MountPath: registryconfig.LDAPDir, ReadOnly: true})
+		}
 	}
 	return ms
 }

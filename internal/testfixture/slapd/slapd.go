@@ -22,11 +22,20 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"testing"
 	"time"
 
 	"github.com/go-ldap/ldap/v3"
 )
+
+// TB is what the fixture needs of a test: *testing.T and Ginkgo's GinkgoT() both fit.
+type TB interface {
+	Helper()
+	Fatal(args ...any)
+	Fatalf(format string, args ...any)
+	Skip(args ...any)
+	TempDir() string
+	Cleanup(func())
+}
 
 // Directory layout.
 const (
@@ -49,7 +58,7 @@ type Server struct {
 	// Dir holds the instance.
 	Dir string
 
-	t       testing.TB
+	t       TB
 	cmd     *exec.Cmd
 	conf    string
 	exited  chan struct{}
@@ -58,7 +67,7 @@ type Server struct {
 }
 
 // Binary returns slapd's path, or skips (fails under DOCKYARD_REQUIRE_CLIENTS) without it.
-func Binary(t testing.TB) string {
+func Binary(t TB) string {
 	t.Helper()
 	for _, p := range []string{"/usr/sbin/slapd", "/usr/local/sbin/slapd"} {
 		if _, err := os.Stat(p); err == nil {
@@ -78,7 +87,7 @@ func Binary(t testing.TB) string {
 
 // Start runs slapd with the base entries (ou=people, ou=groups, the service account) and
 // stops it when the test ends.
-func Start(t testing.TB) *Server {
+func Start(t TB) *Server {
 	t.Helper()
 	bin := Binary(t)
 	dir := t.TempDir()
@@ -276,7 +285,7 @@ func ssha(password string) string {
 	return "{SSHA}" + base64.StdEncoding.EncodeToString(append(h.Sum(nil), salt...))
 }
 
-func freePort(t testing.TB) int {
+func freePort(t TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -41,6 +41,10 @@ type ldapProvider struct {
 	cfg      registryconfig.LDAP
 	cacheKey []byte
 	now      func() time.Time
+	// bindPassword and caPEM read the bind password and the CA bundle (from the files the
+	// config names; the operator's check passes them in directly).
+	bindPassword func() ([]byte, error)
+	caPEM        func() ([]byte, error)
 
 	mu    sync.Mutex
 	cache map[[32]byte]ldapCacheEntry
@@ -57,7 +61,26 @@ type ldapCacheEntry struct {
 const ldapCacheMax = 10000
 
 func newLDAPProvider(cfg registryconfig.LDAP, cacheKey []byte) *ldapProvider {
-	return &ldapProvider{cfg: cfg, cacheKey: cacheKey, now: time.Now, cache: map[[32]byte]ldapCacheEntry{}}
+	p := &ldapProvider{cfg: cfg, cacheKey: cacheKey, now: time.Now, cache: map[[32]byte]ldapCacheEntry{}}
+	p.bindPassword = func() ([]byte, error) { return os.ReadFile(cfg.BindPasswordFile) }
+	p.caPEM = func() ([]byte, error) {
+		if cfg.CAFile == "" {
+			return nil, nil
+		}
+		return os.ReadFile(cfg.CAFile)
+	}
+	return p
+}
+
+// CheckLDAP connects to the directory described by cfg (its file fields are ignored: the
+// bind password and CA bundle are given) and binds as the service account. It returns nil,
+// an error wrapping ErrLDAPBind when the directory answered but refused the account, or
+// another error when no URL could be reached. The operator reports the result in AuthReady.
+func CheckLDAP(ctx context.Context, cfg registryconfig.LDAP, bindPassword, caPEM []byte) error {
+	p := newLDAPProvider(cfg, nil)
+	p.bindPassword = func() ([]byte, error) { return bindPassword, nil }
+	p.caPEM = func() ([]byte, error) { return caPEM, nil }
+	return p.check(ctx)
 }
 
 func (p *ldapProvider) name() string { return ProviderLDAP }
@@ -266,7 +289,7 @@ func (p *ldapProvider) serviceBind(ctx context.Context) (*ldap.Conn, error) {
 var ErrLDAPBind = errors.New("service account bind failed")
 
 func (p *ldapProvider) bindService(conn *ldap.Conn) error {
-	pw, err := os.ReadFile(p.cfg.BindPasswordFile)
+	pw, err := p.bindPassword()
 	if err != nil {
 		return fmt.Errorf("%w: read the bind password: %w", errProviderUnavailable, err)
 	}
@@ -282,14 +305,14 @@ func (p *ldapProvider) bindService(conn *ldap.Conn) error {
 
 func (p *ldapProvider) tlsConfig(host string) (*tls.Config, error) {
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: host}
-	if p.cfg.CAFile != "" {
-		pem, err := os.ReadFile(p.cfg.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("read the LDAP CA bundle: %w", err)
-		}
+	pem, err := p.caPEM()
+	if err != nil {
+		return nil, fmt.Errorf("read the LDAP CA bundle: %w", err)
+	}
+	if pem != nil {
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("the LDAP CA bundle %s holds no PEM certificate", p.cfg.CAFile)
+			return nil, errors.New("the LDAP CA bundle holds no PEM certificate")
 		}
 		cfg.RootCAs = pool
 	}
