@@ -70,7 +70,7 @@ test: manifests generate vet envtest-bins versitygw test-deps $(KUSTOMIZE) ## Ru
 	DOCKYARD_REQUIRE_CLIENTS=1 KUBEBUILDER_ASSETS="$$(hack/build-envtest.sh)" go test $(GO_TEST_FLAGS) ./... -count=1 -timeout 30m
 
 .PHONY: test-deps
-test-deps: ## Install what the tests and checks use from Debian when missing: skopeo (a real registry client), shellcheck.
+test-deps: ## Install what the tests and checks use from Debian when missing: skopeo (a real registry client), shellcheck, slapd (a real LDAP directory).
 	@hack/test-deps.sh
 
 .PHONY: envtest-bins

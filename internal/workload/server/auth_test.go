@@ -92,7 +92,7 @@ func authFixture(t testing.TB, users map[string]string) (*secretDir, *registryco
 	}
 }
 
-func mustTag(t *testing.T, s string) name.Tag {
+func mustTag(t testing.TB, s string) name.Tag {
 	t.Helper()
 	tag, err := name.NewTag(s)
 	if err != nil {
