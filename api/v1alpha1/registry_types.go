@@ -624,17 +624,20 @@ const (
 	RoleViewer Role = "Viewer"
 )
 
-// Subject is a user from the users Secret or a group from its groups key.
+// Subject is a user or a group, as an identity provider names it: an htpasswd user or a
+// group of the users Secret's groups key, an LDAP user name (userSearch.usernameAttribute)
+// or group name.
 type Subject struct {
 	// kind is User or Group.
 	// +kubebuilder:validation:Enum=User;Group
 	// +required
 	Kind string `json:"kind"`
 
-	// name of the user or group.
+	// name of the user or group. Directory group names may hold inner spaces ("Domain
+	// Users"); no name holds ':' or starts or ends with a space.
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=128
-	// +kubebuilder:validation:Pattern=`^[^:\s]+$`
+	// +kubebuilder:validation:Pattern=`^[^:\s]([^:\t\n\r]*[^:\s])?$`
 	// +required
 	Name string `json:"name"`
 }
