@@ -181,7 +181,7 @@ func (r *RegistryReconciler) ensureTokenKeys(ctx context.Context, reg *v1alpha1.
 			return 0, client.IgnoreNotFound(err)
 		}
 		ctrl.LoggerFrom(ctx).Info("Deleting token keys: auth is off", "secret", key)
-		if err := r.Client.Delete(ctx, pm); client.IgnoreNotFound(err) != nil {
+		if err := client.IgnoreNotFound(r.Client.Delete(ctx, pm)); err != nil {
 			return 0, fmt.Errorf("delete Secret %s: %w", key, err)
 		}
 		return 0, nil

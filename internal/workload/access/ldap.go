@@ -83,8 +83,6 @@ func CheckLDAP(ctx context.Context, cfg registryconfig.LDAP, bindPassword, caPEM
 	return p.check(ctx)
 }
 
-func (p *ldapProvider) name() string { return ProviderLDAP }
-
 // validLoginName rejects names no directory entry should be looked up by: empty, too long,
 // not UTF-8, or holding control characters (NUL among them). Filter metacharacters are
 // allowed here and escaped when the filter is built.
@@ -166,13 +164,6 @@ func (p *ldapProvider) remember(key [32]byte, e ldapCacheEntry, ttl *registrycon
 		}
 	}
 	p.cache[key] = e
-}
-
-// flush forgets every cached login (the bind password or the config changed).
-func (p *ldapProvider) flush() {
-	p.mu.Lock()
-	clear(p.cache)
-	p.mu.Unlock()
 }
 
 // login asks the directory.

@@ -15,7 +15,6 @@ import (
 	"os"
 	"slices"
 	"sort"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -255,17 +254,4 @@ func (ts *tokenService) verify(raw string) (Identity, error) {
 	ts.cache[sum] = verifiedToken{id: id, expires: claims.ExpiresAt.Time}
 	ts.mu.Unlock()
 	return id, nil
-}
-
-// looksLikeJWT reports whether s has the shape of a compact JWS (three base64url parts).
-func looksLikeJWT(s string) bool {
-	if len(s) < 20 || strings.Count(s, ".") != 2 {
-		return false
-	}
-	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
-			return false
-		}
-	}
-	return true
 }

@@ -59,8 +59,14 @@ func withTokens(t testing.TB, a *registryconfig.Auth, keys ...registryconfig.Tok
 // client returns an HTTP client trusting the test registry.
 func (tr *testRegistry) client() *http.Client { return &http.Client{Transport: tr.transport} }
 
+// answer is the status and headers of a response whose body was read and closed.
+type answer struct {
+	StatusCode int
+	Header     http.Header
+}
+
 // do sends a request with an optional Authorization header.
-func (tr *testRegistry) do(t testing.TB, method, path, authz string) *http.Response {
+func (tr *testRegistry) do(t testing.TB, method, path, authz string) answer {
 	t.Helper()
 	req, err := http.NewRequest(method, "https://"+tr.host+path, nil)
 	if err != nil {
@@ -75,7 +81,7 @@ func (tr *testRegistry) do(t testing.TB, method, path, authz string) *http.Respo
 	}
 	_, _ = io.Copy(io.Discard, resp.Body)
 	_ = resp.Body.Close()
-	return resp
+	return answer{StatusCode: resp.StatusCode, Header: resp.Header}
 }
 
 // token asks the token endpoint for a token (user "" for anonymous).
@@ -291,7 +297,7 @@ func TestForgedTokensAreRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	block, _ := pem.Decode([]byte(key.PrivateKey))
-	real, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	realKey, err := x509.ParsePKCS8PrivateKey(block.Bytes)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -315,7 +321,7 @@ func TestForgedTokensAreRefused(t *testing.T) {
 		}
 		return s
 	}
-	good := sign(claims(nil), real, key.ID)
+	good := sign(claims(nil), realKey, key.ID)
 	if resp := reg.do(t, http.MethodHead, "/v2/team-a/app/manifests/v1", "Bearer "+good); resp.StatusCode != http.StatusOK {
 		t.Fatalf("a correctly signed token: %d (the forgeries below would prove nothing)", resp.StatusCode)
 	}
@@ -326,11 +332,11 @@ func TestForgedTokensAreRefused(t *testing.T) {
 		"HMAC with the PEM as secret": hs,
 		"another key, same kid":       sign(claims(nil), other, key.ID),
 		"unknown kid":                 sign(claims(nil), other, "nope"),
-		"expired":                     sign(claims(func(c jwt.MapClaims) { c["exp"] = now.Add(-2 * time.Minute).Unix() }), real, key.ID),
-		"no expiry":                   sign(claims(func(c jwt.MapClaims) { delete(c, "exp") }), real, key.ID),
-		"wrong audience":              sign(claims(func(c jwt.MapClaims) { c["aud"] = "other" }), real, key.ID),
-		"wrong issuer":                sign(claims(func(c jwt.MapClaims) { c["iss"] = "other" }), real, key.ID),
-		"not yet valid":               sign(claims(func(c jwt.MapClaims) { c["nbf"] = now.Add(time.Hour).Unix() }), real, key.ID),
+		"expired":                     sign(claims(func(c jwt.MapClaims) { c["exp"] = now.Add(-2 * time.Minute).Unix() }), realKey, key.ID),
+		"no expiry":                   sign(claims(func(c jwt.MapClaims) { delete(c, "exp") }), realKey, key.ID),
+		"wrong audience":              sign(claims(func(c jwt.MapClaims) { c["aud"] = "other" }), realKey, key.ID),
+		"wrong issuer":                sign(claims(func(c jwt.MapClaims) { c["iss"] = "other" }), realKey, key.ID),
+		"not yet valid":               sign(claims(func(c jwt.MapClaims) { c["nbf"] = now.Add(time.Hour).Unix() }), realKey, key.ID),
 		"tampered payload":            good[:strings.Index(good, ".")+1] + strings.Split(sign(claims(func(c jwt.MapClaims) { c["sub"] = "admin" }), other, key.ID), ".")[1] + good[strings.LastIndex(good, "."):],
 		"garbage":                     "not-a-token",
 	} {
