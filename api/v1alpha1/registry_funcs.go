@@ -19,6 +19,8 @@ const (
 	DefaultTokenTTL = 5 * time.Minute
 	// DefaultKeyRotationInterval is how often the token signing key is replaced.
 	DefaultKeyRotationInterval = 30 * 24 * time.Hour
+	// DefaultSessionTTL is how long refresh tokens (OIDC sessions) are valid.
+	DefaultSessionTTL = 12 * time.Hour
 )
 
 // GetReplicas returns spec.replicas or its default.
@@ -63,6 +65,14 @@ func (t *TokenSpec) GetKeyRotationInterval() time.Duration {
 		return DefaultKeyRotationInterval
 	}
 	return t.KeyRotationInterval.Duration
+}
+
+// GetSessionTTL returns the refresh-token lifetime or its default.
+func (t *TokenSpec) GetSessionTTL() time.Duration {
+	if t == nil || t.SessionTTL == nil || t.SessionTTL.Duration == 0 {
+		return DefaultSessionTTL
+	}
+	return t.SessionTTL.Duration
 }
 
 // GetChallenge returns the challenge scheme or its default.
@@ -199,6 +209,9 @@ func (r *Registry) ReferencedSecrets() []string {
 			if l.CA != nil && l.CA.SecretKeyRef != nil {
 				names = append(names, l.CA.SecretKeyRef.Name)
 			}
+		}
+		if o := a.OIDC; o != nil && o.CA != nil && o.CA.SecretKeyRef != nil {
+			names = append(names, o.CA.SecretKeyRef.Name)
 		}
 	}
 	if ref := r.StorageCredentialsRef(); ref != nil {

@@ -344,7 +344,7 @@ type IssuerReference struct {
 // checked by the providers in this order: htpasswd users (usersSecretRef), then LDAP. The
 // first provider that knows the name decides; a provider that is down fails only the
 // logins it would have decided, never the others.
-// +kubebuilder:validation:XValidation:rule="has(self.usersSecretRef) || has(self.ldap)",message="auth needs at least one identity provider: usersSecretRef or ldap"
+// +kubebuilder:validation:XValidation:rule="has(self.usersSecretRef) || has(self.ldap) || has(self.oidc)",message="auth needs at least one identity provider: usersSecretRef, ldap or oidc"
 type AuthSpec struct {
 	// usersSecretRef names a Secret in the Registry's namespace with users in htpasswd
 	// format (bcrypt hashes, as `htpasswd -nbB user password` prints) under the key
@@ -357,6 +357,12 @@ type AuthSpec struct {
 	// are subjects of kind Group in the access rules.
 	// +optional
 	LDAP *LDAPSpec `json:"ldap,omitempty"`
+
+	// oidc accepts ID tokens of an OpenID Connect provider (Keycloak, Dex, Entra ID, Okta,
+	// Google, GitLab and GitHub Actions, Kubernetes service account issuers) as passwords
+	// and Bearer tokens; with loginClientID, people log in with `dockyard login REGISTRY`.
+	// +optional
+	OIDC *OIDCSpec `json:"oidc,omitempty"`
 
 	// tokens configures the registry token service (the Docker registry token protocol).
 	// It is always on when auth is set: clients exchange their credentials once at
@@ -377,6 +383,72 @@ type AuthSpec struct {
 	// +listType=atomic
 	// +optional
 	Access []AccessRule `json:"access,omitempty"`
+}
+
+// OIDCSpec is an OpenID Connect identity provider. An ID token is accepted when its
+// signature verifies against the provider's published keys (discovered from the issuer and
+// refetched when it rotates them), its issuer is issuerURL, its audience one of audiences,
+// it has not expired, and requiredClaims hold.
+type OIDCSpec struct {
+	// issuerURL is the provider's issuer, an https URL; discovery reads
+	// issuerURL/.well-known/openid-configuration.
+	// +kubebuilder:validation:MaxLength=512
+	// +kubebuilder:validation:Pattern=`^https://[^\s?#]+$`
+	// +required
+	IssuerURL string `json:"issuerURL"`
+
+	// audiences are the accepted aud values (usually client IDs); a token must name one.
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:MinLength=1
+	// +kubebuilder:validation:items:MaxLength=256
+	// +listType=set
+	// +required
+	Audiences []string `json:"audiences"`
+
+	// usernameClaim holds the user name access rules see. Default sub; with email, a token
+	// whose email_verified is false is refused.
+	// +kubebuilder:validation:MaxLength=128
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9_.:/-]+$`
+	// +optional
+	UsernameClaim string `json:"usernameClaim,omitempty"`
+
+	// usernamePrefix is prepended to the user name (e.g. oidc-), so OIDC names cannot be
+	// mistaken for htpasswd or LDAP names in access rules.
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:Pattern=`^[^:\s]*$`
+	// +optional
+	UsernamePrefix string `json:"usernamePrefix,omitempty"`
+
+	// groupsClaim holds the groups, a list of strings or one string. Default groups.
+	// +kubebuilder:validation:MaxLength=128
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9_.:/-]+$`
+	// +optional
+	GroupsClaim string `json:"groupsClaim,omitempty"`
+
+	// groupsPrefix is prepended to every group name.
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:Pattern=`^[^:\s]*$`
+	// +optional
+	GroupsPrefix string `json:"groupsPrefix,omitempty"`
+
+	// requiredClaims must all be present in a token with exactly these string values, e.g.
+	// {hd: example.com} for Google, {repository_owner: my-org} for GitHub Actions.
+	// +kubebuilder:validation:MaxProperties=16
+	// +optional
+	RequiredClaims map[string]string `json:"requiredClaims,omitempty"`
+
+	// ca is the PEM bundle of CAs that signed the provider's certificate; the system roots
+	// when unset.
+	// +optional
+	CA *CABundleSource `json:"ca,omitempty"`
+
+	// loginClientID is a public client (no secret) of the provider, with the device flow
+	// allowed, that `dockyard login REGISTRY` uses. Unset turns `dockyard login` off; ID
+	// tokens are accepted either way.
+	// +kubebuilder:validation:MaxLength=256
+	// +optional
+	LoginClientID string `json:"loginClientID,omitempty"`
 }
 
 // TokenChallenge is the scheme of the registry's 401 answers.
@@ -417,6 +489,17 @@ type TokenSpec struct {
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('2h')",message="keyRotationInterval must be at least 2h"
 	// +optional
 	KeyRotationInterval *metav1.Duration `json:"keyRotationInterval,omitempty"`
+
+	// sessionTTL is how long a refresh token stays valid, from 1h to 168h (7 days).
+	// Default 12h. An OIDC login that asks for one (docker login's offline_token, `dockyard
+	// login`) gets a refresh token, which clients store as their identity token instead of
+	// the ID token (valid minutes): a person logs in once per session. Signing keys are kept
+	// this long after they are replaced, so sessions survive rotations.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1h') && duration(self) <= duration('168h')",message="sessionTTL must be between 1h and 168h"
+	// +optional
+	SessionTTL *metav1.Duration `json:"sessionTTL,omitempty"`
 }
 
 // LDAPSpec is an LDAP / Active Directory identity provider. A login binds as the service

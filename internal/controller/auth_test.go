@@ -67,7 +67,8 @@ var _ = Describe("Registry identity providers", func() {
 		Expect(err).NotTo(HaveOccurred())
 		Expect(cfg.Auth.Token).To(Equal(&registryconfig.Token{
 			KeysFile: registryconfig.TokenDir + "/keys.json", Issuer: "dockyard/" + ns + "/r", Service: "r." + ns + ".svc",
-			TTL: registryconfig.Duration{Duration: 5 * time.Minute}, Challenge: "Bearer"}))
+			TTL: registryconfig.Duration{Duration: 5 * time.Minute}, Challenge: "Bearer",
+			SessionTTL: registryconfig.Duration{Duration: 12 * time.Hour}}))
 
 		// A reconcile that is not due to rotate leaves the keys alone.
 		hash := inputsHash(ns, "r")

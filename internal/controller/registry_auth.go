@@ -201,7 +201,9 @@ func (r *RegistryReconciler) ensureTokenKeys(ctx context.Context, reg *v1alpha1.
 		}
 	}
 	now := r.now()
-	keys, changed, next, err := resources.RotateTokenKeys(now, current.Keys, reg.Spec.Auth.Tokens.GetKeyRotationInterval(), registryconfig.NewTokenKey)
+	tokens := reg.Spec.Auth.Tokens
+	keys, changed, next, err := resources.RotateTokenKeys(now, current.Keys, tokens.GetKeyRotationInterval(),
+		resources.TokenKeyRetireAfter(tokens.GetSessionTTL()), registryconfig.NewTokenKey)
 	if err != nil {
 		return 0, fmt.Errorf("generate token key: %w", err)
 	}

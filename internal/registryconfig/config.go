@@ -137,7 +137,44 @@ type Auth struct {
 	Token *Token `json:"token,omitempty"`
 	// LDAP, when set, authenticates users against an LDAP directory / Active Directory.
 	LDAP *LDAP `json:"ldap,omitempty"`
+	// OIDC, when set, accepts ID tokens of an OpenID Connect provider as passwords and as
+	// Bearer tokens.
+	OIDC *OIDC `json:"oidc,omitempty"`
 }
+
+// OIDC verifies ID tokens of an OpenID Connect provider: signature (keys from the
+// provider's JWKS, refetched when it rotates), issuer, audience, expiry, then the claims.
+type OIDC struct {
+	// IssuerURL is the provider's issuer (https); discovery reads
+	// IssuerURL/.well-known/openid-configuration.
+	IssuerURL string `json:"issuerURL"`
+	// Audiences are the accepted aud values (client IDs); a token must name one.
+	Audiences []string `json:"audiences"`
+	// UsernameClaim holds the user name (default sub); with email, email_verified must not
+	// be false.
+	UsernameClaim string `json:"usernameClaim,omitempty"`
+	// UsernamePrefix is prepended to the user name (e.g. "oidc:"), so OIDC names cannot
+	// collide with other providers' names in access rules.
+	UsernamePrefix string `json:"usernamePrefix,omitempty"`
+	// GroupsClaim holds the groups, a list of strings or one string (default groups).
+	GroupsClaim string `json:"groupsClaim,omitempty"`
+	// GroupsPrefix is prepended to every group name.
+	GroupsPrefix string `json:"groupsPrefix,omitempty"`
+	// RequiredClaims must all be present with these string values.
+	RequiredClaims map[string]string `json:"requiredClaims,omitempty"`
+	// CAFile is a PEM bundle of the CAs to trust for the provider; empty means the system
+	// roots.
+	CAFile string `json:"caFile,omitempty"`
+	// LoginClientID is the public client `dockyard login` uses (device flow). Empty
+	// turns `dockyard login` off.
+	LoginClientID string `json:"loginClientID,omitempty"`
+	// Timeout bounds each request to the provider. Default 10s.
+	Timeout Duration `json:"timeout,omitempty"`
+}
+
+// OIDCLoginPath serves, when OIDC login is on, what `dockyard login` needs to know:
+// {"issuer", "clientID", "scopes"}.
+const OIDCLoginPath = "/auth/oidc"
 
 // Token configures the token service.
 type Token struct {
@@ -153,6 +190,10 @@ type Token struct {
 	// Challenge is the scheme of 401 answers: Bearer (default) or Basic (the token endpoint
 	// still answers, but clients are sent to it only when they ask).
 	Challenge string `json:"challenge,omitempty"`
+	// SessionTTL is how long a refresh token is valid: the token endpoint hands one to an
+	// OIDC login that asks (docker's offline_token=true, `dockyard login`), and clients
+	// store it as their identity token instead of the short-lived ID token. Default 12h.
+	SessionTTL Duration `json:"sessionTTL,omitempty"`
 }
 
 // Challenge schemes.
@@ -341,6 +382,20 @@ func (c *Config) Defaults() {
 			if t.Challenge == "" {
 				t.Challenge = ChallengeBearer
 			}
+			if t.SessionTTL.Duration == 0 {
+				t.SessionTTL.Duration = 12 * time.Hour
+			}
+		}
+		if o := a.OIDC; o != nil {
+			if o.UsernameClaim == "" {
+				o.UsernameClaim = "sub"
+			}
+			if o.GroupsClaim == "" {
+				o.GroupsClaim = "groups"
+			}
+			if o.Timeout.Duration == 0 {
+				o.Timeout.Duration = 10 * time.Second
+			}
 		}
 		if l := a.LDAP; l != nil {
 			if l.UserSearch.Filter == "" {
@@ -439,8 +494,16 @@ func (c *Config) Validate() error {
 		add("storage.redirectDownloads: only object storage (s3, gcs, azure) can redirect downloads")
 	}
 	if a := c.Auth; a != nil {
-		if a.HtpasswdFile == "" && a.LDAP == nil {
-			add("auth: at least one of htpasswdFile and ldap is required")
+		if a.HtpasswdFile == "" && a.LDAP == nil && a.OIDC == nil {
+			add("auth: at least one of htpasswdFile, ldap and oidc is required")
+		}
+		if o := a.OIDC; o != nil {
+			if !strings.HasPrefix(o.IssuerURL, "https://") {
+				add("auth.oidc.issuerURL: must be an https:// URL, got %q", o.IssuerURL)
+			}
+			if len(o.Audiences) == 0 {
+				add("auth.oidc.audiences: at least one is required")
+			}
 		}
 		if t := a.Token; t != nil {
 			if t.KeysFile == "" || t.Issuer == "" || t.Service == "" {

@@ -59,6 +59,10 @@ const (
 	LDAPDir              = "/etc/dockyard/ldap"
 	LDAPBindPasswordFile = "bind-password"
 	LDAPCAFile           = "ca.crt"
+	// OIDCDir holds the OIDC provider's CA bundle (OIDCCAFile), projected from the
+	// referenced Secret or ConfigMap key.
+	OIDCDir    = "/etc/dockyard/oidc"
+	OIDCCAFile = "ca.crt"
 	// GCSDir holds the GCS service-account key (GCSKeyFile) when one is referenced.
 	GCSDir     = "/etc/dockyard/gcs"
 	GCSKeyFile = "key.json"

@@ -130,7 +130,8 @@ func TestConfigRendersEveryBackendAndValidates(t *testing.T) {
 			}
 			want := registryconfig.Token{KeysFile: registryconfig.TokenDir + "/" + registryconfig.TokenKeysKey,
 				Issuer: "dockyard/platform/main", Service: "main.platform.svc",
-				TTL: registryconfig.Duration{Duration: 10 * time.Minute}, Challenge: registryconfig.ChallengeBasic}
+				TTL: registryconfig.Duration{Duration: 10 * time.Minute}, Challenge: registryconfig.ChallengeBasic,
+				SessionTTL: registryconfig.Duration{Duration: 12 * time.Hour}}
 			if *a.Token != want {
 				t.Errorf("token = %+v, want %+v", *a.Token, want)
 			}

@@ -85,13 +85,15 @@ func Config(reg *v1alpha1.Registry, in Inputs) *registryconfig.Config {
 		auth := &registryconfig.Auth{
 			AnonymousPull: a.AnonymousPull,
 			Token: &registryconfig.Token{
-				KeysFile:  registryconfig.TokenDir + "/" + registryconfig.TokenKeysKey,
-				Issuer:    reg.TokenIssuer(),
-				Service:   reg.TokenService(),
-				TTL:       registryconfig.Duration{Duration: a.Tokens.GetTTL()},
-				Challenge: string(a.Tokens.GetChallenge()),
+				KeysFile:   registryconfig.TokenDir + "/" + registryconfig.TokenKeysKey,
+				Issuer:     reg.TokenIssuer(),
+				Service:    reg.TokenService(),
+				TTL:        registryconfig.Duration{Duration: a.Tokens.GetTTL()},
+				Challenge:  string(a.Tokens.GetChallenge()),
+				SessionTTL: registryconfig.Duration{Duration: a.Tokens.GetSessionTTL()},
 			},
 			LDAP: ldapConfig(a.LDAP),
+			OIDC: oidcConfig(a.OIDC),
 		}
 		if a.UsersSecretRef != nil {
 			auth.HtpasswdFile = registryconfig.UsersDir + "/" + registryconfig.UsersHtpasswdKey
@@ -117,6 +119,32 @@ func Config(reg *v1alpha1.Registry, in Inputs) *registryconfig.Config {
 	}
 	c.Defaults()
 	return c
+}
+
+// oidcConfig renders spec.auth.oidc; the CA arrives as a file.
+func oidcConfig(o *v1alpha1.OIDCSpec) *registryconfig.OIDC {
+	if o == nil {
+		return nil
+	}
+	out := &registryconfig.OIDC{
+		IssuerURL:      o.IssuerURL,
+		Audiences:      append([]string(nil), o.Audiences...),
+		UsernameClaim:  o.UsernameClaim,
+		UsernamePrefix: o.UsernamePrefix,
+		GroupsClaim:    o.GroupsClaim,
+		GroupsPrefix:   o.GroupsPrefix,
+		LoginClientID:  o.LoginClientID,
+	}
+	if len(o.RequiredClaims) > 0 {
+		out.RequiredClaims = make(map[string]string, len(o.RequiredClaims))
+		for k, v := range o.RequiredClaims {
+			out.RequiredClaims[k] = v
+		}
+	}
+	if o.CA != nil {
+		out.CAFile = registryconfig.OIDCDir + "/" + registryconfig.OIDCCAFile
+	}
+	return out
 }
 
 // ldapConfig renders spec.auth.ldap; the bind password and CA arrive as files.

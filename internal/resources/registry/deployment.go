@@ -19,6 +19,7 @@ const (
 	volUsers  = "users"
 	volToken  = "token-keys"
 	volLDAP   = "ldap"
+	volOIDC   = "oidc"
 	volGCS    = "gcs"
 	volTmp    = "tmp"
 )
@@ -277,8 +278,24 @@ func volumes(reg *v1alpha1.Registry, serving bool) []corev1.Volume {
 		if l := a.LDAP; l != nil {
 			vols = append(vols, ldapVolume(l))
 		}
+		if o := a.OIDC; o != nil && o.CA != nil {
+			vols = append(vols, corev1.Volume{Name: volOIDC, VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
+				Sources: []corev1.VolumeProjection{caProjection(o.CA, registryconfig.OIDCCAFile)}}}})
+		}
 	}
 	return vols
+}
+
+// caProjection projects a CA bundle key (Secret or ConfigMap, optional) as path.
+func caProjection(ca *v1alpha1.CABundleSource, path string) corev1.VolumeProjection {
+	if ca.SecretKeyRef != nil {
+		return corev1.VolumeProjection{Secret: &corev1.SecretProjection{
+			LocalObjectReference: corev1.LocalObjectReference{Name: ca.SecretKeyRef.Name},
+			Items:                []corev1.KeyToPath{{Key: ca.SecretKeyRef.Key, Path: path}}, Optional: ptr(true)}}
+	}
+	return corev1.VolumeProjection{ConfigMap: &corev1.ConfigMapProjection{
+		LocalObjectReference: corev1.LocalObjectReference{Name: ca.ConfigMapKeyRef.Name},
+		Items:                []corev1.KeyToPath{{Key: ca.ConfigMapKeyRef.Key, Path: path}}, Optional: ptr(true)}}
 }
 
 // ldapVolume projects the LDAP bind password and CA bundle into one directory. The sources
@@ -290,18 +307,8 @@ func ldapVolume(l *v1alpha1.LDAPSpec) corev1.Volume {
 		Items:                []corev1.KeyToPath{{Key: l.BindPasswordSecretRef.Key, Path: registryconfig.LDAPBindPasswordFile}},
 		Optional:             ptr(true),
 	}}}
-	if ca := l.CA; ca != nil {
-		item := []corev1.KeyToPath{{Path: registryconfig.LDAPCAFile}}
-		switch {
-		case ca.SecretKeyRef != nil:
-			item[0].Key = ca.SecretKeyRef.Key
-			sources = append(sources, corev1.VolumeProjection{Secret: &corev1.SecretProjection{
-				LocalObjectReference: corev1.LocalObjectReference{Name: ca.SecretKeyRef.Name}, Items: item, Optional: ptr(true)}})
-		case ca.ConfigMapKeyRef != nil:
-			item[0].Key = ca.ConfigMapKeyRef.Key
-			sources = append(sources, corev1.VolumeProjection{ConfigMap: &corev1.ConfigMapProjection{
-				LocalObjectReference: corev1.LocalObjectReference{Name: ca.ConfigMapKeyRef.Name}, Items: item, Optional: ptr(true)}})
-		}
+	if l.CA != nil {
+		sources = append(sources, caProjection(l.CA, registryconfig.LDAPCAFile))
 	}
 	return corev1.Volume{Name: volLDAP, VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{Sources: sources}}}
 }
@@ -331,6 +338,9 @@ func mounts(reg *v1alpha1.Registry, serving bool) []corev1.VolumeMount {
 		ms = append(ms, corev1.VolumeMount{Name: volToken, MountPath: registryconfig.TokenDir, ReadOnly: true})
 		if a.LDAP != nil {
 			ms = append(ms, corev1.VolumeMount{Name: volLDAP, MountPath: registryconfig.LDAPDir, ReadOnly: true})
+		}
+		if a.OIDC != nil && a.OIDC.CA != nil {
+			ms = append(ms, corev1.VolumeMount{Name: volOIDC, MountPath: registryconfig.OIDCDir, ReadOnly: true})
 		}
 	}
 	return ms

@@ -17,19 +17,23 @@ import (
 //     Secret volumes within about a minute, and the workload re-reads the file every few
 //     seconds);
 //  2. from SignFrom on, replicas sign with it and still accept the previous key;
-//  3. the previous key is dropped TokenKeyRetireAfter after its successor's SignFrom: the
-//     longest token lifetime the API allows (1h) plus a margin for slow kubelets.
-const (
-	TokenKeyPublishLead = 10 * time.Minute
-	TokenKeyRetireAfter = time.Hour + 10*time.Minute
-)
+//  3. the previous key is dropped TokenKeyRetireAfter(sessionTTL) after its successor's
+//     SignFrom: when every access token (at most 1h) and refresh token (the session TTL)
+//     it signed has expired, plus a margin for slow kubelets.
+const TokenKeyPublishLead = 10 * time.Minute
+
+// TokenKeyRetireAfter is how long a replaced key stays: the longest lifetime of a token it
+// may have signed, plus 10 minutes.
+func TokenKeyRetireAfter(sessionTTL time.Duration) time.Duration {
+	return max(time.Hour, sessionTTL) + 10*time.Minute
+}
 
 // RotateTokenKeys returns the keys the token keys Secret should hold at now, given the
 // keys it holds (in any order) and the rotation interval: a first key when there is none,
 // a successor when the newest key has signed for interval, and without the keys whose
 // successor has signed for TokenKeyRetireAfter. changed reports whether that differs from
 // current; next is when the answer changes by itself (the time to look again).
-func RotateTokenKeys(now time.Time, current []registryconfig.TokenKey, interval time.Duration,
+func RotateTokenKeys(now time.Time, current []registryconfig.TokenKey, interval, retireAfter time.Duration,
 	newKey func(signFrom time.Time) (registryconfig.TokenKey, error)) (keys []registryconfig.TokenKey, changed bool, next time.Time, err error) {
 	keys = append([]registryconfig.TokenKey(nil), current...)
 	sort.SliceStable(keys, func(i, j int) bool { return keys[i].SignFrom.Before(keys[j].SignFrom) })
@@ -50,7 +54,7 @@ func RotateTokenKeys(now time.Time, current []registryconfig.TokenKey, interval 
 	}
 	drop := 0
 	for i := 0; i+1 < len(keys); i++ {
-		if !now.Before(keys[i+1].SignFrom.Add(TokenKeyRetireAfter)) {
+		if !now.Before(keys[i+1].SignFrom.Add(retireAfter)) {
 			drop = i + 1
 		}
 	}
@@ -59,7 +63,7 @@ func RotateTokenKeys(now time.Time, current []registryconfig.TokenKey, interval 
 	}
 	next = keys[len(keys)-1].SignFrom.Add(interval)
 	for i := 0; i+1 < len(keys); i++ {
-		if t := keys[i+1].SignFrom.Add(TokenKeyRetireAfter); t.Before(next) {
+		if t := keys[i+1].SignFrom.Add(retireAfter); t.Before(next) {
 			next = t
 		}
 	}

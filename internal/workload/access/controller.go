@@ -10,6 +10,8 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -64,6 +66,7 @@ type Controller struct {
 	// tokens is the token service (nil unless cfg.Token is set); ldap the LDAP provider.
 	tokens *tokenService
 	ldap   *ldapProvider
+	oidc   *oidcProvider
 	audit  *audit
 	// ruleGroups are the groups the access rules name: only these go into tokens.
 	ruleGroups map[string]bool
@@ -102,6 +105,9 @@ func NewController(cfg registryconfig.Auth, log *slog.Logger) (*Controller, erro
 	}
 	if cfg.LDAP != nil {
 		c.ldap = newLDAPProvider(*cfg.LDAP, key)
+	}
+	if cfg.OIDC != nil {
+		c.oidc = newOIDCProvider(*cfg.OIDC)
 	}
 	if _, err := c.reload(); err != nil {
 		return nil, err
@@ -147,6 +153,39 @@ func (c *Controller) dummyHash(cost int) []byte {
 	}
 	c.dummies[cost] = h
 	return h
+}
+
+// looksLikeJWT reports whether s has the shape of a compact JWS: three base64url parts.
+func looksLikeJWT(s string) bool {
+	if len(s) < 20 || strings.Count(s, ".") != 2 {
+		return false
+	}
+	for _, r := range s {
+		if (r < 'a' || r > 'z') && (r < 'A' || r > 'Z') && (r < '0' || r > '9') && r != '-' && r != '_' && r != '.' {
+			return false
+		}
+	}
+	return true
+}
+
+// issuerOf returns the iss claim of a JWT without verifying anything ("" when it has
+// none): it only chooses which verifier to ask.
+func issuerOf(raw string) string {
+	parts := strings.Split(raw, ".")
+	if len(parts) != 3 {
+		return ""
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return ""
+	}
+	var c struct {
+		Iss string `json:"iss"`
+	}
+	if json.Unmarshal(payload, &c) != nil {
+		return ""
+	}
+	return c.Iss
 }
 
 // Identity providers, as named in logs, metrics and tokens.
@@ -213,10 +252,20 @@ func (c *Controller) authenticate(r *http.Request) (Identity, error) {
 func (c *Controller) checkCredentials(r *http.Request) (Identity, error) {
 	h := r.Header.Get("Authorization")
 	if scheme, tok, ok := strings.Cut(h, " "); ok && strings.EqualFold(scheme, "Bearer") {
+		tok = strings.TrimSpace(tok)
+		if c.oidc != nil && (c.tokens == nil || issuerOf(tok) != c.tokens.cfg.Issuer) {
+			// Not one of ours: an ID token of the OIDC provider, presented directly.
+			id, err := c.oidc.authenticate(r.Context(), tok)
+			if err != nil {
+				c.audit.authFailed(r, "", ProviderOIDC, err)
+				return Identity{}, fmt.Errorf("%w: %w", auth.ErrAuthenticationFailure, err)
+			}
+			return id, nil
+		}
 		if c.tokens == nil {
 			return Identity{}, fmt.Errorf("%w: bearer tokens are not enabled", auth.ErrAuthenticationFailure)
 		}
-		id, err := c.tokens.verify(strings.TrimSpace(tok))
+		id, err := c.tokens.verify(tok)
 		if err != nil {
 			c.audit.authFailed(r, "", "token", err)
 			return Identity{}, fmt.Errorf("%w: %w", auth.ErrAuthenticationFailure, err)
@@ -237,11 +286,16 @@ func (c *Controller) checkCredentials(r *http.Request) (Identity, error) {
 	return id, nil
 }
 
-// login checks a user name and password with the providers, in this order: the htpasswd
-// users, then LDAP. The first provider that knows the name decides; a provider that is
-// down fails only the logins it would have decided. It returns the provider that decided
-// (or was last asked) for the audit log.
+// login checks a user name and password with the providers, in this order: a password
+// that is a JWT goes to OIDC (the user name is not used: `docker login -u any -p $TOKEN`);
+// otherwise the htpasswd users, then LDAP. The first provider that knows the name decides;
+// a provider that is down fails only the logins it would have decided. It returns the
+// provider that decided (or was last asked) for the audit log.
 func (c *Controller) login(ctx context.Context, user, pass string) (Identity, string, error) {
+	if c.oidc != nil && looksLikeJWT(pass) {
+		id, err := c.oidc.authenticate(ctx, pass)
+		return id, ProviderOIDC, err
+	}
 	if user == "" {
 		return Identity{}, "", errUnknownUser
 	}

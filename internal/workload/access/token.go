@@ -195,6 +195,45 @@ func (ts *tokenService) issue(id Identity, access []tokenAccess) (string, time.T
 	return signed, now, ttl, nil
 }
 
+// refreshAudience is the audience of refresh tokens: a refresh token is never accepted as
+// an access token (whose audience is the service itself), nor the other way round.
+func (ts *tokenService) refreshAudience() string { return ts.cfg.Service + "#refresh" }
+
+// issueRefresh signs a refresh token for id, valid for the session TTL.
+func (ts *tokenService) issueRefresh(id Identity) (string, error) {
+	ks := ts.keys.Load()
+	if ks == nil {
+		return "", errors.New("no token keys loaded")
+	}
+	now := ts.now()
+	k := ks.signingKey(now)
+	jti := make([]byte, 16)
+	if _, err := rand.Read(jti); err != nil {
+		return "", err
+	}
+	claims := tokenClaims{
+		RegisteredClaims: jwt.RegisteredClaims{
+			Issuer: ts.cfg.Issuer, Subject: id.User, Audience: jwt.ClaimStrings{ts.refreshAudience()},
+			ExpiresAt: jwt.NewNumericDate(now.Add(ts.cfg.SessionTTL.Duration)),
+			NotBefore: jwt.NewNumericDate(now.Add(-tokenLeeway)), IssuedAt: jwt.NewNumericDate(now),
+			ID: base64.RawURLEncoding.EncodeToString(jti),
+		},
+		Access: []tokenAccess{}, Groups: id.Groups, Provider: id.Provider,
+	}
+	t := jwt.NewWithClaims(jwt.SigningMethodES256, claims)
+	t.Header["kid"] = k.id
+	return t.SignedString(k.key)
+}
+
+// verifyRefresh checks a refresh token and returns the identity it was issued to.
+func (ts *tokenService) verifyRefresh(raw string) (Identity, error) {
+	claims, err := ts.parse(raw, ts.refreshAudience())
+	if err != nil {
+		return Identity{}, err
+	}
+	return Identity{User: claims.Subject, Groups: claims.Groups, Provider: claims.Provider}, nil
+}
+
 // errNotOurToken marks a bearer token this service did not issue (another provider's,
 // e.g. an OIDC ID token, may be tried next).
 var errNotOurToken = errors.New("not a token of this registry")
@@ -210,27 +249,7 @@ func (ts *tokenService) verify(raw string) (Identity, error) {
 	if hit && now.Before(v.expires) {
 		return v.id, nil
 	}
-	ks := ts.keys.Load()
-	if ks == nil {
-		return Identity{}, errors.New("no token keys loaded")
-	}
-	var claims tokenClaims
-	_, err := jwt.ParseWithClaims(raw, &claims, func(t *jwt.Token) (any, error) {
-		kid, _ := t.Header["kid"].(string)
-		k, ok := ks.byID[kid]
-		if !ok {
-			return nil, fmt.Errorf("%w: unknown key id %q", errNotOurToken, kid)
-		}
-		return &k.PublicKey, nil
-	},
-		jwt.WithValidMethods([]string{jwt.SigningMethodES256.Alg()}),
-		jwt.WithIssuer(ts.cfg.Issuer),
-		jwt.WithAudience(ts.cfg.Service),
-		jwt.WithExpirationRequired(),
-		jwt.WithIssuedAt(),
-		jwt.WithLeeway(tokenLeeway),
-		jwt.WithTimeFunc(ts.now),
-	)
+	claims, err := ts.parse(raw, ts.cfg.Service)
 	if err != nil {
 		return Identity{}, err
 	}
@@ -254,4 +273,33 @@ func (ts *tokenService) verify(raw string) (Identity, error) {
 	ts.cache[sum] = verifiedToken{id: id, expires: claims.ExpiresAt.Time}
 	ts.mu.Unlock()
 	return id, nil
+}
+
+// parse checks a token's signature (a listed key, ES256 only), issuer, audience and times.
+func (ts *tokenService) parse(raw, audience string) (*tokenClaims, error) {
+	ks := ts.keys.Load()
+	if ks == nil {
+		return nil, errors.New("no token keys loaded")
+	}
+	var claims tokenClaims
+	_, err := jwt.ParseWithClaims(raw, &claims, func(t *jwt.Token) (any, error) {
+		kid, _ := t.Header["kid"].(string)
+		k, ok := ks.byID[kid]
+		if !ok {
+			return nil, fmt.Errorf("%w: unknown key id %q", errNotOurToken, kid)
+		}
+		return &k.PublicKey, nil
+	},
+		jwt.WithValidMethods([]string{jwt.SigningMethodES256.Alg()}),
+		jwt.WithIssuer(ts.cfg.Issuer),
+		jwt.WithAudience(audience),
+		jwt.WithExpirationRequired(),
+		jwt.WithIssuedAt(),
+		jwt.WithLeeway(tokenLeeway),
+		jwt.WithTimeFunc(ts.now),
+	)
+	if err != nil {
+		return nil, err
+	}
+	return &claims, nil
 }

@@ -3,6 +3,7 @@ package access
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"regexp"
 	"slices"
@@ -30,6 +31,8 @@ type tokenResponse struct {
 	AccessToken string `json:"access_token"`
 	ExpiresIn   int    `json:"expires_in"`
 	IssuedAt    string `json:"issued_at"`
+	// RefreshToken is set for OIDC logins that ask for one (see TokenHandler).
+	RefreshToken string `json:"refresh_token,omitempty"`
 }
 
 // TokenHandler serves the token endpoint: GET with Basic credentials (or none, for an
@@ -44,7 +47,7 @@ func (c *Controller) TokenHandler() http.Handler {
 			writeError(w, http.StatusNotFound, "UNSUPPORTED", "the token service is not enabled")
 			return
 		}
-		var user, pass string
+		var user, pass, refreshToken string
 		var hasCreds bool
 		var params map[string][]string
 		switch r.Method {
@@ -62,9 +65,17 @@ func (c *Controller) TokenHandler() http.Handler {
 			case "password":
 				user, pass = r.PostForm.Get("username"), r.PostForm.Get("password")
 				hasCreds = true
+			case "refresh_token":
+				// docker, containerd and podman send back the identity token they stored:
+				// a refresh token this endpoint issued to an OIDC login.
+				refreshToken = r.PostForm.Get("refresh_token")
+				if refreshToken == "" {
+					writeOAuthError(w, http.StatusBadRequest, "invalid_request", "refresh_token is empty")
+					return
+				}
 			default:
 				writeOAuthError(w, http.StatusBadRequest, "unsupported_grant_type",
-					"only grant_type=password is supported; use GET with Basic credentials otherwise")
+					"grant_type must be password or refresh_token; use GET with Basic credentials otherwise")
 				return
 			}
 		default:
@@ -83,9 +94,16 @@ func (c *Controller) TokenHandler() http.Handler {
 		}
 
 		id := Identity{}
-		if hasCreds && (user != "" || pass != "") {
+		if refreshToken != "" || (hasCreds && (user != "" || pass != "")) {
 			var provider string
-			id, provider, err = c.login(r.Context(), user, pass)
+			if refreshToken != "" {
+				provider = "refresh_token"
+				if id, err = c.tokens.verifyRefresh(refreshToken); err != nil {
+					err = fmt.Errorf("%w: %w", errBadPassword, err)
+				}
+			} else {
+				id, provider, err = c.login(r.Context(), user, pass)
+			}
 			if err != nil {
 				c.audit.authFailed(r, user, provider, err)
 				if errors.Is(err, errProviderUnavailable) {
@@ -104,12 +122,23 @@ func (c *Controller) TokenHandler() http.Handler {
 			writeError(w, http.StatusInternalServerError, "UNKNOWN", "the token could not be issued")
 			return
 		}
+		resp := tokenResponse{Token: token, AccessToken: token, ExpiresIn: int(ttl / time.Second),
+			IssuedAt: issued.UTC().Format(time.RFC3339)}
+		// An OIDC login that asks for it (docker: offline_token=true; OAuth2:
+		// access_type=offline) gets a refresh token to store instead of the ID token, which
+		// expires within minutes. Passwords of the other providers do not expire, and
+		// clients keep storing them.
+		if id.Provider == ProviderOIDC && refreshToken == "" &&
+			(first(params["offline_token"]) == "true" || first(params["access_type"]) == "offline") {
+			if resp.RefreshToken, err = c.tokens.issueRefresh(c.tokenIdentity(id)); err != nil {
+				c.log.Error("Issue a refresh token", "err", err)
+				writeError(w, http.StatusInternalServerError, "UNKNOWN", "the token could not be issued")
+				return
+			}
+		}
 		c.audit.issued.WithLabelValues(providerLabel(id)).Inc()
 		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(tokenResponse{
-			Token: token, AccessToken: token, ExpiresIn: int(ttl / time.Second),
-			IssuedAt: issued.UTC().Format(time.RFC3339),
-		})
+		_ = json.NewEncoder(w).Encode(resp)
 	})
 }
 

@@ -155,6 +155,9 @@ func (s *Server) apiHandler(touch *toucher) http.Handler {
 	if s.users != nil && s.cfg.Auth.Token != nil {
 		mux.Handle(registryconfig.TokenPath, s.users.TokenHandler())
 	}
+	if s.users != nil && s.cfg.Auth.OIDC != nil {
+		mux.Handle(registryconfig.OIDCLoginPath, s.users.OIDCLoginHandler())
+	}
 	mux.Handle("/", h)
 	return s.metrics.instrument(mux)
 }
