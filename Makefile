@@ -66,8 +66,8 @@ verify: tidy generate manifests bundle fmt ## Tidy modules, regenerate code, man
 ##@ Test
 
 .PHONY: test
-test: manifests generate vet envtest-bins versitygw test-deps $(KUSTOMIZE) ## Run unit, registry (real HTTP, real S3 server, real skopeo) and envtest tests.
-	DOCKYARD_REQUIRE_CLIENTS=1 KUBEBUILDER_ASSETS="$$(hack/build-envtest.sh)" go test $(GO_TEST_FLAGS) ./... -count=1 -timeout 30m
+test: manifests generate vet envtest-bins versitygw dex test-deps $(KUSTOMIZE) ## Run unit, registry (real HTTP, real S3 server, LDAP directory, OIDC provider, real skopeo) and envtest tests.
+	DOCKYARD_REQUIRE_CLIENTS=1 KUBEBUILDER_ASSETS="$$(hack/build-envtest.sh)" DOCKYARD_DEX="$$(hack/build-dex.sh)" go test $(GO_TEST_FLAGS) ./... -count=1 -timeout 30m
 
 .PHONY: test-deps
 test-deps: ## Install what the tests and checks use from Debian when missing: skopeo (a real registry client), shellcheck, slapd (a real LDAP directory).
@@ -76,6 +76,10 @@ test-deps: ## Install what the tests and checks use from Debian when missing: sk
 .PHONY: envtest-bins
 envtest-bins: ## Build kube-apiserver and etcd for envtest into the tool cache (~/.cache/dockyard/envtest).
 	@hack/build-envtest.sh >/dev/null
+
+.PHONY: dex
+dex: ## Build dex, the OIDC provider the OIDC tests run against (tool cache; ~9 min cold).
+	@hack/build-dex.sh >/dev/null
 
 .PHONY: versitygw
 versitygw: ## Build the versitygw S3 server (tool cache) the S3 storage tests run against.
