@@ -17,7 +17,7 @@ const (
 	// ConditionCertificateReady reports the serving certificate (only when spec.tls is set).
 	ConditionCertificateReady = "CertificateReady"
 	// ConditionAuthReady reports the identity providers (only when spec.auth is set): the
-	// users Secret, the LDAP bind Secret, CA and directory.
+	// users Secret, the LDAP bind Secret, CA and directory, the OIDC CA and provider.
 	ConditionAuthReady = "AuthReady"
 )
 
@@ -71,6 +71,10 @@ const (
 	// certificate error); the message carries the error. The operator checks from its own
 	// pod, every minute while failing. Other providers keep working.
 	ReasonLDAPUnreachable = "LDAPUnreachable"
+	// ReasonOIDCDiscoveryFailed (AuthReady=False): the operator could not read the OIDC
+	// provider's discovery document or key set (unreachable, untrusted certificate, issuer
+	// mismatch); the message carries the error. Checked like LDAP.
+	ReasonOIDCDiscoveryFailed = "OIDCDiscoveryFailed"
 	// ReasonLDAPBindFailed (AuthReady=False): the directory answered but refused the
 	// service account (wrong bindDN or password).
 	ReasonLDAPBindFailed = "LDAPBindFailed"

@@ -14,6 +14,7 @@ import (
 
 	"github.com/dockyard-dev/dockyard/api/v1alpha1"
 	"github.com/dockyard-dev/dockyard/internal/registryconfig"
+	"github.com/dockyard-dev/dockyard/internal/testfixture/dex"
 	"github.com/dockyard-dev/dockyard/internal/testfixture/slapd"
 )
 
@@ -132,5 +133,30 @@ var _ = Describe("Registry identity providers", func() {
 		Expect(k8sClient.Create(ctx, newRegistry(ns, "noca", withLDAP(dir.LDAPSURL, "ldap-bind",
 			&v1alpha1.CABundleSource{ConfigMapKeyRef: &v1alpha1.ConfigMapKeyReference{Name: "nope", Key: "ca.crt"}})))).To(Succeed())
 		expectCondition(ns, "noca", v1alpha1.ConditionAuthReady, metav1.ConditionFalse, v1alpha1.ReasonConfigMapNotFound)
+	})
+
+	It("reports the OIDC provider's health in AuthReady", func() {
+		idp := dex.Start(GinkgoT(), nil, dex.Options{})
+		Expect(k8sClient.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "idp-ca"},
+			Data: map[string][]byte{"ca.crt": idp.CAPEM}})).To(Succeed())
+		withOIDC := func(issuer string) registryOption {
+			return func(r *v1alpha1.Registry) {
+				r.Spec.Auth = &v1alpha1.AuthSpec{OIDC: &v1alpha1.OIDCSpec{IssuerURL: issuer, Audiences: []string{"dockyard"},
+					CA: &v1alpha1.CABundleSource{SecretKeyRef: &v1alpha1.SecretKeyReference{Name: "idp-ca", Key: "ca.crt"}}}}
+			}
+		}
+		Expect(k8sClient.Create(ctx, newRegistry(ns, "ok", withOIDC(idp.Issuer)))).To(Succeed())
+		expectCondition(ns, "ok", v1alpha1.ConditionAuthReady, metav1.ConditionTrue, v1alpha1.ReasonProvidersReady)
+		d := get(ns, "ok", &appsv1.Deployment{})
+		Expect(d.Spec.Template.Spec.Volumes).To(ContainElement(HaveField("Name", "oidc")))
+		cm := get(ns, "ok-config", &corev1.ConfigMap{})
+		cfg, err := registryconfig.Parse([]byte(cm.Data[registryconfig.ConfigFileName]))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(cfg.Auth.OIDC.CAFile).To(Equal(registryconfig.OIDCDir + "/ca.crt"))
+
+		Expect(k8sClient.Create(ctx, newRegistry(ns, "wrong-issuer", withOIDC(idp.Issuer+"/elsewhere")))).To(Succeed())
+		expectCondition(ns, "wrong-issuer", v1alpha1.ConditionAuthReady, metav1.ConditionFalse, v1alpha1.ReasonOIDCDiscoveryFailed)
+		Expect(k8sClient.Create(ctx, newRegistry(ns, "down", withOIDC("https://127.0.0.1:1/dex")))).To(Succeed())
+		expectCondition(ns, "down", v1alpha1.ConditionAuthReady, metav1.ConditionFalse, v1alpha1.ReasonOIDCDiscoveryFailed)
 	})
 })

@@ -23,12 +23,13 @@ import (
 	"github.com/dockyard-dev/dockyard/internal/workload/access"
 )
 
-// How often the operator binds to a Registry's LDAP directory to report its health in
-// AuthReady: every 5 minutes while it works, every minute while it does not.
+// How often the operator checks a Registry's identity providers (binds to the LDAP
+// directory, reads the OIDC provider's discovery document and keys) to report their health
+// in AuthReady: every 5 minutes while they work, every minute while they do not.
 const (
-	ldapRecheckHealthy = 5 * time.Minute
-	ldapRecheckFailing = time.Minute
-	ldapCheckTimeout   = 10 * time.Second
+	providerRecheckHealthy = 5 * time.Minute
+	providerRecheckFailing = time.Minute
+	providerCheckTimeout   = 10 * time.Second
 )
 
 // ldapState is what the operator observed of spec.auth.ldap.
@@ -51,55 +52,89 @@ func (r *RegistryReconciler) observeLDAP(ctx context.Context, reg *v1alpha1.Regi
 		return nil, 0, err
 	}
 	st.bind = ss
-	var caPEM []byte
-	if ca := l.CA; ca != nil {
-		switch {
-		case ca.SecretKeyRef != nil:
-			csec, cs, err := r.readSecret(ctx, reg.Namespace, ca.SecretKeyRef.Name, ca.SecretKeyRef.Key)
-			if err != nil {
-				return nil, 0, err
-			}
-			st.ca = cs
-			if csec != nil {
-				caPEM = csec.Data[ca.SecretKeyRef.Key]
-			}
-		case ca.ConfigMapKeyRef != nil:
-			cm := &corev1.ConfigMap{}
-			st.ca = &secretState{name: ca.ConfigMapKeyRef.Name, kind: "ConfigMap"}
-			err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: reg.Namespace, Name: ca.ConfigMapKeyRef.Name}, cm)
-			switch {
-			case apierrors.IsNotFound(err):
-			case err != nil:
-				return nil, 0, fmt.Errorf("get ConfigMap %s/%s: %w", reg.Namespace, ca.ConfigMapKeyRef.Name, err)
-			default:
-				st.ca.found = true
-				caPEM = []byte(cm.Data[ca.ConfigMapKeyRef.Key])
-				if len(caPEM) == 0 {
-					st.ca.missingKeys = []string{ca.ConfigMapKeyRef.Key}
-				}
-			}
-		}
+	ca, caPEM, err := r.observeCA(ctx, reg, l.CA)
+	if err != nil {
+		return nil, 0, err
 	}
+	st.ca = ca
 	if !st.bind.ok() || (st.ca != nil && !st.ca.ok()) {
 		return st, 0, nil
 	}
 	cfg := resources.Config(reg, resources.Inputs{}).Auth.LDAP
 	pw := sec.Data[l.BindPasswordSecretRef.Key]
 	key := ldapCheckKey(reg, cfg, pw, caPEM)
-	res, ok := r.ldapChecks.get(key, r.now())
-	if !ok {
-		ctx, cancel := context.WithTimeout(ctx, ldapCheckTimeout)
+	res, recheck := r.providerChecks.run(key, r.now(), func() error {
+		ctx, cancel := context.WithTimeout(ctx, providerCheckTimeout)
 		defer cancel()
 		ctrl.LoggerFrom(ctx).V(1).Info("Checking LDAP directory", "urls", st.url)
-		res = ldapCheck{err: r.checkLDAP(ctx, *cfg, pw, caPEM), at: r.now()}
-		r.ldapChecks.put(key, res)
-	}
+		return r.checkLDAP(ctx, *cfg, pw, caPEM)
+	})
 	st.checked, st.err = true, res.err
-	wait := ldapRecheckHealthy
-	if res.err != nil {
-		wait = ldapRecheckFailing
+	return st, recheck, nil
+}
+
+// oidcState is what the operator observed of spec.auth.oidc.
+type oidcState struct {
+	ca      *secretState // nil without oidc.ca
+	checked bool
+	err     error
+}
+
+// observeOIDC reads the CA the Registry refers to and, when it is there, reads the
+// provider's discovery document and key set, at most every few minutes per Registry.
+func (r *RegistryReconciler) observeOIDC(ctx context.Context, reg *v1alpha1.Registry, o *v1alpha1.OIDCSpec) (*oidcState, time.Duration, error) {
+	ca, caPEM, err := r.observeCA(ctx, reg, o.CA)
+	if err != nil {
+		return nil, 0, err
 	}
-	return st, max(time.Second, res.at.Add(wait).Sub(r.now())), nil
+	st := &oidcState{ca: ca}
+	if ca != nil && !ca.ok() {
+		return st, 0, nil
+	}
+	h := sha256.New()
+	fmt.Fprintf(h, "oidc\x00%s\x00%s\x00", reg.UID, o.IssuerURL)
+	h.Write(caPEM)
+	res, recheck := r.providerChecks.run(hex.EncodeToString(h.Sum(nil)), r.now(), func() error {
+		ctx, cancel := context.WithTimeout(ctx, providerCheckTimeout)
+		defer cancel()
+		ctrl.LoggerFrom(ctx).V(1).Info("Checking OIDC provider", "issuer", o.IssuerURL)
+		if r.OIDCCheck != nil {
+			return r.OIDCCheck(ctx, o.IssuerURL, caPEM)
+		}
+		return access.CheckOIDC(ctx, o.IssuerURL, caPEM, providerCheckTimeout)
+	})
+	st.checked, st.err = true, res.err
+	return st, recheck, nil
+}
+
+// observeCA reads a CA bundle reference (nil: none, the system roots).
+func (r *RegistryReconciler) observeCA(ctx context.Context, reg *v1alpha1.Registry, ca *v1alpha1.CABundleSource) (*secretState, []byte, error) {
+	if ca == nil {
+		return nil, nil, nil
+	}
+	if ref := ca.SecretKeyRef; ref != nil {
+		sec, st, err := r.readSecret(ctx, reg.Namespace, ref.Name, ref.Key)
+		if err != nil || sec == nil {
+			return st, nil, err
+		}
+		return st, sec.Data[ref.Key], nil
+	}
+	ref := ca.ConfigMapKeyRef
+	st := &secretState{name: ref.Name, kind: "ConfigMap"}
+	cm := &corev1.ConfigMap{}
+	err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: reg.Namespace, Name: ref.Name}, cm)
+	switch {
+	case apierrors.IsNotFound(err):
+		return st, nil, nil
+	case err != nil:
+		return nil, nil, fmt.Errorf("get ConfigMap %s/%s: %w", reg.Namespace, ref.Name, err)
+	}
+	st.found = true
+	pem := []byte(cm.Data[ref.Key])
+	if len(pem) == 0 {
+		st.missingKeys = []string{ref.Key}
+	}
+	return st, pem, nil
 }
 
 func (r *RegistryReconciler) checkLDAP(ctx context.Context, cfg registryconfig.LDAP, pw, ca []byte) error {
@@ -128,46 +163,46 @@ func ldapCheckKey(reg *v1alpha1.Registry, cfg *registryconfig.LDAP, pw, ca []byt
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-type ldapCheck struct {
+// providerCheckCache remembers recent provider checks (directory binds, OIDC discovery),
+// keyed by the Registry and everything a check depends on.
+type providerCheckCache struct {
+	mu sync.Mutex
+	m  map[string]providerCheck
+}
+
+type providerCheck struct {
 	err error
 	at  time.Time
 }
 
-// ldapCheckCache remembers recent directory checks.
-type ldapCheckCache struct {
-	mu sync.Mutex
-	m  map[string]ldapCheck
+func recheckAfter(err error) time.Duration {
+	if err != nil {
+		return providerRecheckFailing
+	}
+	return providerRecheckHealthy
 }
 
-func (c *ldapCheckCache) get(key string, now time.Time) (ldapCheck, bool) {
+// run returns the cached result of the check under key, or runs check; and how long until
+// it should run again.
+func (c *providerCheckCache) run(key string, now time.Time, check func() error) (providerCheck, time.Duration) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	res, ok := c.m[key]
-	if !ok {
-		return ldapCheck{}, false
-	}
-	wait := ldapRecheckHealthy
-	if res.err != nil {
-		wait = ldapRecheckFailing
-	}
-	if now.Sub(res.at) >= wait {
-		return ldapCheck{}, false
-	}
-	return res, true
-}
-
-func (c *ldapCheckCache) put(key string, res ldapCheck) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.m == nil {
-		c.m = map[string]ldapCheck{}
-	}
-	for k, v := range c.m {
-		if res.at.Sub(v.at) > ldapRecheckHealthy {
-			delete(c.m, k)
+	c.mu.Unlock()
+	if !ok || now.Sub(res.at) >= recheckAfter(res.err) {
+		res = providerCheck{err: check(), at: now}
+		c.mu.Lock()
+		if c.m == nil {
+			c.m = map[string]providerCheck{}
 		}
+		for k, v := range c.m {
+			if now.Sub(v.at) > providerRecheckHealthy {
+				delete(c.m, k)
+			}
+		}
+		c.m[key] = res
+		c.mu.Unlock()
 	}
-	c.m[key] = res
+	return res, max(time.Second, res.at.Add(recheckAfter(res.err)).Sub(now))
 }
 
 // ensureTokenKeys creates the token keys Secret and rotates its keys (see
@@ -225,7 +260,7 @@ func (r *RegistryReconciler) ensureTokenKeys(ctx context.Context, reg *v1alpha1.
 }
 
 // authCondition reports every identity provider: the users Secret, the LDAP bind Secret,
-// CA and directory. It is False with the reason of the first provider that is not ready;
+// CA and directory, the OIDC CA and provider. It is False with the reason of the first provider that is not ready;
 // the message lists each provider's state. Nil without spec.auth.
 func authCondition(reg *v1alpha1.Registry, s *scope) *metav1.Condition {
 	a := reg.Spec.Auth
@@ -233,7 +268,7 @@ func authCondition(reg *v1alpha1.Registry, s *scope) *metav1.Condition {
 		return nil
 	}
 	c := &metav1.Condition{Type: v1alpha1.ConditionAuthReady}
-	if a.LDAP == nil {
+	if a.LDAP == nil && a.OIDC == nil {
 		secretCondition(c, s.users, "users")
 		return c
 	}
@@ -257,6 +292,7 @@ func authCondition(reg *v1alpha1.Registry, s *scope) *metav1.Condition {
 	}
 	l := s.ldap
 	switch {
+	case a.LDAP == nil:
 	case l == nil:
 		fail(v1alpha1.ReasonNotObserved, "ldap: not observed")
 	case !l.bind.ok():
@@ -273,6 +309,21 @@ func authCondition(reg *v1alpha1.Registry, s *scope) *metav1.Condition {
 		fail(v1alpha1.ReasonLDAPUnreachable, fmt.Sprintf("ldap: cannot reach %s: %v", l.url, l.err))
 	default:
 		parts = append(parts, fmt.Sprintf("ldap: %s answers and the bind account works", l.url))
+	}
+	if o := a.OIDC; o != nil {
+		ost := s.oidc
+		switch {
+		case ost == nil:
+			fail(v1alpha1.ReasonNotObserved, "oidc: not observed")
+		case ost.ca != nil && !ost.ca.ok():
+			cc := &metav1.Condition{}
+			secretCondition(cc, ost.ca, "CA bundle")
+			fail(cc.Reason, "oidc: "+cc.Message)
+		case ost.err != nil:
+			fail(v1alpha1.ReasonOIDCDiscoveryFailed, fmt.Sprintf("oidc: cannot read the provider's discovery document or keys at %s: %v", o.IssuerURL, ost.err))
+		default:
+			parts = append(parts, fmt.Sprintf("oidc: %s publishes its discovery document and keys", o.IssuerURL))
+		}
 	}
 	if !failed {
 		c.Status, c.Reason = metav1.ConditionTrue, v1alpha1.ReasonProvidersReady

@@ -54,8 +54,11 @@ type RegistryReconciler struct {
 	Clock func() time.Time
 	// LDAPCheck binds to a directory as the service account; access.CheckLDAP when nil.
 	LDAPCheck func(ctx context.Context, cfg registryconfig.LDAP, bindPassword, caPEM []byte) error
+	// OIDCCheck reads an OIDC provider's discovery document and keys; access.CheckOIDC
+	// when nil.
+	OIDCCheck func(ctx context.Context, issuerURL string, caPEM []byte) error
 
-	ldapChecks ldapCheckCache
+	providerChecks providerCheckCache
 
 	applier *ssa.Applier
 }

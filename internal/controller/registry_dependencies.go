@@ -56,6 +56,14 @@ func (r *RegistryReconciler) observeDependencies(ctx context.Context, s *scope) 
 		s.ldap = st
 		res = lowestRequeue(res, ctrl.Result{RequeueAfter: recheck})
 	}
+	if a := reg.Spec.Auth; a != nil && a.OIDC != nil {
+		st, recheck, err := r.observeOIDC(ctx, reg, a.OIDC)
+		if err != nil {
+			return res, err
+		}
+		s.oidc = st
+		res = lowestRequeue(res, ctrl.Result{RequeueAfter: recheck})
+	}
 	if ref := reg.StorageCredentialsRef(); ref != nil {
 		sec, st, err := r.readSecret(ctx, reg.Namespace, ref.Name, credentialKeys(reg)...)
 		if err != nil {

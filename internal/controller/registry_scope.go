@@ -33,6 +33,7 @@ type scope struct {
 	// Dependencies.
 	users       *secretState // nil without spec.auth.usersSecretRef
 	ldap        *ldapState   // nil without spec.auth.ldap
+	oidc        *oidcState   // nil without spec.auth.oidc
 	credentials *secretState // nil without a storage credentials Secret
 	tls         *secretState // nil without spec.tls
 	cert        *certState   // nil without tls.issuerRef

@@ -398,6 +398,28 @@ func TestAuthCondition(t *testing.T) {
 			metav1.Condition{Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonConfigMapNotFound,
 				Message: `ldap: CA bundle ConfigMap "ca" not found in the Registry's namespace`}},
 	}
+	withOIDC := func(r *v1alpha1.Registry) {
+		r.Spec.Auth = &v1alpha1.AuthSpec{UsersSecretRef: &v1alpha1.SecretReference{Name: "users"},
+			OIDC: &v1alpha1.OIDCSpec{IssuerURL: "https://idp.example.com", Audiences: []string{"registry"}}}
+	}
+	cases = append(cases,
+		struct {
+			name string
+			reg  *v1alpha1.Registry
+			s    scope
+			want metav1.Condition
+		}{"an OIDC provider that answers", testReg(withOIDC), scope{users: usersOK, oidc: &oidcState{checked: true}},
+			metav1.Condition{Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonProvidersReady,
+				Message: `htpasswd: users Secret "users" has the expected keys; oidc: https://idp.example.com publishes its discovery document and keys`}},
+		struct {
+			name string
+			reg  *v1alpha1.Registry
+			s    scope
+			want metav1.Condition
+		}{"an OIDC provider that does not", testReg(withOIDC), scope{users: usersOK, oidc: &oidcState{checked: true, err: errors.New("x509: unknown authority")}},
+			metav1.Condition{Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonOIDCDiscoveryFailed,
+				Message: `htpasswd: users Secret "users" has the expected keys; oidc: cannot read the provider's discovery document or keys at https://idp.example.com: x509: unknown authority`}},
+	)
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			got := authCondition(tc.reg, &tc.s)

@@ -59,6 +59,21 @@ var _ = Describe("Registry validation at apply time", func() {
 			r.Spec.Auth.LDAP.Timeout = &metav1.Duration{Duration: time.Hour}
 			return r
 		}, "timeout must be between 1s and 1m"),
+		Entry("an OIDC issuer over plain HTTP", func(ns string) *v1alpha1.Registry {
+			r := newRegistry(ns, "r")
+			r.Spec.Auth = &v1alpha1.AuthSpec{OIDC: &v1alpha1.OIDCSpec{IssuerURL: "http://idp.example.com", Audiences: []string{"r"}}}
+			return r
+		}, "spec.auth.oidc.issuerURL"),
+		Entry("an OIDC provider without audiences", func(ns string) *v1alpha1.Registry {
+			r := newRegistry(ns, "r")
+			r.Spec.Auth = &v1alpha1.AuthSpec{OIDC: &v1alpha1.OIDCSpec{IssuerURL: "https://idp.example.com"}}
+			return r
+		}, "spec.auth.oidc.audiences"),
+		Entry("a session longer than a week", func(ns string) *v1alpha1.Registry {
+			r := newRegistry(ns, "r", withUsers("users"))
+			r.Spec.Auth.Tokens = &v1alpha1.TokenSpec{SessionTTL: &metav1.Duration{Duration: 200 * time.Hour}}
+			return r
+		}, "sessionTTL must be between 1h and 168h"),
 		Entry("a token lifetime under a minute", func(ns string) *v1alpha1.Registry {
 			r := newRegistry(ns, "r", withUsers("users"))
 			r.Spec.Auth.Tokens = &v1alpha1.TokenSpec{TTL: &metav1.Duration{Duration: 30 * time.Second}}

@@ -207,3 +207,47 @@ func (c *Controller) OIDCLoginHandler() http.Handler {
 		_ = json.NewEncoder(w).Encode(loginInfo{Issuer: c.oidc.cfg.IssuerURL, ClientID: c.oidc.cfg.LoginClientID, Scopes: LoginScopes})
 	})
 }
+
+// CheckOIDC reads the provider's discovery document and its key set, as the registry
+// would, trusting caPEM (the system roots when empty). The operator reports the result in
+// AuthReady.
+func CheckOIDC(ctx context.Context, issuerURL string, caPEM []byte, timeout time.Duration) error {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if len(caPEM) > 0 {
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(caPEM) {
+			return errors.New("the CA bundle holds no PEM certificate")
+		}
+		tc.RootCAs = pool
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = tc
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: timeout}
+	prov, err := oidc.NewProvider(oidc.ClientContext(ctx, client), issuerURL)
+	if err != nil {
+		return err
+	}
+	var doc struct {
+		JWKSURL string `json:"jwks_uri"`
+	}
+	if err := prov.Claims(&doc); err != nil || doc.JWKSURL == "" {
+		return fmt.Errorf("the discovery document names no jwks_uri: %v", err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, doc.JWKSURL, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return fmt.Errorf("fetch the key set: %w", err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	var keys struct {
+		Keys []json.RawMessage `json:"keys"`
+	}
+	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&keys) != nil || len(keys.Keys) == 0 {
+		return fmt.Errorf("the key set at %s is unusable (HTTP %d)", doc.JWKSURL, resp.StatusCode)
+	}
+	return nil
+}
