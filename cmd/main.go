@@ -2,6 +2,7 @@
 //
 //	dockyard manager [flags]          the operator (the default when no command is given)
 //	dockyard registry serve|gc ...    the registry workload run in a Registry's pods
+//	dockyard login REGISTRY           log in through the Registry's OIDC provider (device flow)
 //	dockyard version
 package main
 
@@ -13,6 +14,7 @@ import (
 
 	ctrl "sigs.k8s.io/controller-runtime"
 
+	"github.com/dockyard-dev/dockyard/internal/login"
 	"github.com/dockyard-dev/dockyard/internal/manager"
 	"github.com/dockyard-dev/dockyard/internal/workload"
 )
@@ -23,7 +25,7 @@ var version = "dev"
 func main() {
 	args := os.Args[1:]
 	cmd := "manager"
-	if len(args) > 0 && (args[0] == "manager" || args[0] == "registry" || args[0] == "version") {
+	if len(args) > 0 && (args[0] == "manager" || args[0] == "registry" || args[0] == "login" || args[0] == "version") {
 		cmd, args = args[0], args[1:]
 	}
 	ctx := ctrl.SetupSignalHandler()
@@ -33,6 +35,8 @@ func main() {
 		fmt.Println(version)
 	case "registry":
 		err = workload.Run(ctx, args, os.Stdout, os.Stderr)
+	case "login":
+		err = login.Run(ctx, args, os.Stdin, os.Stdout, os.Stderr)
 	default:
 		err = manager.Run(ctx, args, version)
 	}

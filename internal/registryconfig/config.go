@@ -165,8 +165,8 @@ type OIDC struct {
 	// CAFile is a PEM bundle of the CAs to trust for the provider; empty means the system
 	// roots.
 	CAFile string `json:"caFile,omitempty"`
-	// LoginClientID is the public client `dockyard login` uses (device flow). Empty
-	// turns `dockyard login` off.
+	// LoginClientID is the public client `dockyard login` uses (device flow); its ID
+	// tokens are accepted too (it is an audience). Empty turns `dockyard login` off.
 	LoginClientID string `json:"loginClientID,omitempty"`
 	// Timeout bounds each request to the provider. Default 10s.
 	Timeout Duration `json:"timeout,omitempty"`

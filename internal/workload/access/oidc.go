@@ -130,7 +130,10 @@ func (p *oidcProvider) authenticate(ctx context.Context, raw string) (Identity, 
 		}
 		return Identity{}, fmt.Errorf("%w: %w", errBadPassword, err)
 	}
-	if !slices.ContainsFunc(tok.Audience, func(a string) bool { return slices.Contains(p.cfg.Audiences, a) }) {
+	accepted := func(a string) bool {
+		return slices.Contains(p.cfg.Audiences, a) || (p.cfg.LoginClientID != "" && a == p.cfg.LoginClientID)
+	}
+	if !slices.ContainsFunc(tok.Audience, accepted) {
 		return Identity{}, fmt.Errorf("%w: the token's audience %v is not accepted", errBadPassword, tok.Audience)
 	}
 	var claims map[string]any
