@@ -140,6 +140,36 @@ type Auth struct {
 	// OIDC, when set, accepts ID tokens of an OpenID Connect provider as passwords and as
 	// Bearer tokens.
 	OIDC *OIDC `json:"oidc,omitempty"`
+	// RobotsFile, when set, holds the robot accounts (Robots as JSON), written by the
+	// operator; re-read when it changes.
+	RobotsFile string `json:"robotsFile,omitempty"`
+}
+
+// RobotUserPrefix starts the user name of every robot account: robot+<name>. Names with
+// it are checked only against the robots file.
+const RobotUserPrefix = "robot+"
+
+// Robots is the content of Auth.RobotsFile.
+type Robots struct {
+	Robots []Robot `json:"robots"`
+}
+
+// Robot is a machine account: its user name, what it may do, and the credentials that
+// log it in (hashes only).
+type Robot struct {
+	// User is RobotUserPrefix + the robot's name.
+	User         string       `json:"user"`
+	Repositories []string     `json:"repositories"`
+	Role         Role         `json:"role"`
+	Credentials  []RobotToken `json:"credentials"`
+}
+
+// RobotToken is one credential of a robot: the SHA-256 of a random password (256 bits of
+// entropy, so a fast hash is safe) and its validity.
+type RobotToken struct {
+	SHA256    string    `json:"sha256"`
+	CreatedAt time.Time `json:"createdAt"`
+	ExpiresAt time.Time `json:"expiresAt"`
 }
 
 // OIDC verifies ID tokens of an OpenID Connect provider: signature (keys from the
@@ -494,8 +524,8 @@ func (c *Config) Validate() error {
 		add("storage.redirectDownloads: only object storage (s3, gcs, azure) can redirect downloads")
 	}
 	if a := c.Auth; a != nil {
-		if a.HtpasswdFile == "" && a.LDAP == nil && a.OIDC == nil {
-			add("auth: at least one of htpasswdFile, ldap and oidc is required")
+		if a.HtpasswdFile == "" && a.LDAP == nil && a.OIDC == nil && a.RobotsFile == "" {
+			add("auth: at least one of htpasswdFile, ldap, oidc and robotsFile is required")
 		}
 		if o := a.OIDC; o != nil {
 			if !strings.HasPrefix(o.IssuerURL, "https://") {

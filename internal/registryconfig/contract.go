@@ -63,6 +63,9 @@ const (
 	// referenced Secret or ConfigMap key.
 	OIDCDir    = "/etc/dockyard/oidc"
 	OIDCCAFile = "ca.crt"
+	// RobotsDir holds the robot accounts (RobotsKey: Robots as JSON, hashes only), mounted
+	// from the generated Secret <registry>-robots; the workload reloads it when it changes.
+	RobotsDir = "/etc/dockyard/robots"
 	// GCSDir holds the GCS service-account key (GCSKeyFile) when one is referenced.
 	GCSDir     = "/etc/dockyard/gcs"
 	GCSKeyFile = "key.json"
@@ -92,6 +95,15 @@ const (
 	GCSKeyJSONKey = "key.json"
 	// AzureAccountKeyKey is the storage account's shared key.
 	AzureAccountKeyKey = "accountKey"
+	// RobotsKey is the key of the generated robots Secret.
+	RobotsKey = "robots.json"
+	// Keys of a robot's credentials Secret (type kubernetes.io/dockerconfigjson), besides
+	// .dockerconfigjson: the user name and password for CI systems, and the registry host.
+	RobotUsernameKey = "username"
+	RobotPasswordKey = "password"
+	RobotRegistryKey = "registry"
+	// RobotPendingPasswordKey holds a rotated password until every replica knows it.
+	RobotPendingPasswordKey = "pending-password"
 	// TokenKeysKey is the key of the generated token keys Secret: TokenKeys as JSON.
 	TokenKeysKey = "keys.json"
 	// HTTPSecretKey is the key of the generated secret that replicas share to sign upload

@@ -22,7 +22,7 @@ func newAudit(log *slog.Logger) *audit {
 		log: log,
 		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "dockyard_registry_auth_failures_total",
-			Help: "Failed authentications by identity provider and reason (bad_credentials, unknown_user, provider_unavailable, invalid_token).",
+			Help: "Failed authentications by identity provider and reason (bad_credentials, expired_credentials, unknown_user, provider_unavailable, invalid_token).",
 		}, []string{"provider", "reason"}),
 		denials: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "dockyard_registry_access_denied_total",
@@ -44,6 +44,8 @@ func failureReason(err error) string {
 	switch {
 	case errors.Is(err, errProviderUnavailable):
 		return "provider_unavailable"
+	case errors.Is(err, errCredentialExpired):
+		return "expired_credentials"
 	case errors.Is(err, errUnknownUser):
 		return "unknown_user"
 	case errors.Is(err, errBadPassword):

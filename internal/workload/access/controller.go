@@ -20,6 +20,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/distribution/distribution/v3/registry/auth"
 	"github.com/prometheus/client_golang/prometheus"
@@ -67,7 +68,10 @@ type Controller struct {
 	tokens *tokenService
 	ldap   *ldapProvider
 	oidc   *oidcProvider
-	audit  *audit
+	robots atomic.Pointer[robotSet]
+	// now is the clock (robot credential expiry).
+	now   func() time.Time
+	audit *audit
 	// ruleGroups are the groups the access rules name: only these go into tokens.
 	ruleGroups map[string]bool
 
@@ -92,7 +96,7 @@ func NewController(cfg registryconfig.Auth, log *slog.Logger) (*Controller, erro
 		return nil, fmt.Errorf("generate credential cache key: %w", err)
 	}
 	c := &Controller{cfg: cfg, log: log, dummies: map[int][]byte{}, cacheKey: key, verified: map[string][32]byte{},
-		audit: newAudit(log), ruleGroups: map[string]bool{}}
+		audit: newAudit(log), ruleGroups: map[string]bool{}, now: time.Now}
 	for _, rule := range cfg.Access {
 		for _, s := range rule.Subjects {
 			if s.Kind == registryconfig.SubjectGroup {
@@ -288,7 +292,8 @@ func (c *Controller) checkCredentials(r *http.Request) (Identity, error) {
 
 // login checks a user name and password with the providers, in this order: a password
 // that is a JWT goes to OIDC (the user name is not used: `docker login -u any -p $TOKEN`);
-// otherwise the htpasswd users, then LDAP. The first provider that knows the name decides;
+// a name starting with robot+ to the robot accounts; otherwise the htpasswd users, then
+// LDAP. The first provider that knows the name decides;
 // a provider that is down fails only the logins it would have decided. It returns the
 // provider that decided (or was last asked) for the audit log.
 func (c *Controller) login(ctx context.Context, user, pass string) (Identity, string, error) {
@@ -298,6 +303,10 @@ func (c *Controller) login(ctx context.Context, user, pass string) (Identity, st
 	}
 	if user == "" {
 		return Identity{}, "", errUnknownUser
+	}
+	if strings.HasPrefix(user, registryconfig.RobotUserPrefix) {
+		id, err := c.robotLogin(user, pass)
+		return id, ProviderRobot, err
 	}
 	if u := c.users.Load(); u != nil {
 		if hash, known := u.hashes[user]; known {
@@ -363,9 +372,25 @@ func (c *Controller) rulesAllow(id Identity, repository, action string) bool {
 	if id.anonymous() {
 		return false
 	}
+	if id.Provider == ProviderRobot {
+		// A robot may do what its own grant allows, plus what access rules naming it allow;
+		// once removed from the robots file, nothing (its tokens included).
+		if !c.robotKnown(id.User) {
+			return false
+		}
+		if c.robotAllows(id.User, repository, action) {
+			return true
+		}
+		return c.rulesMatch(id, repository, action)
+	}
 	if len(c.cfg.Access) == 0 {
 		return true
 	}
+	return c.rulesMatch(id, repository, action)
+}
+
+// rulesMatch reports whether an access rule grants id action on repository.
+func (c *Controller) rulesMatch(id Identity, repository, action string) bool {
 	for _, rule := range c.cfg.Access {
 		if !roleAllows(rule.Role, action) || !subjectMatches(rule.Subjects, id) {
 			continue

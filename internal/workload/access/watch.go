@@ -23,6 +23,13 @@ func (c *Controller) reload() (bool, error) {
 		}
 		changed = ch
 	}
+	if c.cfg.RobotsFile != "" {
+		ch, err := c.reloadRobots()
+		if err != nil {
+			return false, err
+		}
+		changed = changed || ch
+	}
 	if c.cfg.HtpasswdFile == "" {
 		return changed, nil
 	}
