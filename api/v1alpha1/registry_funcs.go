@@ -21,6 +21,8 @@ const (
 	DefaultKeyRotationInterval = 30 * 24 * time.Hour
 	// DefaultSessionTTL is how long refresh tokens (OIDC sessions) are valid.
 	DefaultSessionTTL = 12 * time.Hour
+	// DefaultRobotCredentialLifetime is how long a robot's password is valid.
+	DefaultRobotCredentialLifetime = 30 * 24 * time.Hour
 )
 
 // GetReplicas returns spec.replicas or its default.
@@ -65,6 +67,39 @@ func (t *TokenSpec) GetKeyRotationInterval() time.Duration {
 		return DefaultKeyRotationInterval
 	}
 	return t.KeyRotationInterval.Duration
+}
+
+// RobotsSecretName is the generated Secret holding the robot accounts' hashed
+// credentials, mounted by the registry pods.
+func (r *Registry) RobotsSecretName() string { return r.Name + "-robots" }
+
+// RobotSecretName is the generated credentials Secret of robot name.
+func (r *Registry) RobotSecretName(name string) string { return r.Name + "-robot-" + name }
+
+// RobotUser is the user name of robot name.
+func RobotUser(name string) string { return "robot+" + name }
+
+// GetCredentialLifetime returns the robot's credential lifetime or its default.
+func (a *RobotAccount) GetCredentialLifetime() time.Duration {
+	if a.CredentialLifetime == nil || a.CredentialLifetime.Duration == 0 {
+		return DefaultRobotCredentialLifetime
+	}
+	return a.CredentialLifetime.Duration
+}
+
+// RegistryHosts are the host:port names a client inside the cluster reaches the Registry
+// by (the Service's short and full DNS names) plus the Ingress host, for credentials.
+func (r *Registry) RegistryHosts(clusterDomain string) []string {
+	if clusterDomain == "" {
+		clusterDomain = DefaultClusterDomain
+	}
+	port := fmt.Sprintf(":%d", r.ServicePort())
+	hosts := []string{r.ServiceName() + "." + r.Namespace + ".svc" + port,
+		r.ServiceName() + "." + r.Namespace + ".svc." + clusterDomain + port}
+	if r.Spec.Ingress != nil && r.Spec.Ingress.Host != "" {
+		hosts = append(hosts, r.Spec.Ingress.Host)
+	}
+	return hosts
 }
 
 // GetSessionTTL returns the refresh-token lifetime or its default.

@@ -344,7 +344,7 @@ type IssuerReference struct {
 // checked by the providers in this order: htpasswd users (usersSecretRef), then LDAP. The
 // first provider that knows the name decides; a provider that is down fails only the
 // logins it would have decided, never the others.
-// +kubebuilder:validation:XValidation:rule="has(self.usersSecretRef) || has(self.ldap) || has(self.oidc)",message="auth needs at least one identity provider: usersSecretRef, ldap or oidc"
+// +kubebuilder:validation:XValidation:rule="has(self.usersSecretRef) || has(self.ldap) || has(self.oidc) || (has(self.robots) && size(self.robots) > 0)",message="auth needs at least one identity provider: usersSecretRef, ldap, oidc or robots"
 type AuthSpec struct {
 	// usersSecretRef names a Secret in the Registry's namespace with users in htpasswd
 	// format (bcrypt hashes, as `htpasswd -nbB user password` prints) under the key
@@ -363,6 +363,19 @@ type AuthSpec struct {
 	// and Bearer tokens; with loginClientID, people log in with `dockyard login REGISTRY`.
 	// +optional
 	OIDC *OIDCSpec `json:"oidc,omitempty"`
+
+	// robots are machine accounts for CI/CD, each with its own role on its own
+	// repositories. For each, the operator generates a random password and writes the
+	// Secret <registry>-robot-<name> (type kubernetes.io/dockerconfigjson, ready as an
+	// imagePullSecret, with username, password and registry keys for CI systems); the
+	// user name is robot+<name>. The password is rotated at two thirds of
+	// credentialLifetime (the previous one stays valid until it expires), and revoked when
+	// the robot leaves this list or its Secret is deleted (then a new one is issued).
+	// +kubebuilder:validation:MaxItems=32
+	// +listType=map
+	// +listMapKey=name
+	// +optional
+	Robots []RobotAccount `json:"robots,omitempty"`
 
 	// tokens configures the registry token service (the Docker registry token protocol).
 	// It is always on when auth is set: clients exchange their credentials once at
@@ -449,6 +462,44 @@ type OIDCSpec struct {
 	// +kubebuilder:validation:MaxLength=256
 	// +optional
 	LoginClientID string `json:"loginClientID,omitempty"`
+}
+
+// RobotAccount is a machine identity of the Registry.
+type RobotAccount struct {
+	// name of the robot: its user name is robot+<name>, its Secret <registry>-robot-<name>.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=40
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	// +required
+	Name string `json:"name"`
+
+	// repositories the robot's role applies to (the access rules' pattern grammar). Access
+	// rules naming the user robot+<name> grant more; the rules' "everyone is a Manager
+	// when access is empty" does not apply to robots.
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:MaxLength=255
+	// +kubebuilder:validation:XValidation:rule="self.all(p, p.matches('^[a-z0-9*]+(([.]|_|__|-+)[a-z0-9*]+)*(/[a-z0-9*]+(([.]|_|__|-+)[a-z0-9*]+)*)*$'))",message="repositories: each pattern is lowercase path segments separated by '/', with '*' inside a segment or '**' as a whole segment (e.g. team-a/**, base/debian-*); no leading, trailing or double '/'"
+	// +listType=atomic
+	// +required
+	Repositories []string `json:"repositories"`
+
+	// role is Manager (pull, push, delete) or Viewer (pull).
+	// +kubebuilder:validation:Enum=Manager;Viewer
+	// +required
+	Role Role `json:"role"`
+
+	// credentialLifetime is how long each generated password is valid, from 1h to 8760h;
+	// a new one is issued at two thirds of it. Default 720h (30 days).
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1h') && duration(self) <= duration('8760h')",message="credentialLifetime must be between 1h and 8760h"
+	// +optional
+	CredentialLifetime *metav1.Duration `json:"credentialLifetime,omitempty"`
+
+	// expiresAt ends the robot: from then on it cannot log in and is no longer rotated.
+	// +optional
+	ExpiresAt *metav1.Time `json:"expiresAt,omitempty"`
 }
 
 // TokenChallenge is the scheme of the registry's 401 answers.

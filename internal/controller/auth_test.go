@@ -1,6 +1,8 @@
 package controller_test
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"time"
 
@@ -158,5 +160,66 @@ var _ = Describe("Registry identity providers", func() {
 		expectCondition(ns, "wrong-issuer", v1alpha1.ConditionAuthReady, metav1.ConditionFalse, v1alpha1.ReasonOIDCDiscoveryFailed)
 		Expect(k8sClient.Create(ctx, newRegistry(ns, "down", withOIDC("https://127.0.0.1:1/dex")))).To(Succeed())
 		expectCondition(ns, "down", v1alpha1.ConditionAuthReady, metav1.ConditionFalse, v1alpha1.ReasonOIDCDiscoveryFailed)
+	})
+
+	It("writes robot credentials, hashes only for the pods, and revokes them", func() {
+		Expect(k8sClient.Create(ctx, newRegistry(ns, "r", func(r *v1alpha1.Registry) {
+			r.Spec.Auth = &v1alpha1.AuthSpec{Robots: []v1alpha1.RobotAccount{
+				{Name: "ci", Repositories: []string{"team-a/**"}, Role: v1alpha1.RoleManager},
+				{Name: "puller", Repositories: []string{"**"}, Role: v1alpha1.RoleViewer},
+			}}
+		}))).To(Succeed())
+		robots := func(g Gomega) map[string]registryconfig.Robot {
+			sec := &corev1.Secret{}
+			g.Expect(k8sClient.Get(ctx, key(ns, "r-robots"), sec)).To(Succeed())
+			var rs registryconfig.Robots
+			g.Expect(json.Unmarshal(sec.Data[registryconfig.RobotsKey], &rs)).To(Succeed())
+			out := map[string]registryconfig.Robot{}
+			for _, r := range rs.Robots {
+				out[r.User] = r
+			}
+			return out
+		}
+		hashOf := func(p []byte) string { sum := sha256.Sum256(p); return hex.EncodeToString(sum[:]) }
+		var first []byte
+		Eventually(func(g Gomega) {
+			sec := &corev1.Secret{}
+			g.Expect(k8sClient.Get(ctx, key(ns, "r-robot-ci"), sec)).To(Succeed())
+			g.Expect(sec.Type).To(Equal(corev1.SecretTypeDockerConfigJson))
+			g.Expect(string(sec.Data["username"])).To(Equal("robot+ci"))
+			first = sec.Data["password"]
+			g.Expect(string(first)).To(HavePrefix("dyr_"))
+			g.Expect(string(sec.Data[corev1.DockerConfigJsonKey])).To(ContainSubstring(`"r.` + ns + `.svc.cluster.local:5000"`))
+			rb := robots(g)["robot+ci"]
+			g.Expect(rb.Role).To(Equal(registryconfig.RoleManager))
+			g.Expect(rb.Credentials).To(HaveLen(1))
+			g.Expect(rb.Credentials[0].SHA256).To(Equal(hashOf(first)))
+			g.Expect(rb.Credentials[0].ExpiresAt).To(BeTemporally("~", time.Now().Add(30*24*time.Hour), time.Minute))
+		}, timeout, interval).Should(Succeed())
+		d := get(ns, "r", &appsv1.Deployment{})
+		Expect(d.Spec.Template.Spec.Volumes).To(ContainElement(And(HaveField("Name", "robots"),
+			HaveField("VolumeSource.Secret.SecretName", "r-robots"))))
+
+		By("deleting a robot's Secret revokes its password and issues a new one")
+		Expect(k8sClient.Delete(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "r-robot-ci"}})).To(Succeed())
+		Eventually(func(g Gomega) {
+			sec := &corev1.Secret{}
+			g.Expect(k8sClient.Get(ctx, key(ns, "r-robot-ci"), sec)).To(Succeed())
+			g.Expect(sec.Data["password"]).NotTo(Equal(first))
+			creds := robots(g)["robot+ci"].Credentials
+			g.Expect(creds).To(HaveLen(1))
+			g.Expect(creds[0].SHA256).To(Equal(hashOf(sec.Data["password"])))
+		}, timeout, interval).Should(Succeed())
+
+		By("removing a robot from the spec revokes it")
+		reg := get(ns, "r", &v1alpha1.Registry{})
+		reg.Spec.Auth.Robots = reg.Spec.Auth.Robots[1:]
+		Expect(k8sClient.Update(ctx, reg)).To(Succeed())
+		Eventually(func(g Gomega) {
+			g.Expect(apierrors.IsNotFound(k8sClient.Get(ctx, key(ns, "r-robot-ci"), &corev1.Secret{}))).To(BeTrue())
+			g.Expect(robots(g)).To(HaveKey("robot+puller"))
+			g.Expect(robots(g)).NotTo(HaveKey("robot+ci"))
+		}, timeout, interval).Should(Succeed())
+		get(ns, "r-robot-puller", &corev1.Secret{})
 	})
 })

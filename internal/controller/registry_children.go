@@ -47,6 +47,11 @@ func (r *RegistryReconciler) reconcileChildren(ctx context.Context, s *scope) (c
 		return ctrl.Result{}, err
 	}
 	result := ctrl.Result{RequeueAfter: rotateIn}
+	robotsIn, err := r.reconcileRobots(ctx, reg)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	result = lowestRequeue(result, ctrl.Result{RequeueAfter: robotsIn})
 
 	if err := r.apply(ctx, resources.ServiceAccount(reg), &corev1.ServiceAccount{}); err != nil {
 		return ctrl.Result{}, err

@@ -74,6 +74,24 @@ var _ = Describe("Registry validation at apply time", func() {
 			r.Spec.Auth.Tokens = &v1alpha1.TokenSpec{SessionTTL: &metav1.Duration{Duration: 200 * time.Hour}}
 			return r
 		}, "sessionTTL must be between 1h and 168h"),
+		Entry("a robot name with upper case", func(ns string) *v1alpha1.Registry {
+			r := newRegistry(ns, "r")
+			r.Spec.Auth = &v1alpha1.AuthSpec{Robots: []v1alpha1.RobotAccount{{Name: "CI", Repositories: []string{"**"}, Role: v1alpha1.RoleViewer}}}
+			return r
+		}, "spec.auth.robots[0].name"),
+		Entry("a robot credential living ten minutes", func(ns string) *v1alpha1.Registry {
+			r := newRegistry(ns, "r")
+			r.Spec.Auth = &v1alpha1.AuthSpec{Robots: []v1alpha1.RobotAccount{{Name: "ci", Repositories: []string{"**"}, Role: v1alpha1.RoleViewer,
+				CredentialLifetime: &metav1.Duration{Duration: 10 * time.Minute}}}}
+			return r
+		}, "credentialLifetime must be between 1h and 8760h"),
+		Entry("two robots of one name", func(ns string) *v1alpha1.Registry {
+			r := newRegistry(ns, "r")
+			r.Spec.Auth = &v1alpha1.AuthSpec{Robots: []v1alpha1.RobotAccount{
+				{Name: "ci", Repositories: []string{"**"}, Role: v1alpha1.RoleViewer},
+				{Name: "ci", Repositories: []string{"a"}, Role: v1alpha1.RoleManager}}}
+			return r
+		}, "Duplicate value"),
 		Entry("a token lifetime under a minute", func(ns string) *v1alpha1.Registry {
 			r := newRegistry(ns, "r", withUsers("users"))
 			r.Spec.Auth.Tokens = &v1alpha1.TokenSpec{TTL: &metav1.Duration{Duration: 30 * time.Second}}

@@ -179,8 +179,8 @@ func TestDeployment(t *testing.T) {
 	}{
 		"single replica on a RWO volume":   {reg(), appsv1.RecreateDeploymentStrategyType, false, []string{"config", "tmp", "data"}, []string{registryconfig.EnvHTTPSecret}},
 		"three replicas on S3":             {reg(s3("creds"), replicas(3)), appsv1.RollingUpdateDeploymentStrategyType, true, []string{"config", "tmp"}, []string{registryconfig.EnvHTTPSecret, registryconfig.EnvS3AccessKeyID, registryconfig.EnvS3SecretAccessKey}},
-		"tls and auth mount their Secrets": {reg(issuer, auth), appsv1.RecreateDeploymentStrategyType, false, []string{"config", "tmp", "data", "tls", "users", "token-keys"}, []string{registryconfig.EnvHTTPSecret}},
-		"ldap without users":               {reg(ldapOnly), appsv1.RecreateDeploymentStrategyType, false, []string{"config", "tmp", "data", "token-keys", "ldap"}, []string{registryconfig.EnvHTTPSecret}},
+		"tls and auth mount their Secrets": {reg(issuer, auth), appsv1.RecreateDeploymentStrategyType, false, []string{"config", "tmp", "data", "tls", "users", "token-keys", "robots"}, []string{registryconfig.EnvHTTPSecret}},
+		"ldap without users":               {reg(ldapOnly), appsv1.RecreateDeploymentStrategyType, false, []string{"config", "tmp", "data", "token-keys", "robots", "ldap"}, []string{registryconfig.EnvHTTPSecret}},
 		"user affinity replaces spreading": {reg(s3(""), replicas(2), func(r *v1alpha1.Registry) { r.Spec.Affinity = &corev1.Affinity{} }), appsv1.RollingUpdateDeploymentStrategyType, false, []string{"config", "tmp"}, []string{registryconfig.EnvHTTPSecret}},
 	}
 	for name, tc := range cases {

@@ -92,8 +92,9 @@ func Config(reg *v1alpha1.Registry, in Inputs) *registryconfig.Config {
 				Challenge:  string(a.Tokens.GetChallenge()),
 				SessionTTL: registryconfig.Duration{Duration: a.Tokens.GetSessionTTL()},
 			},
-			LDAP: ldapConfig(a.LDAP),
-			OIDC: oidcConfig(a.OIDC),
+			LDAP:       ldapConfig(a.LDAP),
+			OIDC:       oidcConfig(a.OIDC),
+			RobotsFile: registryconfig.RobotsDir + "/" + registryconfig.RobotsKey,
 		}
 		if a.UsersSecretRef != nil {
 			auth.HtpasswdFile = registryconfig.UsersDir + "/" + registryconfig.UsersHtpasswdKey

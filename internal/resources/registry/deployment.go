@@ -20,6 +20,7 @@ const (
 	volToken  = "token-keys"
 	volLDAP   = "ldap"
 	volOIDC   = "oidc"
+	volRobots = "robots"
 	volGCS    = "gcs"
 	volTmp    = "tmp"
 )
@@ -274,6 +275,9 @@ func volumes(reg *v1alpha1.Registry, serving bool) []corev1.Volume {
 		vols = append(vols, corev1.Volume{Name: volToken, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
 			SecretName: reg.TokenKeysSecretName(),
 			Items:      []corev1.KeyToPath{{Key: registryconfig.TokenKeysKey, Path: registryconfig.TokenKeysKey}},
+		}}}, corev1.Volume{Name: volRobots, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
+			SecretName: reg.RobotsSecretName(),
+			Items:      []corev1.KeyToPath{{Key: registryconfig.RobotsKey, Path: registryconfig.RobotsKey}},
 		}}})
 		if l := a.LDAP; l != nil {
 			vols = append(vols, ldapVolume(l))
@@ -335,7 +339,8 @@ func mounts(reg *v1alpha1.Registry, serving bool) []corev1.VolumeMount {
 		if a.UsersSecretRef != nil {
 			ms = append(ms, corev1.VolumeMount{Name: volUsers, MountPath: registryconfig.UsersDir, ReadOnly: true})
 		}
-		ms = append(ms, corev1.VolumeMount{Name: volToken, MountPath: registryconfig.TokenDir, ReadOnly: true})
+		ms = append(ms, corev1.VolumeMount{Name: volToken, MountPath: registryconfig.TokenDir, ReadOnly: true},
+			corev1.VolumeMount{Name: volRobots, MountPath: registryconfig.RobotsDir, ReadOnly: true})
 		if a.LDAP != nil {
 			ms = append(ms, corev1.VolumeMount{Name: volLDAP, MountPath: registryconfig.LDAPDir, ReadOnly: true})
 		}
