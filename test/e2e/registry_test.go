@@ -6,8 +6,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -79,6 +77,8 @@ var _ = Describe("a Registry on a real cluster", Ordered, func() {
 				Auth: &v1alpha1.AuthSpec{UsersSecretRef: &v1alpha1.SecretReference{Name: "users"}, Access: []v1alpha1.AccessRule{
 					{Subjects: []v1alpha1.Subject{{Kind: "Group", Name: "team-a"}}, Repositories: []string{"team-a/**"}, Role: v1alpha1.RoleManager},
 					{Subjects: []v1alpha1.Subject{{Kind: "User", Name: "victor"}}, Repositories: []string{"**"}, Role: v1alpha1.RoleViewer},
+				}, Robots: []v1alpha1.RobotAccount{
+					{Name: "puller", Repositories: []string{"team-a/**"}, Role: v1alpha1.RoleViewer},
 				}},
 				GarbageCollection: &v1alpha1.GarbageCollectionSpec{Schedule: "0 3 * * *", DeleteUntagged: true},
 				Service:           &v1alpha1.ServiceSpec{Type: corev1.ServiceTypeNodePort},
@@ -137,7 +137,7 @@ var _ = Describe("a Registry on a real cluster", Ordered, func() {
 		Expect(statusCode(err)).To(Equal(http.StatusUnauthorized), "%v", err)
 	})
 
-	It("lets a pod on the node run an image pulled from the Registry with an imagePullSecret", Label("smoke"), func() {
+	It("lets a pod on the node run an image pulled with the pull secret the operator wrote for a robot", Label("smoke"), func() {
 		certsDir := os.Getenv("E2E_CONTAINERD_CERTS_DIR")
 		tarPath := filepath.Join(repoRoot, "bin", "images", "dockyard.tar")
 		if certsDir == "" {
@@ -163,15 +163,17 @@ var _ = Describe("a Registry on a real cluster", Ordered, func() {
 		host := fmt.Sprintf("%s.%s.svc.cluster.local:5000", regName, ns)
 		_ = port
 		trustCA(certsDir, host, ns)
-		auth := base64.StdEncoding.EncodeToString([]byte("victor:victor-pw"))
-		dockercfg, _ := json.Marshal(map[string]any{"auths": map[string]any{host: map[string]string{"auth": auth}}})
-		Expect(k8s.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "pull"}, Type: corev1.SecretTypeDockerConfigJson,
-			Data: map[string][]byte{corev1.DockerConfigJsonKey: dockercfg}})).To(Succeed())
+		// The robot's Secret (kubernetes.io/dockerconfigjson, written by the operator) names
+		// this host; kubelet and containerd log in with it through the token endpoint.
+		robot := &corev1.Secret{}
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: regName + "-robot-puller"}, robot)).To(Succeed())
+		Expect(robot.Type).To(Equal(corev1.SecretTypeDockerConfigJson))
+		Expect(string(robot.Data[corev1.DockerConfigJsonKey])).To(ContainSubstring(`"` + host + `"`))
 		pod := &corev1.Pod{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "pulled"},
 			Spec: corev1.PodSpec{
 				RestartPolicy:    corev1.RestartPolicyNever,
-				ImagePullSecrets: []corev1.LocalObjectReference{{Name: "pull"}},
+				ImagePullSecrets: []corev1.LocalObjectReference{{Name: robot.Name}},
 				SecurityContext:  &corev1.PodSecurityContext{RunAsNonRoot: ptr(true), RunAsUser: ptr(int64(65532)), SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}},
 				Containers: []corev1.Container{{
 					Name: "c", Image: host + "/team-a/dockyard:e2e", ImagePullPolicy: corev1.PullAlways, Args: []string{"version"},
