@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -77,7 +78,7 @@ func (r *RegistryReconciler) reconcileRobots(ctx context.Context, reg *v1alpha1.
 		if err != nil {
 			return 0, err
 		}
-		if string(desired.Data[registryconfig.RobotsKey]) != string(raw) {
+		if !bytes.Equal(desired.Data[registryconfig.RobotsKey], raw) {
 			log.Info("Writing robot accounts", "secret", key, "robots", len(robots))
 			if _, err := r.applier.Apply(ctx, desired, ""); err != nil {
 				return 0, err

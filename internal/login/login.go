@@ -180,7 +180,7 @@ type info struct {
 // loginInfo asks the registry which provider and client to use.
 func loginInfo(ctx context.Context, client *http.Client, registry string) (info, error) {
 	var in info
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+registry+registryconfig.OIDCLoginPath, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+registry+registryconfig.OIDCLoginPath, http.NoBody)
 	if err != nil {
 		return in, err
 	}
@@ -195,8 +195,11 @@ func loginInfo(ctx context.Context, client *http.Client, registry string) (info,
 	if resp.StatusCode != http.StatusOK {
 		return in, fmt.Errorf("login: %s%s answered %s", registry, registryconfig.OIDCLoginPath, resp.Status)
 	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&in); err != nil || in.Issuer == "" || in.ClientID == "" {
-		return in, fmt.Errorf("login: unexpected answer from %s%s: %v", registry, registryconfig.OIDCLoginPath, err)
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&in); err != nil {
+		return in, fmt.Errorf("login: unexpected answer from %s%s: %w", registry, registryconfig.OIDCLoginPath, err)
+	}
+	if in.Issuer == "" || in.ClientID == "" {
+		return in, fmt.Errorf("login: %s%s names no issuer or client", registry, registryconfig.OIDCLoginPath)
 	}
 	return in, nil
 }
@@ -204,7 +207,7 @@ func loginInfo(ctx context.Context, client *http.Client, registry string) (info,
 // startSession trades the ID token for a registry session (a refresh token).
 func startSession(ctx context.Context, client *http.Client, registry, idToken string) (string, string, error) {
 	q := url.Values{"offline_token": {"true"}, "client_id": {"dockyard-login"}}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+registry+registryconfig.TokenPath+"?"+q.Encode(), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+registry+registryconfig.TokenPath+"?"+q.Encode(), http.NoBody)
 	if err != nil {
 		return "", "", err
 	}

@@ -11,7 +11,8 @@ import (
 	"github.com/dockyard-dev/dockyard/internal/registryconfig"
 )
 
-// Token signing keys rotate in three phases, so that no replica ever sees a token signed
+// TokenKeyPublishLead is how long a new token signing key is published before replicas
+// sign with it. Token signing keys rotate in three phases, so that no replica ever sees a token signed
 // with a key it does not know yet, and no token is refused before it expires:
 //  1. a new key is published TokenKeyPublishLead before its SignFrom (the kubelet refreshes
 //     Secret volumes within about a minute, and the workload re-reads the file every few

@@ -234,10 +234,13 @@ func CheckOIDC(ctx context.Context, issuerURL string, caPEM []byte, timeout time
 	var doc struct {
 		JWKSURL string `json:"jwks_uri"`
 	}
-	if err := prov.Claims(&doc); err != nil || doc.JWKSURL == "" {
-		return fmt.Errorf("the discovery document names no jwks_uri: %v", err)
+	if err := prov.Claims(&doc); err != nil {
+		return fmt.Errorf("read the discovery document: %w", err)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, doc.JWKSURL, nil)
+	if doc.JWKSURL == "" {
+		return errors.New("the discovery document names no jwks_uri")
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, doc.JWKSURL, http.NoBody)
 	if err != nil {
 		return err
 	}
