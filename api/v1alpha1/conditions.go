@@ -69,7 +69,7 @@ const (
 	ReasonProvidersReady = "ProvidersReady"
 	// ReasonLDAPUnreachable (AuthReady=False): no LDAP URL answered (connection, TLS or
 	// certificate error); the message carries the error. The operator checks from its own
-	// pod, every minute while failing. Other providers keep working.
+	// pod, every 30 seconds while failing. Other providers keep working.
 	ReasonLDAPUnreachable = "LDAPUnreachable"
 	// ReasonOIDCDiscoveryFailed (AuthReady=False): the operator could not read the OIDC
 	// provider's discovery document or key set (unreachable, untrusted certificate, issuer

@@ -25,10 +25,10 @@ import (
 
 // How often the operator checks a Registry's identity providers (binds to the LDAP
 // directory, reads the OIDC provider's discovery document and keys) to report their health
-// in AuthReady: every 5 minutes while they work, every minute while they do not.
+// in AuthReady: every 5 minutes while they work, every 30 seconds while they do not.
 const (
 	providerRecheckHealthy = 5 * time.Minute
-	providerRecheckFailing = time.Minute
+	providerRecheckFailing = 30 * time.Second
 	providerCheckTimeout   = 10 * time.Second
 )
 

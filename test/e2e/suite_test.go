@@ -88,7 +88,7 @@ var _ = ReportAfterEach(func(r SpecReport) {
 })
 
 // dumpState writes what a person debugging a failure needs: Dockyard objects, events and
-// logs of the operator and registry pods.
+// logs of the operator, registry, dex and Job pods.
 func dumpState() {
 	dir := envOr("E2E_ARTIFACTS", filepath.Join(os.TempDir(), "dockyard-e2e-artifacts"))
 	_ = os.MkdirAll(dir, 0o755)
@@ -98,6 +98,8 @@ func dumpState() {
 		"events.txt":        {"get", "events", "-A", "--sort-by=.lastTimestamp"},
 		"operator-logs.txt": {"-n", "dockyard-system", "logs", "deployment/dockyard-controller-manager", "--tail=400"},
 		"registry-logs.txt": {"logs", "-A", "-l", "app.kubernetes.io/name=dockyard-registry", "--tail=200", "--prefix"},
+		"dex-logs.txt":      {"logs", "-A", "-l", "app=dex", "--tail=200", "--prefix"},
+		"job-logs.txt":      {"logs", "-A", "-l", "batch.kubernetes.io/job-name", "--all-containers", "--tail=100", "--prefix"},
 	}
 	for file, args := range dumps {
 		out, _ := exec.Command("kubectl", args...).CombinedOutput()
