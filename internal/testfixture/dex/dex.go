@@ -26,7 +26,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
-	"github.com/dockyard-dev/dockyard/internal/testfixture/testca"
+	"github.com/dockyard-dev/dockyard/internal/testfixture"
 )
 
 // Clients of every instance.
@@ -56,15 +56,8 @@ type Options struct {
 	SigningKeyTTL string
 }
 
-// TB is what the fixture needs of a test: *testing.T and Ginkgo's GinkgoT() both fit.
-type TB interface {
-	Helper()
-	Fatal(args ...any)
-	Fatalf(format string, args ...any)
-	Skip(args ...any)
-	TempDir() string
-	Cleanup(func())
-}
+// TB is what the fixture needs of a test.
+type TB = testfixture.TB
 
 // Server is a running dex.
 type Server struct {
@@ -86,11 +79,7 @@ func Binary(t TB) string {
 			return p
 		}
 	}
-	msg := "dex is not built (DOCKYARD_DEX=$(hack/build-dex.sh); make test does it)"
-	if os.Getenv("DOCKYARD_REQUIRE_CLIENTS") != "" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
+	testfixture.Missing(t, "dex is not built (DOCKYARD_DEX=$(hack/build-dex.sh); make test does it)")
 	return ""
 }
 
@@ -99,11 +88,11 @@ func Start(t TB, users []User, opts Options) *Server {
 	t.Helper()
 	bin := Binary(t)
 	dir := t.TempDir()
-	certs, err := testca.Write(dir)
+	certs, err := testfixture.Write(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	port, err := testca.FreePort()
+	port, err := testfixture.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}

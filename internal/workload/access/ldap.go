@@ -12,7 +12,6 @@ import (
 	"net/url"
 	"os"
 	"strings"
-	"sync"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -46,22 +45,19 @@ type ldapProvider struct {
 	bindPassword func() ([]byte, error)
 	caPEM        func() ([]byte, error)
 
-	mu    sync.Mutex
-	cache map[[32]byte]ldapCacheEntry
+	cache *expiringCache[ldapCacheEntry]
 }
 
 type ldapCacheEntry struct {
-	id      Identity
-	ok      bool
-	expires time.Time
+	id Identity
+	ok bool
 }
 
-// ldapCacheMax bounds the cache; when full, expired entries are dropped and, if that is not
-// enough, the cache starts over.
+// ldapCacheMax bounds the login cache.
 const ldapCacheMax = 10000
 
 func newLDAPProvider(cfg registryconfig.LDAP, cacheKey []byte) *ldapProvider {
-	p := &ldapProvider{cfg: cfg, cacheKey: cacheKey, now: time.Now, cache: map[[32]byte]ldapCacheEntry{}}
+	p := &ldapProvider{cfg: cfg, cacheKey: cacheKey, now: time.Now, cache: newExpiringCache[ldapCacheEntry](ldapCacheMax)}
 	p.bindPassword = func() ([]byte, error) { return os.ReadFile(cfg.BindPasswordFile) }
 	p.caPEM = func() ([]byte, error) {
 		if cfg.CAFile == "" {
@@ -135,35 +131,14 @@ func (p *ldapProvider) key(user, password string) [32]byte {
 	return k
 }
 
-func (p *ldapProvider) cached(key [32]byte) (ldapCacheEntry, bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	e, ok := p.cache[key]
-	if !ok || !p.now().Before(e.expires) {
-		return ldapCacheEntry{}, false
-	}
-	return e, true
-}
+func (p *ldapProvider) cached(key [32]byte) (ldapCacheEntry, bool) { return p.cache.get(key, p.now()) }
 
 func (p *ldapProvider) remember(key [32]byte, e ldapCacheEntry, ttl *registryconfig.Duration) {
 	if ttl == nil || ttl.Duration <= 0 {
 		return
 	}
 	now := p.now()
-	e.expires = now.Add(ttl.Duration)
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if len(p.cache) >= ldapCacheMax {
-		for k, v := range p.cache {
-			if !now.Before(v.expires) {
-				delete(p.cache, k)
-			}
-		}
-		if len(p.cache) >= ldapCacheMax {
-			clear(p.cache)
-		}
-	}
-	p.cache[key] = e
+	p.cache.put(key, e, now.Add(ttl.Duration), now)
 }
 
 // login asks the directory.

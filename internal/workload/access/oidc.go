@@ -46,12 +46,11 @@ type oidcProvider struct {
 	lastErr  error
 	lastTry  time.Time
 
-	cacheMu sync.Mutex
-	cache   map[[32]byte]verifiedToken
+	cache *expiringCache[Identity]
 }
 
 func newOIDCProvider(cfg registryconfig.OIDC) *oidcProvider {
-	return &oidcProvider{cfg: cfg, now: time.Now, cache: map[[32]byte]verifiedToken{}}
+	return &oidcProvider{cfg: cfg, now: time.Now, cache: newExpiringCache[Identity](tokenCacheMax)}
 }
 
 // httpClient builds the client for the provider, trusting cfg.CAFile (read on each
@@ -113,11 +112,8 @@ func (p *oidcProvider) discover(ctx context.Context) (*oidc.Provider, *oidc.IDTo
 func (p *oidcProvider) authenticate(ctx context.Context, raw string) (Identity, error) {
 	sum := sha256.Sum256([]byte(raw))
 	now := p.now()
-	p.cacheMu.Lock()
-	v, hit := p.cache[sum]
-	p.cacheMu.Unlock()
-	if hit && now.Before(v.expires) {
-		return v.id, nil
+	if id, hit := p.cache.get(sum, now); hit {
+		return id, nil
 	}
 	_, verifier, err := p.discover(ctx)
 	if err != nil {
@@ -144,12 +140,7 @@ func (p *oidcProvider) authenticate(ctx context.Context, raw string) (Identity, 
 	if err != nil {
 		return Identity{}, err
 	}
-	p.cacheMu.Lock()
-	if len(p.cache) >= tokenCacheMax {
-		clear(p.cache)
-	}
-	p.cache[sum] = verifiedToken{id: id, expires: tok.Expiry}
-	p.cacheMu.Unlock()
+	p.cache.put(sum, id, tok.Expiry, now)
 	return id, nil
 }
 

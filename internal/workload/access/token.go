@@ -15,7 +15,6 @@ import (
 	"os"
 	"slices"
 	"sort"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -64,13 +63,7 @@ type tokenService struct {
 
 	keys atomic.Pointer[keySet]
 
-	mu    sync.Mutex
-	cache map[[32]byte]verifiedToken
-}
-
-type verifiedToken struct {
-	id      Identity
-	expires time.Time
+	cache *expiringCache[Identity]
 }
 
 // keySet is one parsed keys file.
@@ -87,7 +80,7 @@ type parsedKey struct {
 }
 
 func newTokenService(cfg registryconfig.Token) *tokenService {
-	return &tokenService{cfg: cfg, now: time.Now, cache: map[[32]byte]verifiedToken{}}
+	return &tokenService{cfg: cfg, now: time.Now, cache: newExpiringCache[Identity](tokenCacheMax)}
 }
 
 // reload re-reads the keys file; it reports whether it changed. A file that cannot be read
@@ -105,9 +98,7 @@ func (ts *tokenService) reload() (bool, error) {
 		return false, err
 	}
 	ts.keys.Store(ks)
-	ts.mu.Lock()
-	clear(ts.cache)
-	ts.mu.Unlock()
+	ts.cache.reset()
 	return true, nil
 }
 
@@ -243,11 +234,8 @@ var errNotOurToken = errors.New("not a token of this registry")
 func (ts *tokenService) verify(raw string) (Identity, error) {
 	sum := sha256.Sum256([]byte(raw))
 	now := ts.now()
-	ts.mu.Lock()
-	v, hit := ts.cache[sum]
-	ts.mu.Unlock()
-	if hit && now.Before(v.expires) {
-		return v.id, nil
+	if id, hit := ts.cache.get(sum, now); hit {
+		return id, nil
 	}
 	claims, err := ts.parse(raw, ts.cfg.Service)
 	if err != nil {
@@ -259,19 +247,7 @@ func (ts *tokenService) verify(raw string) (Identity, error) {
 		g[k] = append(g[k], a.Actions...)
 	}
 	id := Identity{User: claims.Subject, Groups: claims.Groups, Provider: claims.Provider, grants: g, token: true}
-	ts.mu.Lock()
-	if len(ts.cache) >= tokenCacheMax {
-		for k, e := range ts.cache {
-			if !now.Before(e.expires) {
-				delete(ts.cache, k)
-			}
-		}
-		if len(ts.cache) >= tokenCacheMax {
-			clear(ts.cache)
-		}
-	}
-	ts.cache[sum] = verifiedToken{id: id, expires: claims.ExpiresAt.Time}
-	ts.mu.Unlock()
+	ts.cache.put(sum, id, claims.ExpiresAt.Time, now)
 	return id, nil
 }
 

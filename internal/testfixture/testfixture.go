@@ -1,6 +1,7 @@
-// Package testca makes a throwaway CA and a server certificate for 127.0.0.1 and localhost,
-// for the test servers (slapd, dex) the tests start.
-package testca
+// Package testfixture holds what the real test servers (slapd, dex; in subpackages) share:
+// the test interface they need, the rule for a missing server binary, a throwaway CA with
+// a server certificate for 127.0.0.1 and localhost, and free ports.
+package testfixture
 
 import (
 	"crypto/ecdsa"
@@ -16,6 +17,27 @@ import (
 	"path/filepath"
 	"time"
 )
+
+// TB is what a fixture needs of a test: *testing.T and Ginkgo's GinkgoT() both fit.
+type TB interface {
+	Helper()
+	Fatal(args ...any)
+	Fatalf(format string, args ...any)
+	Skip(args ...any)
+	TempDir() string
+	Cleanup(func())
+}
+
+// Missing reports a server binary that is not there: the test fails when
+// DOCKYARD_REQUIRE_CLIENTS is set (as `make test` does, which installs or builds every
+// server), and is skipped otherwise.
+func Missing(t TB, msg string) {
+	t.Helper()
+	if os.Getenv("DOCKYARD_REQUIRE_CLIENTS") != "" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+}
 
 // Files are the PEM files written into a directory.
 type Files struct {
