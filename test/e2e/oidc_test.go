@@ -63,10 +63,10 @@ var _ = Describe("a Registry trusting an OIDC provider in the cluster", Ordered,
 		hash, err := bcrypt.GenerateFromPassword([]byte("ci-password"), bcrypt.DefaultCost)
 		Expect(err).NotTo(HaveOccurred())
 		cfg, _ := json.Marshal(map[string]any{
-			"issuer":  issuer,
-			"storage": map[string]any{"type": "memory"},
-			"web":     map[string]any{"https": "0.0.0.0:5556", "tlsCert": "/etc/dex/tls/tls.crt", "tlsKey": "/etc/dex/tls/tls.key"},
-			"oauth2":  map[string]any{"passwordConnector": "local", "skipApprovalScreen": true, "grantTypes": []string{"password"}},
+			"issuer":           issuer,
+			"storage":          map[string]any{"type": "memory"},
+			"web":              map[string]any{"https": "0.0.0.0:5556", "tlsCert": "/etc/dex/tls/tls.crt", "tlsKey": "/etc/dex/tls/tls.key"},
+			"oauth2":           map[string]any{"passwordConnector": "local", "skipApprovalScreen": true, "grantTypes": []string{"password"}},
 			"enablePasswordDB": true,
 			"staticPasswords": []map[string]any{{"email": "ci@example.com", "username": "ci", "userID": "ci-1",
 				"hash": string(hash), "groups": []string{"ci"}}},
