@@ -390,8 +390,9 @@ type AuthSpec struct {
 	AnonymousPull bool `json:"anonymousPull,omitempty"`
 
 	// access grants roles on repositories to users and groups. A request is allowed when
-	// any rule allows it. When empty, every authenticated user is a Manager of every
-	// repository.
+	// any rule allows it. When empty, every htpasswd user (usersSecretRef) is a Manager of
+	// every repository; LDAP and OIDC users, whom a whole directory or identity provider
+	// vouches for, get only what rules grant, and robots what their own role grants.
 	// +kubebuilder:validation:MaxItems=64
 	// +listType=atomic
 	// +optional

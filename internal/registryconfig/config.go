@@ -128,7 +128,8 @@ type Auth struct {
 	// AnonymousPull lets unauthenticated clients pull every repository.
 	AnonymousPull bool `json:"anonymousPull,omitempty"`
 	// Access lists the rules; a user is allowed an action when any rule grants it. An empty
-	// list grants every authenticated user the Manager role on every repository.
+	// list grants every htpasswd user the Manager role on every repository (LDAP and OIDC
+	// users get nothing without a rule: a whole directory vouches for them).
 	Access []AccessRule `json:"access,omitempty"`
 	// Token, when set, turns on the registry token service (the Docker registry token
 	// protocol): 401 answers carry a Bearer challenge pointing at TokenPath, where clients

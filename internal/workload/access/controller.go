@@ -384,7 +384,9 @@ func (c *Controller) rulesAllow(id Identity, repository, action string) bool {
 		return c.rulesMatch(id, repository, action)
 	}
 	if len(c.cfg.Access) == 0 {
-		return true
+		// Without rules, the htpasswd users (a list someone wrote) are Managers; a directory
+		// or an identity provider vouches for too many people to make them all Managers.
+		return id.Provider == ProviderHtpasswd
 	}
 	return c.rulesMatch(id, repository, action)
 }

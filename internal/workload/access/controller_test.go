@@ -45,7 +45,9 @@ func TestAllowed(t *testing.T) {
 		{"anonymous pull on", rules, true, anon, "team-a/app", ActionPull, true},
 		{"anonymous push with pull on", rules, true, anon, "team-a/app", ActionPush, false},
 		{"anon pull covers users", rules, true, Identity{User: "zed"}, "x", ActionPull, true},
-		{"empty rules manager", nil, false, Identity{User: "zed"}, "any/repo", ActionDelete, true},
+		{"empty rules: htpasswd users are Managers", nil, false, Identity{User: "zed", Provider: ProviderHtpasswd}, "any/repo", ActionDelete, true},
+		{"empty rules: LDAP users get nothing", nil, false, Identity{User: "zed", Provider: ProviderLDAP}, "any/repo", ActionPull, false},
+		{"empty rules: OIDC users get nothing", nil, false, Identity{User: "zed", Provider: ProviderOIDC}, "any/repo", ActionPull, false},
 		{"empty rules anonymous", nil, false, anon, "any/repo", ActionPull, false},
 	} {
 		c := &Controller{cfg: rc.Auth{Access: tc.access, AnonymousPull: tc.anonPull}}
