@@ -99,6 +99,10 @@ func (r *RegistryReconciler) reconcileRobots(ctx context.Context, reg *v1alpha1.
 			if _, err := r.applier.Apply(ctx, s, ""); err != nil {
 				return 0, err
 			}
+			if pw.Pending != "" {
+				r.Recorder.Eventf(reg, nil, corev1.EventTypeNormal, "RobotCredentialRotated", "RotateRobotCredential",
+					"Issued a new password for robot %s; it replaces the current one in Secret %s in %s", name, s.Name, resources.RobotPublishLead)
+			}
 		}
 		if !next.IsZero() {
 			wait = max(time.Second, next.Sub(now))
@@ -121,6 +125,8 @@ func (r *RegistryReconciler) reconcileRobots(ctx context.Context, reg *v1alpha1.
 			if err := r.deleteRobotSecret(ctx, reg, name); err != nil {
 				return 0, err
 			}
+			r.Recorder.Eventf(reg, nil, corev1.EventTypeNormal, "RobotRevoked", "RevokeRobot",
+				"Revoked robot %s (removed from spec.auth.robots) and deleted its Secret", name)
 		}
 	}
 	if reg.Spec.Auth == nil {
