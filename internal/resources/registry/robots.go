@@ -82,6 +82,9 @@ func PlanRobot(now time.Time, spec v1alpha1.RobotAccount, current *registryconfi
 	var creds []registryconfig.RobotToken
 	if current != nil {
 		for _, c := range current.Credentials {
+			if !end.IsZero() && end.Before(c.ExpiresAt) {
+				c.ExpiresAt = end // expiresAt set or moved earlier: it ends every credential
+			}
 			if now.Before(c.ExpiresAt.Add(RobotExpiredKept)) {
 				creds = append(creds, c)
 			}

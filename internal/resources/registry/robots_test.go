@@ -79,6 +79,17 @@ func TestPlanRobot(t *testing.T) {
 	if valid(101*time.Hour, pw.Current) || pw.Pending != "" {
 		t.Fatalf("an ended robot must have no valid credential: %+v %+v", pw, robot.Credentials)
 	}
+
+	// expiresAt set (or moved earlier) on a robot with a long-lived credential ends it then.
+	spec.ExpiresAt = nil
+	robot, pw = nil, RobotPasswords{}
+	step(200 * time.Hour)
+	stop := metav1.NewTime(t0.Add(201 * time.Hour))
+	spec.ExpiresAt = &stop
+	step(200*time.Hour + time.Minute)
+	if c := credentialFor(robot.Credentials, pw.Current); c == nil || !c.ExpiresAt.Equal(stop.Time) {
+		t.Fatalf("a new expiresAt must cap the existing credential: %+v", robot.Credentials)
+	}
 }
 
 func TestRobotSecret(t *testing.T) {

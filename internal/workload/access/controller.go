@@ -257,7 +257,7 @@ func (c *Controller) checkCredentials(r *http.Request) (Identity, error) {
 	h := r.Header.Get("Authorization")
 	if scheme, tok, ok := strings.Cut(h, " "); ok && strings.EqualFold(scheme, "Bearer") {
 		tok = strings.TrimSpace(tok)
-		if c.oidc != nil && (c.tokens == nil || issuerOf(tok) != c.tokens.cfg.Issuer) {
+		if c.oidc != nil && issuerOf(tok) == c.oidc.cfg.IssuerURL {
 			// Not one of ours: an ID token of the OIDC provider, presented directly.
 			id, err := c.oidc.authenticate(r.Context(), tok)
 			if err != nil {
@@ -291,14 +291,18 @@ func (c *Controller) checkCredentials(r *http.Request) (Identity, error) {
 }
 
 // login checks a user name and password with the providers, in this order: a password
-// that is a JWT goes to OIDC (the user name is not used: `docker login -u any -p $TOKEN`);
+// that is a JWT of the OIDC issuer goes to OIDC (the user name is not used:
+// `docker login -u any -p $TOKEN`);
 // a name starting with robot+ to the robot accounts; otherwise the htpasswd users, then
 // LDAP. The first provider that knows the name decides;
 // a provider that is down fails only the logins it would have decided. It returns the
 // provider that decided (or was last asked) for the audit log.
 func (c *Controller) login(ctx context.Context, user, pass string) (Identity, string, error) {
-	if c.oidc != nil && looksLikeJWT(pass) {
+	if c.oidc != nil && looksLikeJWT(pass) && issuerOf(pass) == c.oidc.cfg.IssuerURL {
 		id, err := c.oidc.authenticate(ctx, pass)
+		if err == nil {
+			err = c.checkForeignName(id)
+		}
 		return id, ProviderOIDC, err
 	}
 	if user == "" {
@@ -323,9 +327,34 @@ func (c *Controller) login(ctx context.Context, user, pass string) (Identity, st
 	}
 	if c.ldap != nil {
 		id, err := c.ldap.authenticate(ctx, user, pass)
+		if err == nil {
+			err = c.checkForeignName(id)
+		}
 		return id, ProviderLDAP, err
 	}
 	return Identity{}, "", errUnknownUser
+}
+
+// errNameTaken refuses a directory or OIDC login whose user name belongs to another
+// provider: rules name users by name alone, so such a login would get the other user's
+// grants.
+var errNameTaken = fmt.Errorf("%w: the user name belongs to another identity provider", errBadPassword)
+
+// checkForeignName refuses an LDAP or OIDC identity whose name is a robot's (robot+…) or
+// an htpasswd user's, compared without case (directories match names without case, so
+// ADMIN could otherwise log in from the directory as the local admin).
+func (c *Controller) checkForeignName(id Identity) error {
+	if strings.HasPrefix(strings.ToLower(id.User), registryconfig.RobotUserPrefix) {
+		return errNameTaken
+	}
+	if u := c.users.Load(); u != nil {
+		for name := range u.hashes {
+			if strings.EqualFold(name, id.User) {
+				return errNameTaken
+			}
+		}
+	}
+	return nil
 }
 
 // checkBcrypt compares a password with a bcrypt hash, remembering a success (as an HMAC,

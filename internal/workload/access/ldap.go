@@ -158,8 +158,11 @@ func (p *ldapProvider) login(ctx context.Context, user, password string) (Identi
 		2, int(p.cfg.Timeout.Seconds()), false,
 		strings.ReplaceAll(u.Filter, "{username}", ldap.EscapeFilter(user)), attrs, nil))
 	if err != nil {
-		if ldap.IsErrorWithCode(err, ldap.LDAPResultNoSuchObject) {
+		switch {
+		case ldap.IsErrorWithCode(err, ldap.LDAPResultNoSuchObject):
 			return Identity{}, errUnknownUser
+		case ldap.IsErrorWithCode(err, ldap.LDAPResultSizeLimitExceeded):
+			return Identity{}, fmt.Errorf("%w: the user filter matched more than one entry", errUnknownUser)
 		}
 		return Identity{}, fmt.Errorf("%w: search for the user: %w", errProviderUnavailable, err)
 	}
@@ -264,7 +267,12 @@ func (p *ldapProvider) bindService(conn *ldap.Conn) error {
 		return fmt.Errorf("%w: %w: the bind password is empty", errProviderUnavailable, ErrLDAPBind)
 	}
 	if err := conn.Bind(p.cfg.BindDN, secret); err != nil {
-		return fmt.Errorf("%w: %w as %s: %w", errProviderUnavailable, ErrLDAPBind, p.cfg.BindDN, err)
+		var le *ldap.Error
+		if errors.As(err, &le) && le.ResultCode < ldap.ErrorNetwork {
+			// The directory answered and refused the account (wrong DN or password, locked).
+			return fmt.Errorf("%w: %w as %s: %w", errProviderUnavailable, ErrLDAPBind, p.cfg.BindDN, err)
+		}
+		return fmt.Errorf("%w: bind as %s: %w", errProviderUnavailable, p.cfg.BindDN, err)
 	}
 	return nil
 }

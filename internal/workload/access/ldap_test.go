@@ -198,6 +198,15 @@ func TestLDAPCacheAndOutage(t *testing.T) {
 		t.Errorf("after the negative TTL: %v", err)
 	}
 
+	// A directory entry cannot take the name of an htpasswd user (in any case) or a robot.
+	s.AddUser("local", "dir-pw")
+	s.AddUser("robot+ci", "dir-pw")
+	for _, name := range []string{"LOCAL", "ROBOT+ci"} {
+		if _, _, err := c.login(ctx, name, "dir-pw"); !errors.Is(err, errNameTaken) {
+			t.Errorf("directory login as %q = %v, want the name refused", name, err)
+		}
+	}
+
 	// The directory goes down: cached logins and htpasswd users keep working, others get
 	// "unavailable" (not "wrong password"), and empty passwords are refused without a bind.
 	s.Stop()

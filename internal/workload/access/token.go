@@ -63,7 +63,14 @@ type tokenService struct {
 
 	keys atomic.Pointer[keySet]
 
-	cache *expiringCache[Identity]
+	cache *expiringCache[cachedToken]
+}
+
+// cachedToken is a verified token's identity and the key set that verified it: a token
+// verified with keys since replaced is checked again.
+type cachedToken struct {
+	id   Identity
+	keys *keySet
 }
 
 // keySet is one parsed keys file.
@@ -80,7 +87,7 @@ type parsedKey struct {
 }
 
 func newTokenService(cfg registryconfig.Token) *tokenService {
-	return &tokenService{cfg: cfg, now: time.Now, cache: newExpiringCache[Identity](tokenCacheMax)}
+	return &tokenService{cfg: cfg, now: time.Now, cache: newExpiringCache[cachedToken](tokenCacheMax)}
 }
 
 // reload re-reads the keys file; it reports whether it changed. A file that cannot be read
@@ -218,7 +225,7 @@ func (ts *tokenService) issueRefresh(id Identity) (string, error) {
 
 // verifyRefresh checks a refresh token and returns the identity it was issued to.
 func (ts *tokenService) verifyRefresh(raw string) (Identity, error) {
-	claims, err := ts.parse(raw, ts.refreshAudience())
+	claims, err := ts.parse(ts.keys.Load(), raw, ts.refreshAudience())
 	if err != nil {
 		return Identity{}, err
 	}
@@ -234,10 +241,11 @@ var errNotOurToken = errors.New("not a token of this registry")
 func (ts *tokenService) verify(raw string) (Identity, error) {
 	sum := sha256.Sum256([]byte(raw))
 	now := ts.now()
-	if id, hit := ts.cache.get(sum, now); hit {
-		return id, nil
+	ks := ts.keys.Load()
+	if c, hit := ts.cache.get(sum, now); hit && c.keys == ks {
+		return c.id, nil
 	}
-	claims, err := ts.parse(raw, ts.cfg.Service)
+	claims, err := ts.parse(ks, raw, ts.cfg.Service)
 	if err != nil {
 		return Identity{}, err
 	}
@@ -247,13 +255,12 @@ func (ts *tokenService) verify(raw string) (Identity, error) {
 		g[k] = append(g[k], a.Actions...)
 	}
 	id := Identity{User: claims.Subject, Groups: claims.Groups, Provider: claims.Provider, grants: g, token: true}
-	ts.cache.put(sum, id, claims.ExpiresAt.Time, now)
+	ts.cache.put(sum, cachedToken{id: id, keys: ks}, claims.ExpiresAt.Time, now)
 	return id, nil
 }
 
 // parse checks a token's signature (a listed key, ES256 only), issuer, audience and times.
-func (ts *tokenService) parse(raw, audience string) (*tokenClaims, error) {
-	ks := ts.keys.Load()
+func (ts *tokenService) parse(ks *keySet, raw, audience string) (*tokenClaims, error) {
 	if ks == nil {
 		return nil, errors.New("no token keys loaded")
 	}

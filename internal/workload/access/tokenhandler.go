@@ -100,6 +100,9 @@ func (c *Controller) TokenHandler() http.Handler {
 				provider = "refresh_token"
 				if id, err = c.tokens.verifyRefresh(refreshToken); err != nil {
 					err = fmt.Errorf("%w: %w", errBadPassword, err)
+				} else if c.oidc == nil || id.Provider != ProviderOIDC {
+					// Sessions belong to OIDC logins: with the provider switched off, so are they.
+					err = fmt.Errorf("%w: the session's identity provider is not enabled", errBadPassword)
 				}
 			} else {
 				id, provider, err = c.login(r.Context(), user, pass)

@@ -3,6 +3,7 @@ package access
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"time"
@@ -12,11 +13,14 @@ import (
 // changed. A file that cannot be read keeps the previous snapshot (and is an error on first
 // load).
 func (c *Controller) reload() (bool, error) {
+	// Each file on its own: a broken keys file must not hold back a user's or a robot's
+	// removal.
 	changed := false
+	var errs []error
 	if c.tokens != nil {
 		ch, err := c.tokens.reload()
 		if err != nil {
-			return false, err
+			errs = append(errs, err)
 		}
 		if ch {
 			c.log.Info("Loaded token keys", "file", c.cfg.Token.KeysFile)
@@ -26,15 +30,18 @@ func (c *Controller) reload() (bool, error) {
 	if c.cfg.RobotsFile != "" {
 		ch, err := c.reloadRobots()
 		if err != nil {
-			return false, err
+			errs = append(errs, err)
 		}
 		changed = changed || ch
 	}
-	if c.cfg.HtpasswdFile == "" {
-		return changed, nil
+	if c.cfg.HtpasswdFile != "" {
+		ch, err := c.reloadUsers()
+		if err != nil {
+			errs = append(errs, err)
+		}
+		changed = changed || ch
 	}
-	ch, err := c.reloadUsers()
-	return changed || ch, err
+	return changed, errors.Join(errs...)
 }
 
 // reloadUsers re-reads the users and groups files.

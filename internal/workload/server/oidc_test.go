@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -51,7 +52,8 @@ func idToken(t testing.TB, d *dex.Server, clientID, secret, email, password stri
 
 func TestOIDCLoginsWithRealClients(t *testing.T) {
 	d := dex.Start(t, dexUsers, dex.Options{})
-	reg := startRegistry(t, oidcAuth(t, d), nil)
+	regAuth := oidcAuth(t, d)
+	reg := startRegistry(t, regAuth, nil)
 	alice := idToken(t, d, dex.ClientID, dex.ClientSecret, "alice@example.com", "alice-oidc")
 	bob := idToken(t, d, dex.ClientID, dex.ClientSecret, "bob@example.com", "bob-oidc")
 
@@ -153,6 +155,19 @@ func TestOIDCLoginsWithRealClients(t *testing.T) {
 	if presp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("an access token used as a refresh token: %d, want 401", presp.StatusCode)
 	}
+	// With OIDC switched off (same keys, issuer and service), sessions end too.
+	_, noOIDC := authFixture(t, testUsers)
+	noOIDC.Token = regAuth.Token
+	off := startRegistry(t, noOIDC, nil)
+	presp, err = off.client().PostForm("https://"+off.host+registryconfig.TokenPath, url.Values{"grant_type": {"refresh_token"},
+		"refresh_token": {body.RefreshToken}, "service": {testService}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = presp.Body.Close()
+	if presp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("a session after OIDC was switched off: %d, want 401", presp.StatusCode)
+	}
 	// A password login gets no refresh token: its client keeps the password.
 	_, auth := authFixture(t, testUsers)
 	withTokens(t, auth, newKey(t, time.Now().Add(-time.Minute)))
@@ -182,8 +197,32 @@ func TestOIDCProviderDownLocksOutNobodyElse(t *testing.T) {
 		t.Fatalf("htpasswd user with the OIDC provider down: %v", err)
 	}
 	tok := idToken(t, d, dex.ClientID, dex.ClientSecret, "alice@example.com", "alice-oidc")
+	// The token names dex's issuer, not the configured (dead) one: it is not the OIDC
+	// provider's, so it is an ordinary (wrong) password.
+	if _, code := reg.token(t, "ci", tok, "repository:team-a/app:pull"); code != http.StatusUnauthorized {
+		t.Errorf("a JWT of another issuer as a password: %d, want 401", code)
+	}
+	// A password shaped like a JWT still belongs to its htpasswd user.
+	_, auth2 := authFixture(t, map[string]string{"dots": "aaaaaaaaaa.bbbbbbbbbb.cccccccccc"})
+	auth2.OIDC = auth.OIDC
+	withTokens(t, auth2, newKey(t, time.Now().Add(-time.Minute)))
+	auth2.Access = nil
+	reg2 := startRegistry(t, auth2, nil)
+	if _, code := reg2.token(t, "dots", "aaaaaaaaaa.bbbbbbbbbb.cccccccccc", "repository:x:pull"); code != http.StatusOK {
+		t.Errorf("an htpasswd password shaped like a JWT: %d, want 200", code)
+	}
+}
+
+func TestOIDCProviderDownIsUnavailable(t *testing.T) {
+	_, auth := authFixture(t, testUsers)
+	d := dex.Start(t, dexUsers, dex.Options{})
+	auth.OIDC = &registryconfig.OIDC{IssuerURL: d.Issuer, Audiences: []string{dex.ClientID}, CAFile: filepath.Join(t.TempDir(), "absent.pem")}
+	withTokens(t, auth, newKey(t, time.Now().Add(-time.Minute)))
+	reg := startRegistry(t, auth, nil)
+	tok := idToken(t, d, dex.ClientID, dex.ClientSecret, "alice@example.com", "alice-oidc")
+	// The provider cannot be reached (its CA bundle is missing): 503, not "wrong password".
 	if _, code := reg.token(t, "ci", tok, "repository:team-a/app:pull"); code != http.StatusServiceUnavailable {
-		t.Errorf("ID token with the provider down: %d, want 503", code)
+		t.Errorf("ID token with the provider unreachable: %d, want 503", code)
 	}
 }
 
