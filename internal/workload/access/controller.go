@@ -472,6 +472,14 @@ func (c *Controller) Authorized(r *http.Request, access ...auth.Access) (*auth.G
 			return nil, c.challenge(r, access, auth.ErrInvalidCredential, "")
 		}
 	case err != nil:
+		if errors.Is(err, errProviderUnavailable) {
+			// Not the client's fault: Middleware answers 503, so clients retry instead of
+			// reporting a wrong password.
+			if d := decisionFrom(r.Context()); d != nil {
+				d.unavailable.Store(true)
+			}
+			return nil, &challenge{realm: c.cfg.Realm, err: err, unavailable: true}
+		}
 		return nil, c.challenge(r, access, err, "invalid_token")
 	default:
 		if !c.allAllowed(id, access, true) {
@@ -594,6 +602,8 @@ type challenge struct {
 	realm  string
 	err    error
 	denied bool
+	// unavailable: an identity provider could not be asked (answered 503).
+	unavailable bool
 
 	bearer                      bool
 	service, scope, bearerError string
@@ -602,7 +612,7 @@ type challenge struct {
 var _ auth.Challenge = (*challenge)(nil)
 
 func (ch *challenge) SetHeaders(_ *http.Request, w http.ResponseWriter) {
-	if ch.denied {
+	if ch.denied || ch.unavailable {
 		return
 	}
 	if !ch.bearer {
@@ -624,8 +634,9 @@ func (ch *challenge) Error() string {
 }
 
 // decision carries, through the request context, whether the access controller denied a
-// known user, so Middleware can answer 403 instead of distribution's 401.
-type decision struct{ denied atomic.Bool }
+// known user or could not ask an identity provider, so Middleware can answer 403 or 503
+// instead of distribution's 401.
+type decision struct{ denied, unavailable atomic.Bool }
 
 type decisionKey struct{}
 

@@ -17,14 +17,15 @@ import (
 func (c *Controller) Middleware(next http.Handler) http.Handler {
 	catalog := c.catalogHandler(next)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		d := &decision{}
+		r = r.WithContext(context.WithValue(r.Context(), decisionKey{}, d))
+		dw := &denyWriter{ResponseWriter: w, d: d}
 		if r.URL.Path == "/v2/_catalog" && r.Method == http.MethodGet {
-			catalog.ServeHTTP(w, r)
+			catalog.ServeHTTP(dw, r)
 			return
 		}
 		c.dropForbiddenMount(r)
-		d := &decision{}
-		r = r.WithContext(context.WithValue(r.Context(), decisionKey{}, d))
-		next.ServeHTTP(&denyWriter{ResponseWriter: w, d: d}, r)
+		next.ServeHTTP(dw, r)
 	})
 }
 
@@ -51,6 +52,9 @@ func (c *Controller) dropForbiddenMount(r *http.Request) {
 	r.URL.RawQuery = q.Encode()
 }
 
+// errUnavailableMessage answers a request whose identity provider could not be asked.
+const errUnavailableMessage = "the identity provider cannot be reached; try again later"
+
 // ErrorBody is an OCI distribution error response.
 type ErrorBody struct {
 	Errors []ErrorEntry `json:"errors"`
@@ -71,6 +75,19 @@ type denyWriter struct {
 }
 
 func (w *denyWriter) WriteHeader(code int) {
+	if code == http.StatusUnauthorized && w.d.unavailable.Load() {
+		w.swallowed = true
+		h := w.ResponseWriter.Header()
+		h.Del("WWW-Authenticate")
+		h.Del("Content-Length")
+		h.Set("Content-Type", "application/json; charset=utf-8")
+		h.Set("Retry-After", "10")
+		w.ResponseWriter.WriteHeader(http.StatusServiceUnavailable)
+		_ = json.NewEncoder(w.ResponseWriter).Encode(ErrorBody{Errors: []ErrorEntry{{
+			Code: "UNAVAILABLE", Message: errUnavailableMessage,
+		}}})
+		return
+	}
 	if code == http.StatusUnauthorized && w.d.denied.Load() {
 		w.swallowed = true
 		h := w.ResponseWriter.Header()
@@ -115,6 +132,11 @@ func (c *Controller) Authorize(w http.ResponseWriter, r *http.Request, repositor
 	var ch *challenge
 	if errors.As(err, &ch) && ch.denied {
 		writeError(w, http.StatusForbidden, "DENIED", errDenied.Error())
+		return false
+	}
+	if ch != nil && ch.unavailable {
+		w.Header().Set("Retry-After", "10")
+		writeError(w, http.StatusServiceUnavailable, "UNAVAILABLE", errUnavailableMessage)
 		return false
 	}
 	if ch != nil {

@@ -110,8 +110,8 @@ func (c *Controller) TokenHandler() http.Handler {
 			if err != nil {
 				c.audit.authFailed(r, user, provider, err)
 				if errors.Is(err, errProviderUnavailable) {
-					writeError(w, http.StatusServiceUnavailable, "UNAVAILABLE",
-						"the identity provider cannot be reached; try again later")
+					w.Header().Set("Retry-After", "10")
+					writeError(w, http.StatusServiceUnavailable, "UNAVAILABLE", errUnavailableMessage)
 					return
 				}
 				w.Header().Set("WWW-Authenticate", `Basic realm="`+c.cfg.Realm+`"`)

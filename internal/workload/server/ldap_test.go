@@ -84,8 +84,19 @@ func TestLDAPUsersThroughTokens(t *testing.T) {
 			t.Fatalf("token with the directory down: %d", resp.StatusCode)
 		}
 	}
-	if resp := reg.do(t, http.MethodHead, manifest, basic("alice", "alice-ldap")); resp.StatusCode != http.StatusUnauthorized {
-		t.Errorf("Basic with the directory down: %d, want 401", resp.StatusCode)
+	// Basic requests that need the directory get 503 (retry later), not 401 (wrong password):
+	// on distribution's routes, on Dockyard's fast blob path and on the catalog.
+	layers, _ := img.Layers()
+	blob, _ := layers[0].Digest()
+	for _, path := range []string{manifest, "/v2/team-a/app/blobs/" + blob.String(), "/v2/_catalog"} {
+		method := http.MethodHead
+		if path == "/v2/_catalog" {
+			method = http.MethodGet
+		}
+		resp := reg.do(t, method, path, basic("alice", "alice-ldap"))
+		if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" || resp.Header.Get("WWW-Authenticate") != "" {
+			t.Errorf("Basic %s %s with the directory down: %d %v, want 503 with Retry-After and no challenge", method, path, resp.StatusCode, resp.Header)
+		}
 	}
 	// The token endpoint says the directory is unavailable rather than "wrong password".
 	if _, code := reg.token(t, "alice", "alice-ldap", "repository:team-a/app:pull"); code != http.StatusServiceUnavailable {
