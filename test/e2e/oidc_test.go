@@ -43,16 +43,7 @@ var _ = Describe("a Registry trusting an OIDC provider in the cluster", Ordered,
 	var ns, issuer string
 
 	BeforeAll(func() {
-		ns = fmt.Sprintf("e2e-oidc-%d", time.Now().Unix()%100000)
-		Expect(k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: map[string]string{
-			"pod-security.kubernetes.io/enforce": "restricted",
-		}}})).To(Succeed())
-		DeferCleanup(func() {
-			if !CurrentSpecReport().Failed() {
-				_ = k8s.Delete(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})
-			}
-		})
-		createCAIssuer(ns)
+		ns = namespaceWithCA("e2e-oidc")
 		issuer = fmt.Sprintf("https://dex.%s.svc:5556/dex", ns)
 
 		By("running dex (image dex:e2e) with a static user in group ci, TLS from the namespace's CA")

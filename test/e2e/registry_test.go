@@ -53,16 +53,7 @@ var _ = Describe("a Registry on a real cluster", Ordered, func() {
 	)
 
 	BeforeAll(func() {
-		ns = fmt.Sprintf("e2e-%d", time.Now().Unix()%100000)
-		Expect(k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: map[string]string{
-			"pod-security.kubernetes.io/enforce": "restricted",
-		}}})).To(Succeed())
-		DeferCleanup(func() {
-			if !CurrentSpecReport().Failed() {
-				_ = k8s.Delete(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})
-			}
-		})
-		createCAIssuer(ns)
+		ns = namespaceWithCA("e2e")
 		Expect(k8s.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "users"}, StringData: map[string]string{
 			"htpasswd": htpasswd("alice", "alice-pw") + htpasswd("victor", "victor-pw"),
 			"groups":   "team-a: alice\n",
@@ -327,6 +318,24 @@ func (l *load) Stop() { l.once.Do(func() { close(l.stop); <-l.done }) }
 
 // createCAIssuer makes a CA with cert-manager: a self-signed Issuer signs a CA
 // Certificate, and an Issuer named "ca" issues from it.
+// namespaceWithCA creates a namespace enforcing the "restricted" Pod Security Standard,
+// deleted after the specs unless one failed (its objects then stay for debugging), with a
+// CA Issuer named ca.
+func namespaceWithCA(prefix string) string {
+	GinkgoHelper()
+	ns := fmt.Sprintf("%s-%d", prefix, time.Now().Unix()%100000)
+	Expect(k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: map[string]string{
+		"pod-security.kubernetes.io/enforce": "restricted",
+	}}})).To(Succeed())
+	DeferCleanup(func() {
+		if !CurrentSpecReport().Failed() {
+			_ = k8s.Delete(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})
+		}
+	})
+	createCAIssuer(ns)
+	return ns
+}
+
 func createCAIssuer(ns string) {
 	GinkgoHelper()
 	Expect(k8s.Create(ctx, &cmapi.Issuer{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "selfsigned"},
