@@ -60,7 +60,7 @@ func (r *RegistryReconciler) observeLDAP(ctx context.Context, reg *v1alpha1.Regi
 	if !st.bind.ok() || (st.ca != nil && !st.ca.ok()) {
 		return st, 0, nil
 	}
-	cfg := resources.Config(reg, resources.Inputs{}).Auth.LDAP
+	cfg := resources.LDAPConfig(l)
 	pw := sec.Data[l.BindPasswordSecretRef.Key]
 	key := ldapCheckKey(reg, cfg, pw, caPEM)
 	res, recheck := r.providerChecks.run(key, r.now(), func() error {
@@ -210,16 +210,7 @@ func (c *providerCheckCache) run(key string, now time.Time, check func() error) 
 func (r *RegistryReconciler) ensureTokenKeys(ctx context.Context, reg *v1alpha1.Registry) (time.Duration, error) {
 	key := client.ObjectKey{Namespace: reg.Namespace, Name: reg.TokenKeysSecretName()}
 	if reg.Spec.Auth == nil {
-		pm := &metav1.PartialObjectMetadata{}
-		pm.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
-		if err := r.Client.Get(ctx, key, pm); err != nil {
-			return 0, client.IgnoreNotFound(err)
-		}
-		ctrl.LoggerFrom(ctx).Info("Deleting token keys: auth is off", "secret", key)
-		if err := client.IgnoreNotFound(r.Client.Delete(ctx, pm)); err != nil {
-			return 0, fmt.Errorf("delete Secret %s: %w", key, err)
-		}
-		return 0, nil
+		return 0, r.deleteSecret(ctx, reg, reg.TokenKeysSecretName())
 	}
 	sec := &corev1.Secret{}
 	var current registryconfig.TokenKeys

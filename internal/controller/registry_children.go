@@ -227,3 +227,19 @@ func cronJobOrNil(reg *v1alpha1.Registry, in resources.Inputs) client.Object {
 }
 
 func ptrTo[T any](v T) *T { return &v }
+
+// deleteSecret deletes one of the Registry's generated Secrets if the cache (metadata only)
+// shows it, so a reconcile with nothing to delete sends no request.
+func (r *RegistryReconciler) deleteSecret(ctx context.Context, reg *v1alpha1.Registry, name string) error {
+	pm := &metav1.PartialObjectMetadata{}
+	pm.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+	if err := r.Client.Get(ctx, client.ObjectKey{Namespace: reg.Namespace, Name: name}, pm); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	ctrl.LoggerFrom(ctx).Info("Deleting generated Secret", "secret", client.ObjectKeyFromObject(pm))
+	if err := client.IgnoreNotFound(r.Client.Delete(ctx, pm)); err != nil {
+		return fmt.Errorf("delete Secret %s/%s: %w", reg.Namespace, name, err)
+	}
+	r.applier.Forget(corev1.SchemeGroupVersion.WithKind("Secret"), pm)
+	return nil
+}

@@ -156,16 +156,3 @@ func (r *RegistryReconciler) robotPasswords(ctx context.Context, reg *v1alpha1.R
 func (r *RegistryReconciler) deleteRobotSecret(ctx context.Context, reg *v1alpha1.Registry, name string) error {
 	return r.deleteSecret(ctx, reg, reg.RobotSecretName(name))
 }
-
-// deleteSecret deletes one of the Registry's generated Secrets if it exists.
-func (r *RegistryReconciler) deleteSecret(ctx context.Context, reg *v1alpha1.Registry, name string) error {
-	pm := &metav1.PartialObjectMetadata{}
-	pm.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
-	pm.SetNamespace(reg.Namespace)
-	pm.SetName(name)
-	if err := client.IgnoreNotFound(r.Client.Delete(ctx, pm)); err != nil {
-		return fmt.Errorf("delete Secret %s/%s: %w", reg.Namespace, name, err)
-	}
-	r.applier.Forget(corev1.SchemeGroupVersion.WithKind("Secret"), pm)
-	return nil
-}

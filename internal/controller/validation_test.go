@@ -92,6 +92,79 @@ var _ = Describe("Registry validation at apply time", func() {
 				{Name: "ci", Repositories: []string{"a"}, Role: v1alpha1.RoleManager}}}
 			return r
 		}, "Duplicate value"),
+		Entry("a group filter without {dn} or {username}", func(ns string) *v1alpha1.Registry {
+			r := newRegistry(ns, "r", withLDAP("ldaps://ldap.example.com", "bind", nil))
+			r.Spec.Auth.LDAP.GroupSearch.Filter = "(objectClass=groupOfNames)"
+			return r
+		}, "filter must be a parenthesised LDAP filter containing {dn} or {username}"),
+		Entry("a groupsAttribute that is not an attribute name", func(ns string) *v1alpha1.Registry {
+			r := newRegistry(ns, "r", withLDAP("ldaps://ldap.example.com", "bind", nil))
+			r.Spec.Auth.LDAP.GroupSearch = nil
+			r.Spec.Auth.LDAP.GroupsAttribute = "memberOf)(x"
+			return r
+		}, "spec.auth.ldap.groupsAttribute"),
+		Entry("an LDAP URL of another scheme", func(ns string) *v1alpha1.Registry {
+			return newRegistry(ns, "r", withLDAP("https://ldap.example.com", "bind", nil))
+		}, "spec.auth.ldap.urls[0]"),
+		Entry("a bind password Secret key with a slash", func(ns string) *v1alpha1.Registry {
+			r := newRegistry(ns, "r", withLDAP("ldaps://ldap.example.com", "bind", nil))
+			r.Spec.Auth.LDAP.BindPasswordSecretRef.Key = "../password"
+			return r
+		}, "spec.auth.ldap.bindPasswordSecretRef.key"),
+		Entry("an LDAP login cache of two hours", func(ns string) *v1alpha1.Registry {
+			r := newRegistry(ns, "r", withLDAP("ldaps://ldap.example.com", "bind", nil))
+			r.Spec.Auth.LDAP.CacheTTL = &metav1.Duration{Duration: 2 * time.Hour}
+			return r
+		}, "cacheTTL must be at most 1h"),
+		Entry("an LDAP failure cache of an hour", func(ns string) *v1alpha1.Registry {
+			r := newRegistry(ns, "r", withLDAP("ldaps://ldap.example.com", "bind", nil))
+			r.Spec.Auth.LDAP.NegativeCacheTTL = &metav1.Duration{Duration: time.Hour}
+			return r
+		}, "negativeCacheTTL must be at most 10m"),
+		Entry("an OIDC username claim with a space", func(ns string) *v1alpha1.Registry {
+			r := newRegistry(ns, "r")
+			r.Spec.Auth = &v1alpha1.AuthSpec{OIDC: &v1alpha1.OIDCSpec{IssuerURL: "https://idp.example.com", Audiences: []string{"r"},
+				UsernameClaim: "user name"}}
+			return r
+		}, "spec.auth.oidc.usernameClaim"),
+		Entry("an OIDC username prefix with a colon", func(ns string) *v1alpha1.Registry {
+			r := newRegistry(ns, "r")
+			r.Spec.Auth = &v1alpha1.AuthSpec{OIDC: &v1alpha1.OIDCSpec{IssuerURL: "https://idp.example.com", Audiences: []string{"r"},
+				UsernamePrefix: "oidc:"}}
+			return r
+		}, "spec.auth.oidc.usernamePrefix"),
+		Entry("an OIDC CA from nowhere", func(ns string) *v1alpha1.Registry {
+			r := newRegistry(ns, "r")
+			r.Spec.Auth = &v1alpha1.AuthSpec{OIDC: &v1alpha1.OIDCSpec{IssuerURL: "https://idp.example.com", Audiences: []string{"r"},
+				CA: &v1alpha1.CABundleSource{}}}
+			return r
+		}, "set exactly one of secretKeyRef and configMapKeyRef"),
+		Entry("an unknown challenge scheme", func(ns string) *v1alpha1.Registry {
+			r := newRegistry(ns, "r", withUsers("users"))
+			r.Spec.Auth.Tokens = &v1alpha1.TokenSpec{Challenge: "Digest"}
+			return r
+		}, "spec.auth.tokens.challenge"),
+		Entry("a token lifetime of two hours", func(ns string) *v1alpha1.Registry {
+			r := newRegistry(ns, "r", withUsers("users"))
+			r.Spec.Auth.Tokens = &v1alpha1.TokenSpec{TTL: &metav1.Duration{Duration: 2 * time.Hour}}
+			return r
+		}, "ttl must be between 1m and 1h"),
+		Entry("a robot with a repository pattern in upper case", func(ns string) *v1alpha1.Registry {
+			r := newRegistry(ns, "r")
+			r.Spec.Auth = &v1alpha1.AuthSpec{Robots: []v1alpha1.RobotAccount{{Name: "ci", Repositories: []string{"Team/**"}, Role: v1alpha1.RoleViewer}}}
+			return r
+		}, "repositories: each pattern is lowercase path segments"),
+		Entry("a robot with an unknown role", func(ns string) *v1alpha1.Registry {
+			r := newRegistry(ns, "r")
+			r.Spec.Auth = &v1alpha1.AuthSpec{Robots: []v1alpha1.RobotAccount{{Name: "ci", Repositories: []string{"**"}, Role: "Owner"}}}
+			return r
+		}, "spec.auth.robots[0].role"),
+		Entry("a robot credential living two years", func(ns string) *v1alpha1.Registry {
+			r := newRegistry(ns, "r")
+			r.Spec.Auth = &v1alpha1.AuthSpec{Robots: []v1alpha1.RobotAccount{{Name: "ci", Repositories: []string{"**"}, Role: v1alpha1.RoleViewer,
+				CredentialLifetime: &metav1.Duration{Duration: 2 * 8760 * time.Hour}}}}
+			return r
+		}, "credentialLifetime must be between 1h and 8760h"),
 		Entry("a token lifetime under a minute", func(ns string) *v1alpha1.Registry {
 			r := newRegistry(ns, "r", withUsers("users"))
 			r.Spec.Auth.Tokens = &v1alpha1.TokenSpec{TTL: &metav1.Duration{Duration: 30 * time.Second}}

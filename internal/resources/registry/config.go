@@ -92,7 +92,7 @@ func Config(reg *v1alpha1.Registry, in Inputs) *registryconfig.Config {
 				Challenge:  string(a.Tokens.GetChallenge()),
 				SessionTTL: registryconfig.Duration{Duration: a.Tokens.GetSessionTTL()},
 			},
-			LDAP:       ldapConfig(a.LDAP),
+			LDAP:       LDAPConfig(a.LDAP),
 			OIDC:       oidcConfig(a.OIDC),
 			RobotsFile: registryconfig.RobotsDir + "/" + registryconfig.RobotsKey,
 		}
@@ -148,8 +148,9 @@ func oidcConfig(o *v1alpha1.OIDCSpec) *registryconfig.OIDC {
 	return out
 }
 
-// ldapConfig renders spec.auth.ldap; the bind password and CA arrive as files.
-func ldapConfig(l *v1alpha1.LDAPSpec) *registryconfig.LDAP {
+// LDAPConfig renders spec.auth.ldap for the workload config; the bind password and CA
+// arrive as files.
+func LDAPConfig(l *v1alpha1.LDAPSpec) *registryconfig.LDAP {
 	if l == nil {
 		return nil
 	}

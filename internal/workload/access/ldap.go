@@ -73,6 +73,7 @@ func newLDAPProvider(cfg registryconfig.LDAP, cacheKey []byte) *ldapProvider {
 // an error wrapping ErrLDAPBind when the directory answered but refused the account, or
 // another error when no URL could be reached. The operator reports the result in AuthReady.
 func CheckLDAP(ctx context.Context, cfg registryconfig.LDAP, bindPassword, caPEM []byte) error {
+	cfg.Defaults()
 	p := newLDAPProvider(cfg, nil)
 	p.bindPassword = func() ([]byte, error) { return bindPassword, nil }
 	p.caPEM = func() ([]byte, error) { return caPEM, nil }
