@@ -34,6 +34,9 @@ type Auth struct {
 	// RobotsFile, when set, holds the robot accounts (Robots as JSON), written by the
 	// operator; re-read when it changes.
 	RobotsFile string `json:"robotsFile,omitempty"`
+	// Kubernetes, when set, accepts ServiceAccount tokens and/or authorizes with
+	// Kubernetes RBAC.
+	Kubernetes *Kubernetes `json:"kubernetes,omitempty"`
 }
 
 // RobotUserPrefix starts the user name of every robot account: robot+<name>. Names with
@@ -256,14 +259,21 @@ func (a *Auth) defaults() {
 	if a.LDAP != nil {
 		a.LDAP.Defaults()
 	}
+	if a.Kubernetes != nil {
+		a.Kubernetes.defaults()
+	}
 }
 
 // validate checks the auth section; every problem is reported.
 func (a *Auth) validate() []error {
 	var errs []error
 	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
-	if a.HtpasswdFile == "" && a.LDAP == nil && a.OIDC == nil && a.RobotsFile == "" {
-		add("auth: at least one of htpasswdFile, ldap, oidc and robotsFile is required")
+	if a.HtpasswdFile == "" && a.LDAP == nil && a.OIDC == nil && a.RobotsFile == "" &&
+		(a.Kubernetes == nil || a.Kubernetes.ServiceAccounts == nil) {
+		add("auth: at least one of htpasswdFile, ldap, oidc, robotsFile and kubernetes.serviceAccounts is required")
+	}
+	if a.Kubernetes != nil {
+		errs = append(errs, a.Kubernetes.validate()...)
 	}
 	if o := a.OIDC; o != nil {
 		if !strings.HasPrefix(o.IssuerURL, "https://") {

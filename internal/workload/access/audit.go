@@ -69,12 +69,16 @@ func (a *audit) authFailed(r *http.Request, user, provider string, err error) {
 	a.log.Info("Authentication failed", attrs...)
 }
 
-func (a *audit) denied(r *http.Request, id Identity, access []string) {
+func (a *audit) denied(r *http.Request, id Identity, access []string, reason string) {
 	for _, s := range access {
 		a.denials.WithLabelValues(actionOf(s)).Inc()
 	}
-	a.log.Info("Access denied", "user", id.User, "provider", id.Provider, "access", access,
-		"source", r.RemoteAddr, "method", r.Method, "path", r.URL.Path)
+	attrs := []any{"user", id.User, "provider", id.Provider, "access", access,
+		"source", r.RemoteAddr, "method", r.Method, "path", r.URL.Path}
+	if reason != "" {
+		attrs = append(attrs, "reason", reason)
+	}
+	a.log.Info("Access denied", attrs...)
 }
 
 // actionOf returns the action of a "type:name:action" string.

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/distribution/distribution/v3/registry/auth"
@@ -14,13 +15,27 @@ import (
 	"github.com/dockyard-dev/dockyard/internal/registryconfig"
 )
 
-// allowed reports whether id may perform action on repository: the access rules allow it
-// and, for a registry token, the token grants it too.
-func (c *Controller) allowed(id Identity, repository, action string) bool {
+// allowed reports whether id may perform action on repository: the access rules or
+// Kubernetes RBAC allow it and, for a registry token, the token grants it too. A refusal
+// may carry a reason for the caller; an error means an authorizer could not be asked.
+func (c *Controller) allowed(ctx context.Context, id Identity, repository, action string) (bool, string, error) {
 	if id.token && !id.grants.allows("repository", repository, action) {
-		return false
+		return false, "", nil
 	}
-	return c.rulesAllow(id, repository, action)
+	return c.permits(ctx, id, repository, action)
+}
+
+// permits reports whether id may perform action on repository, whatever token it holds:
+// the access rules (see rulesAllow), then, when on, Kubernetes RBAC.
+func (c *Controller) permits(ctx context.Context, id Identity, repository, action string) (bool, string, error) {
+	if c.rulesAllow(id, repository, action) {
+		return true, "", nil
+	}
+	if c.kube == nil || c.kube.cfg.RBAC == nil || id.anonymous() || id.Provider == ProviderPullSecret ||
+		(id.Provider == ProviderRobot && !c.robotKnown(id.User)) {
+		return false, "", nil
+	}
+	return c.kube.allows(ctx, id, repository, action)
 }
 
 // rulesAllow reports whether the access rules let id perform action on repository.
@@ -31,7 +46,13 @@ func (c *Controller) rulesAllow(id Identity, repository, action string) bool {
 	if id.anonymous() {
 		return false
 	}
-	if id.Provider == ProviderRobot {
+	switch id.Provider {
+	case ProviderPullSecret:
+		// A pull credential pulls what it names and nothing else.
+		return action == ActionPull && slices.ContainsFunc(id.repositories, func(p string) bool {
+			return MatchRepository(p, repository)
+		})
+	case ProviderRobot:
 		// A robot may do what its own grant allows, plus what access rules naming it allow;
 		// once removed from the robots file, nothing (its tokens included).
 		if !c.robotKnown(id.User) {
@@ -96,37 +117,54 @@ func subjectMatches(subjects []registryconfig.Subject, id Identity) bool {
 // Authorized implements auth.AccessController.
 func (c *Controller) Authorized(r *http.Request, access ...auth.Access) (*auth.Grant, error) {
 	id, err := c.authenticate(r)
+	unavailable := func(err error) (*auth.Grant, error) {
+		// Not the client's fault: Middleware answers 503, so clients retry instead of
+		// reporting a wrong password or a missing permission.
+		if d := decisionFrom(r.Context()); d != nil {
+			d.unavailable.Store(true)
+		}
+		return nil, &challenge{realm: c.cfg.Realm, err: err, unavailable: true}
+	}
 	switch {
 	case errors.Is(err, errNoCredentials):
-		if !c.cfg.AnonymousPull || len(access) == 0 || !c.allAllowed(Identity{}, access, true) {
+		if !c.cfg.AnonymousPull || len(access) == 0 {
+			return nil, c.challenge(r, access, auth.ErrInvalidCredential, "")
+		}
+		if ok, _, err := c.allAllowed(r.Context(), Identity{}, access, true); err != nil || !ok {
 			return nil, c.challenge(r, access, auth.ErrInvalidCredential, "")
 		}
 	case err != nil:
 		if errors.Is(err, errProviderUnavailable) {
-			// Not the client's fault: Middleware answers 503, so clients retry instead of
-			// reporting a wrong password.
-			if d := decisionFrom(r.Context()); d != nil {
-				d.unavailable.Store(true)
-			}
-			return nil, &challenge{realm: c.cfg.Realm, err: err, unavailable: true}
+			return unavailable(err)
 		}
 		return nil, c.challenge(r, access, err, "invalid_token")
 	default:
-		if !c.allAllowed(id, access, true) {
+		ok, reason, err := c.allAllowed(r.Context(), id, access, true)
+		if err != nil {
+			c.log.Warn("An authorizer could not be asked", "user", id.User, "err", err)
+			return unavailable(err)
+		}
+		if !ok {
 			if id.anonymous() {
 				// An anonymous token: logging in may help, so challenge rather than refuse.
 				return nil, c.challenge(r, access, auth.ErrInvalidCredential, "insufficient_scope")
 			}
-			if id.token && c.allAllowed(id, access, false) {
-				// The rules allow it but this token was issued for other scopes: send the
-				// client back to the token endpoint for this one.
-				return nil, c.challenge(r, access, errDenied, "insufficient_scope")
+			if id.token {
+				// The rules may allow it while this token was issued for other scopes: send
+				// the client back to the token endpoint for this one.
+				ok, _, err := c.allAllowed(r.Context(), id, access, false)
+				if err != nil {
+					return unavailable(err)
+				}
+				if ok {
+					return nil, c.challenge(r, access, errDenied, "insufficient_scope")
+				}
 			}
-			c.audit.denied(r, id, describe(access))
+			c.audit.denied(r, id, describe(access), reason)
 			if d := decisionFrom(r.Context()); d != nil {
-				d.denied.Store(true)
+				d.deny(reason)
 			}
-			return nil, &challenge{err: errDenied, denied: true}
+			return nil, &challenge{err: errDenied, denied: true, reason: reason}
 		}
 	}
 	var resources []auth.Resource
@@ -138,33 +176,55 @@ func (c *Controller) Authorized(r *http.Request, access ...auth.Access) (*auth.G
 
 var errDenied = errors.New("requested access to the resource is denied")
 
+// deniedMessage is the message of a 403 DENIED answer: the reason, when an authorizer gave
+// one (Kubernetes RBAC names the verb, resource and namespace that were missing).
+func deniedMessage(reason string) string {
+	if reason == "" {
+		return errDenied.Error()
+	}
+	return errDenied.Error() + ": " + reason
+}
+
 // allAllowed reports whether id may have every access; withGrants also requires a token's
-// grants to cover it (rules alone tell whether a new token would).
-func (c *Controller) allAllowed(id Identity, access []auth.Access, withGrants bool) bool {
-	allowed := c.rulesAllow
+// grants to cover it (rules alone tell whether a new token would). A refusal carries the
+// reasons the authorizers gave for every access refused (a push asks for pull and push).
+func (c *Controller) allAllowed(ctx context.Context, id Identity, access []auth.Access, withGrants bool) (bool, string, error) {
+	allowed := c.permits
 	if withGrants {
 		allowed = c.allowed
 	}
+	var refused []string // reasons of the refused repository actions, all of them
+	denied := false
 	for _, a := range access {
 		switch a.Type {
 		case "repository":
-			if !allowed(id, a.Name, a.Action) {
-				return false
+			ok, reason, err := allowed(ctx, id, a.Name, a.Action)
+			if err != nil {
+				return false, "", err
+			}
+			if !ok {
+				denied = true
+				if reason != "" {
+					refused = append(refused, reason)
+				}
 			}
 		case "registry":
 			// The catalog: every authenticated caller (and anonymous callers when anonymous
 			// pull is on) may list; the catalog filter narrows the list to pullable names.
 			if a.Name != "catalog" || (id.anonymous() && !c.cfg.AnonymousPull) {
-				return false
+				return false, "", nil
 			}
 			if withGrants && id.token && !id.grants.allows("registry", "catalog", "*") {
-				return false
+				return false, "", nil
 			}
 		default:
-			return false
+			return false, "", nil
 		}
 	}
-	return true
+	if denied {
+		return false, strings.Join(refused, "; "), nil
+	}
+	return true, "", nil
 }
 
 func describe(access []auth.Access) []string {
@@ -232,6 +292,8 @@ type challenge struct {
 	realm  string
 	err    error
 	denied bool
+	// reason explains a denial to the caller.
+	reason string
 	// unavailable: an identity provider could not be asked (answered 503).
 	unavailable bool
 
@@ -264,9 +326,26 @@ func (ch *challenge) Error() string {
 }
 
 // decision carries, through the request context, whether the access controller denied a
-// known user or could not ask an identity provider, so Middleware can answer 403 or 503
-// instead of distribution's 401.
-type decision struct{ denied, unavailable atomic.Bool }
+// known user (and why) or could not ask an identity provider, so Middleware can answer 403
+// or 503 instead of distribution's 401.
+type decision struct {
+	denied, unavailable atomic.Bool
+	mu                  sync.Mutex
+	reason              string
+}
+
+func (d *decision) deny(reason string) {
+	d.mu.Lock()
+	d.reason = reason
+	d.mu.Unlock()
+	d.denied.Store(true)
+}
+
+func (d *decision) message() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return deniedMessage(d.reason)
+}
 
 type decisionKey struct{}
 
@@ -278,5 +357,9 @@ func decisionFrom(ctx context.Context) *decision {
 // CanPush reports whether the request's credentials allow pushing to repository.
 func (c *Controller) CanPush(r *http.Request, repository string) bool {
 	id, err := c.authenticate(r)
-	return err == nil && c.allowed(id, repository, ActionPush)
+	if err != nil {
+		return false
+	}
+	ok, _, err := c.allowed(r.Context(), id, repository, ActionPush)
+	return err == nil && ok
 }

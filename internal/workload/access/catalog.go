@@ -50,7 +50,14 @@ func (c *Controller) catalogHandler(next http.Handler) http.Handler {
 				return
 			}
 			for _, name := range page {
-				if c.rulesAllow(id, name, ActionPull) {
+				ok, _, err := c.permits(r.Context(), id, name, ActionPull)
+				if err != nil {
+					c.log.Warn("An authorizer could not be asked", "user", id.User, "err", err)
+					w.Header().Set("Retry-After", "10")
+					writeError(w, http.StatusServiceUnavailable, "UNAVAILABLE", errUnavailableMessage)
+					return
+				}
+				if ok {
 					if len(out) == n {
 						more = true
 						break

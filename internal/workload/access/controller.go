@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -67,6 +68,7 @@ type Controller struct {
 	tokens *tokenService
 	ldap   *ldapProvider
 	oidc   *oidcProvider
+	kube   *kubeProvider
 	robots atomic.Pointer[robotSet]
 	// now is the clock (robot credential expiry).
 	now   func() time.Time
@@ -112,6 +114,13 @@ func NewController(cfg registryconfig.Auth, log *slog.Logger) (*Controller, erro
 	if cfg.OIDC != nil {
 		c.oidc = newOIDCProvider(*cfg.OIDC)
 	}
+	if cfg.Kubernetes != nil {
+		k, err := newKubeProvider(*cfg.Kubernetes)
+		if err != nil {
+			return nil, err
+		}
+		c.kube = k
+	}
 	if _, err := c.reload(); err != nil {
 		return nil, err
 	}
@@ -119,7 +128,13 @@ func NewController(cfg registryconfig.Auth, log *slog.Logger) (*Controller, erro
 }
 
 // Collectors returns the audit metrics, for the server's metrics registry.
-func (c *Controller) Collectors() []prometheus.Collector { return c.audit.collectors() }
+func (c *Controller) Collectors() []prometheus.Collector {
+	out := c.audit.collectors()
+	if c.kube != nil {
+		out = append(out, c.kube.calls)
+	}
+	return out
+}
 
 // dummyCost picks the bcrypt cost at which an unknown user name is checked. A fixed cost
 // would tell an observer which names exist whenever users' hashes have other costs; instead
@@ -171,24 +186,88 @@ func looksLikeJWT(s string) bool {
 	return true
 }
 
-// issuerOf returns the iss claim of a JWT without verifying anything ("" when it has
-// none): it only chooses which verifier to ask.
-func issuerOf(raw string) string {
+// jwtPeek holds the claims of a JWT that choose its verifier, read without verifying
+// anything.
+type jwtPeek struct {
+	Iss        string          `json:"iss"`
+	Sub        string          `json:"sub"`
+	Aud        json.RawMessage `json:"aud"`
+	Kubernetes json.RawMessage `json:"kubernetes.io"`
+}
+
+// peekJWT reads a JWT's claims without verifying them.
+func peekJWT(raw string) jwtPeek {
+	var c jwtPeek
 	parts := strings.Split(raw, ".")
 	if len(parts) != 3 {
-		return ""
+		return c
 	}
 	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
 	if err != nil {
-		return ""
+		return c
 	}
-	var c struct {
-		Iss string `json:"iss"`
+	_ = json.Unmarshal(payload, &c)
+	return c
+}
+
+// hasAudience reports whether the aud claim (a string or a list) names a.
+func (p jwtPeek) hasAudience(a string) bool {
+	var one string
+	if json.Unmarshal(p.Aud, &one) == nil {
+		return one == a
 	}
-	if json.Unmarshal(payload, &c) != nil {
-		return ""
+	var many []string
+	return json.Unmarshal(p.Aud, &many) == nil && slices.Contains(many, a)
+}
+
+// Kinds of JWT the registry accepts, by who verifies them.
+const (
+	jwtRegistryToken  = "token"
+	jwtPullCredential = ProviderPullSecret
+	jwtOIDC           = ProviderOIDC
+	jwtServiceAccount = ProviderServiceAccount
+)
+
+// jwtKind chooses the verifier of a JWT from its unverified claims: the registry's own
+// issuer (registry tokens, pull credentials), the OIDC issuer, or a Kubernetes
+// ServiceAccount token. "" when none is configured for it.
+func (c *Controller) jwtKind(raw string) string {
+	p := peekJWT(raw)
+	switch {
+	case c.tokens != nil && p.Iss == c.tokens.cfg.Issuer:
+		if p.hasAudience(registryconfig.PullCredentialAudience(c.tokens.cfg.Service)) {
+			return jwtPullCredential
+		}
+		return jwtRegistryToken
+	case c.oidc != nil && p.Iss == c.oidc.cfg.IssuerURL:
+		return jwtOIDC
+	case c.kube != nil && c.kube.cfg.ServiceAccounts != nil && isServiceAccountToken(p):
+		return jwtServiceAccount
 	}
-	return c.Iss
+	return ""
+}
+
+// verifyJWT verifies a JWT of the given kind (see jwtKind).
+func (c *Controller) verifyJWT(ctx context.Context, kind, raw string) (Identity, error) {
+	switch kind {
+	case jwtRegistryToken:
+		return c.tokens.verify(raw)
+	case jwtPullCredential:
+		return c.tokens.verifyPull(raw)
+	case jwtOIDC:
+		id, err := c.oidc.authenticate(ctx, raw)
+		if err == nil {
+			err = c.checkForeignName(id)
+		}
+		return id, err
+	case jwtServiceAccount:
+		id, err := c.kube.authenticate(ctx, raw)
+		if err == nil {
+			err = c.checkForeignName(id)
+		}
+		return id, err
+	}
+	return Identity{}, fmt.Errorf("%w: not a token this registry accepts", errBadPassword)
 }
 
 // Identity providers, as named in logs, metrics and tokens.
@@ -207,6 +286,8 @@ type Identity struct {
 	// access that token carries.
 	token  bool
 	grants grants
+	// repositories limits a pull credential's identity to pulling these patterns.
+	repositories []string
 }
 
 func (id Identity) anonymous() bool { return id.User == "" }
@@ -256,21 +337,16 @@ func (c *Controller) checkCredentials(r *http.Request) (Identity, error) {
 	h := r.Header.Get("Authorization")
 	if scheme, tok, ok := strings.Cut(h, " "); ok && strings.EqualFold(scheme, "Bearer") {
 		tok = strings.TrimSpace(tok)
-		if c.oidc != nil && issuerOf(tok) == c.oidc.cfg.IssuerURL {
-			// Not one of ours: an ID token of the OIDC provider, presented directly.
-			id, err := c.oidc.authenticate(r.Context(), tok)
-			if err != nil {
-				c.audit.authFailed(r, "", ProviderOIDC, err)
-				return Identity{}, fmt.Errorf("%w: %w", auth.ErrAuthenticationFailure, err)
+		kind := c.jwtKind(tok)
+		if kind == "" {
+			if c.tokens == nil {
+				return Identity{}, fmt.Errorf("%w: bearer tokens are not enabled", auth.ErrAuthenticationFailure)
 			}
-			return id, nil
+			kind = jwtRegistryToken // refused with the reason the token service gives
 		}
-		if c.tokens == nil {
-			return Identity{}, fmt.Errorf("%w: bearer tokens are not enabled", auth.ErrAuthenticationFailure)
-		}
-		id, err := c.tokens.verify(tok)
+		id, err := c.verifyJWT(r.Context(), kind, tok)
 		if err != nil {
-			c.audit.authFailed(r, "", "token", err)
+			c.audit.authFailed(r, "", kind, err)
 			return Identity{}, fmt.Errorf("%w: %w", auth.ErrAuthenticationFailure, err)
 		}
 		return id, nil
@@ -290,19 +366,19 @@ func (c *Controller) checkCredentials(r *http.Request) (Identity, error) {
 }
 
 // login checks a user name and password with the providers, in this order: a password
-// that is a JWT of the OIDC issuer goes to OIDC (the user name is not used:
+// that is a JWT goes to its verifier (see jwtKind: registry tokens and pull credentials,
+// OIDC ID tokens, ServiceAccount tokens; the user name is not used:
 // `docker login -u any -p $TOKEN`);
 // a name starting with robot+ to the robot accounts; otherwise the htpasswd users, then
 // LDAP. The first provider that knows the name decides;
 // a provider that is down fails only the logins it would have decided. It returns the
 // provider that decided (or was last asked) for the audit log.
 func (c *Controller) login(ctx context.Context, user, pass string) (Identity, string, error) {
-	if c.oidc != nil && looksLikeJWT(pass) && issuerOf(pass) == c.oidc.cfg.IssuerURL {
-		id, err := c.oidc.authenticate(ctx, pass)
-		if err == nil {
-			err = c.checkForeignName(id)
+	if looksLikeJWT(pass) {
+		if kind := c.jwtKind(pass); kind != "" {
+			id, err := c.verifyJWT(ctx, kind, pass)
+			return id, kind, err
 		}
-		return id, ProviderOIDC, err
 	}
 	if user == "" {
 		return Identity{}, "", errUnknownUser

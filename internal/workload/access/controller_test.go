@@ -1,6 +1,7 @@
 package access
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -51,7 +52,7 @@ func TestAllowed(t *testing.T) {
 		{"empty rules anonymous", nil, false, anon, "any/repo", ActionPull, false},
 	} {
 		c := &Controller{cfg: rc.Auth{Access: tc.access, AnonymousPull: tc.anonPull}}
-		if got := c.allowed(tc.id, tc.repo, tc.act); got != tc.want {
+		if got, _, _ := c.allowed(context.Background(), tc.id, tc.repo, tc.act); got != tc.want {
 			t.Errorf("%s: allowed(%q, %q, %q) = %v, want %v", tc.name, tc.id.User, tc.repo, tc.act, got, tc.want)
 		}
 	}

@@ -44,7 +44,10 @@ func (c *Controller) dropForbiddenMount(r *http.Request) {
 		return
 	}
 	id, err := c.authenticate(r)
-	if err != nil || c.allowed(id, from, ActionPull) {
+	if err != nil {
+		return
+	}
+	if ok, _, err := c.allowed(r.Context(), id, from, ActionPull); ok && err == nil {
 		return
 	}
 	q.Del("from")
@@ -96,7 +99,7 @@ func (w *denyWriter) WriteHeader(code int) {
 		h.Set("Content-Type", "application/json; charset=utf-8")
 		w.ResponseWriter.WriteHeader(http.StatusForbidden)
 		_ = json.NewEncoder(w.ResponseWriter).Encode(ErrorBody{Errors: []ErrorEntry{{
-			Code: "DENIED", Message: errDenied.Error(),
+			Code: "DENIED", Message: w.d.message(),
 		}}})
 		return
 	}
@@ -131,7 +134,7 @@ func (c *Controller) Authorize(w http.ResponseWriter, r *http.Request, repositor
 	}
 	var ch *challenge
 	if errors.As(err, &ch) && ch.denied {
-		writeError(w, http.StatusForbidden, "DENIED", errDenied.Error())
+		writeError(w, http.StatusForbidden, "DENIED", deniedMessage(ch.reason))
 		return false
 	}
 	if ch != nil && ch.unavailable {

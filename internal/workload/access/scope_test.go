@@ -41,19 +41,32 @@ func TestScopeOf(t *testing.T) {
 	}
 }
 
-func TestIssuerOfAndJWTShape(t *testing.T) {
+func TestPeekJWTAndJWTShape(t *testing.T) {
 	// {"iss":"me"} as a payload; the signature is not looked at.
 	tok := "eyJhbGciOiJFUzI1NiJ9.eyJpc3MiOiJtZSJ9.c2ln"
-	if !looksLikeJWT(tok) || issuerOf(tok) != "me" {
-		t.Errorf("looksLikeJWT %v issuerOf %q", looksLikeJWT(tok), issuerOf(tok))
+	if !looksLikeJWT(tok) || peekJWT(tok).Iss != "me" {
+		t.Errorf("looksLikeJWT %v peekJWT %+v", looksLikeJWT(tok), peekJWT(tok))
+	}
+	// {"aud":["a","b"],"kubernetes.io":{}} and {"aud":"a"}
+	for _, raw := range []string{"eyJhdWQiOlsiYSIsImIiXSwia3ViZXJuZXRlcy5pbyI6e319", "eyJhdWQiOiJhIn0"} {
+		p := peekJWT("eyJhbGciOiJFUzI1NiJ9." + raw + ".c2ln")
+		if !p.hasAudience("a") || p.hasAudience("c") {
+			t.Errorf("hasAudience of %s: %+v", raw, p)
+		}
+	}
+	if !isServiceAccountToken(peekJWT("eyJhbGciOiJFUzI1NiJ9.eyJhdWQiOlsiYSIsImIiXSwia3ViZXJuZXRlcy5pbyI6e319.c2ln")) {
+		t.Error("a token with a kubernetes.io claim is a ServiceAccount token")
+	}
+	if isServiceAccountToken(peekJWT(tok)) {
+		t.Error("a token without kubernetes.io claim or ServiceAccount subject is not a ServiceAccount token")
 	}
 	for _, s := range []string{"a-password", "a.b", "x.y.z", "has space.in.it-------------", "a.b.c.d.e.f.g.h.i.j.k.l"} {
 		if looksLikeJWT(s) {
 			t.Errorf("looksLikeJWT(%q) = true", s)
 		}
 	}
-	if issuerOf("not.base64!.x") != "" || issuerOf("e30.e30.") != "" {
-		t.Error("issuerOf of a token without an iss claim must be empty")
+	if peekJWT("not.base64!.x").Iss != "" || peekJWT("e30.e30.").Iss != "" {
+		t.Error("the issuer of a token without an iss claim must be empty")
 	}
 }
 

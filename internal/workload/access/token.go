@@ -15,6 +15,7 @@ import (
 	"os"
 	"slices"
 	"sort"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -39,6 +40,9 @@ type tokenClaims struct {
 	Access   []tokenAccess `json:"access"`
 	Groups   []string      `json:"groups,omitempty"`
 	Provider string        `json:"idp,omitempty"`
+	// Repos limits a pull credential (and the tokens issued for it) to pulling these
+	// repository patterns.
+	Repos []string `json:"repos,omitempty"`
 }
 
 // tokenAccess is one resource and the actions granted on it.
@@ -183,6 +187,7 @@ func (ts *tokenService) issue(id Identity, access []tokenAccess) (string, time.T
 		Access:   access,
 		Groups:   id.Groups,
 		Provider: id.Provider,
+		Repos:    id.repositories,
 	}
 	t := jwt.NewWithClaims(jwt.SigningMethodES256, claims)
 	t.Header["kid"] = k.id
@@ -254,7 +259,37 @@ func (ts *tokenService) verify(raw string) (Identity, error) {
 		k := a.Type + ":" + a.Name
 		g[k] = append(g[k], a.Actions...)
 	}
-	id := Identity{User: claims.Subject, Groups: claims.Groups, Provider: claims.Provider, grants: g, token: true}
+	id := Identity{User: claims.Subject, Groups: claims.Groups, Provider: claims.Provider, grants: g, token: true,
+		repositories: claims.Repos}
+	if id.Provider == ProviderPullSecret && len(id.repositories) == 0 {
+		return Identity{}, errors.New("a pull credential's token names no repository")
+	}
+	ts.cache.put(sum, cachedToken{id: id, keys: ks}, claims.ExpiresAt.Time, now)
+	return id, nil
+}
+
+// ProviderPullSecret names pull credentials (the operator's pull Secrets) in logs, metrics
+// and tokens.
+const ProviderPullSecret = "pull-secret"
+
+// verifyPull checks a pull credential (see registryconfig.SignPullCredential): signed with
+// a token key, audience Service#pull. Its identity may pull the patterns it names, nothing
+// else.
+func (ts *tokenService) verifyPull(raw string) (Identity, error) {
+	sum := sha256.Sum256([]byte(raw))
+	now := ts.now()
+	ks := ts.keys.Load()
+	if c, hit := ts.cache.get(sum, now); hit && c.keys == ks {
+		return c.id, nil
+	}
+	claims, err := ts.parse(ks, raw, registryconfig.PullCredentialAudience(ts.cfg.Service))
+	if err != nil {
+		return Identity{}, fmt.Errorf("%w: %w", errBadPassword, err)
+	}
+	if !strings.HasPrefix(claims.Subject, registryconfig.PullCredentialUserPrefix) || len(claims.Repos) == 0 {
+		return Identity{}, fmt.Errorf("%w: not a pull credential", errBadPassword)
+	}
+	id := Identity{User: claims.Subject, Provider: ProviderPullSecret, repositories: claims.Repos}
 	ts.cache.put(sum, cachedToken{id: id, keys: ks}, claims.ExpiresAt.Time, now)
 	return id, nil
 }

@@ -1,6 +1,7 @@
 package access
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -119,7 +120,14 @@ func (c *Controller) TokenHandler() http.Handler {
 				return
 			}
 		}
-		token, issued, ttl, err := c.tokens.issue(c.tokenIdentity(id), c.grant(id, scopes))
+		granted, err := c.grant(r.Context(), id, scopes)
+		if err != nil {
+			c.log.Warn("An authorizer could not be asked", "user", id.User, "err", err)
+			w.Header().Set("Retry-After", "10")
+			writeError(w, http.StatusServiceUnavailable, "UNAVAILABLE", errUnavailableMessage)
+			return
+		}
+		token, issued, ttl, err := c.tokens.issue(c.tokenIdentity(id), granted)
 		if err != nil {
 			c.log.Error("Issue a token", "err", err)
 			writeError(w, http.StatusInternalServerError, "UNKNOWN", "the token could not be issued")
@@ -155,17 +163,22 @@ func providerLabel(id Identity) string {
 // tokenIdentity keeps, of id's groups, those the access rules name: a directory user in
 // hundreds of groups must not get a token too large for a request header.
 func (c *Controller) tokenIdentity(id Identity) Identity {
+	if c.kube != nil && c.kube.cfg.RBAC != nil {
+		// Kubernetes RBAC may bind any group: keep them all.
+		return Identity{User: id.User, Groups: id.Groups, Provider: id.Provider, repositories: id.repositories}
+	}
 	var groups []string
 	for _, g := range id.Groups {
 		if c.ruleGroups[g] && !slices.Contains(groups, g) {
 			groups = append(groups, g)
 		}
 	}
-	return Identity{User: id.User, Groups: groups, Provider: id.Provider}
+	return Identity{User: id.User, Groups: groups, Provider: id.Provider, repositories: id.repositories}
 }
 
-// grant computes, for each requested scope, the actions the access rules allow id.
-func (c *Controller) grant(id Identity, scopes []tokenAccess) []tokenAccess {
+// grant computes, for each requested scope, the actions the access rules (and Kubernetes
+// RBAC, when on) allow id. An error means an authorizer could not be asked.
+func (c *Controller) grant(ctx context.Context, id Identity, scopes []tokenAccess) ([]tokenAccess, error) {
 	var out []tokenAccess
 	for _, s := range scopes {
 		var acts []string
@@ -177,7 +190,14 @@ func (c *Controller) grant(id Identity, scopes []tokenAccess) []tokenAccess {
 					want = []string{ActionPull, ActionPush, ActionDelete}
 				}
 				for _, w := range want {
-					if !slices.Contains(acts, w) && c.rulesAllow(id, s.Name, w) {
+					if slices.Contains(acts, w) {
+						continue
+					}
+					ok, _, err := c.permits(ctx, id, s.Name, w)
+					if err != nil {
+						return nil, err
+					}
+					if ok {
 						acts = append(acts, w)
 					}
 				}
@@ -191,7 +211,7 @@ func (c *Controller) grant(id Identity, scopes []tokenAccess) []tokenAccess {
 			out = append(out, tokenAccess{Type: s.Type, Name: s.Name, Actions: acts})
 		}
 	}
-	return out
+	return out, nil
 }
 
 // parseScopes parses token scopes, `type:name:actions` (several per parameter separated by
