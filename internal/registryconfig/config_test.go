@@ -31,7 +31,7 @@ func TestValidate(t *testing.T) {
 		"s3 half credentials": {func(c *Config) {
 			c.Storage = Storage{S3: &S3Storage{Bucket: "b", Region: "r", AccessKeyIDEnv: "A"}}
 		}, "must be set together"},
-		"auth without users file": {func(c *Config) { c.Auth = &Auth{} }, "auth: at least one of htpasswdFile, ldap, oidc and robotsFile is required"},
+		"auth without users file": {func(c *Config) { c.Auth = &Auth{} }, "auth: at least one of htpasswdFile, ldap, oidc, robotsFile and kubernetes.serviceAccounts is required"},
 		"bad subject kind": {func(c *Config) {
 			c.Auth = &Auth{HtpasswdFile: "f", Access: []AccessRule{{Subjects: []Subject{{Kind: "Team", Name: "a"}}, Repositories: []string{"**"}, Role: RoleViewer}}}
 		}, "must be User or Group"},
