@@ -11,7 +11,7 @@ import (
 // checked by the providers in this order: htpasswd users (usersSecretRef), then LDAP. The
 // first provider that knows the name decides; a provider that is down fails only the
 // logins it would have decided, never the others.
-// +kubebuilder:validation:XValidation:rule="has(self.usersSecretRef) || has(self.ldap) || has(self.oidc) || (has(self.robots) && size(self.robots) > 0)",message="auth needs at least one identity provider: usersSecretRef, ldap, oidc or robots"
+// +kubebuilder:validation:XValidation:rule="has(self.usersSecretRef) || has(self.ldap) || has(self.oidc) || (has(self.robots) && size(self.robots) > 0) || has(self.serviceAccounts)",message="auth needs at least one identity provider: usersSecretRef, ldap, oidc, robots or serviceAccounts"
 type AuthSpec struct {
 	// usersSecretRef names a Secret in the Registry's namespace with users in htpasswd
 	// format (bcrypt hashes, as `htpasswd -nbB user password` prints) under the key
@@ -43,6 +43,17 @@ type AuthSpec struct {
 	// +listMapKey=name
 	// +optional
 	Robots []RobotAccount `json:"robots,omitempty"`
+
+	// serviceAccounts accepts Kubernetes ServiceAccount tokens as passwords and Bearer
+	// tokens (see ServiceAccountAuthSpec).
+	// +optional
+	ServiceAccounts *ServiceAccountAuthSpec `json:"serviceAccounts,omitempty"`
+
+	// kubernetesRBAC authorizes requests with Kubernetes RBAC too: RoleBindings to the
+	// ClusterRoles dockyard-repository-viewer and dockyard-repository-manager grant pull,
+	// push and delete on <namespace>/** (see KubernetesRBACSpec). Set it to {} to turn it on.
+	// +optional
+	KubernetesRBAC *KubernetesRBACSpec `json:"kubernetesRBAC,omitempty"`
 
 	// tokens configures the registry token service (the Docker registry token protocol).
 	// It is always on when auth is set: clients exchange their credentials once at

@@ -2,6 +2,7 @@ package v1alpha1
 
 import (
 	"fmt"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -294,3 +295,67 @@ const CronSchedulePattern = `(?i)^([*]|([0-5]?[0-9])(-([0-5]?[0-9]))?)(/0*[1-9][
 // ReferenceRegexp (what kubelet and container runtimes parse image references with).
 // TestImageReferencePattern keeps the two and the CRD marker equal.
 const ImageReferencePattern = `^((?:(?:(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])(?:\.(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]))*|\[(?:[a-fA-F0-9:]+)\])(?::[0-9]+)?/)?[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*)*)(?::([\w][\w.-]{0,127}))?(?:@([A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*[:][[:xdigit:]]{32,}))?$`
+
+// Defaults of Kubernetes-native access.
+const (
+	DefaultServiceAccountCacheTTL = 30 * time.Second
+	DefaultRBACCacheTTL           = 10 * time.Second
+	DefaultPullCredentialLifetime = 4 * time.Hour
+)
+
+// ServiceAccountAudiences returns the audiences ServiceAccount tokens must have.
+func (r *Registry) ServiceAccountAudiences() []string {
+	if a := r.Spec.Auth; a != nil && a.ServiceAccounts != nil && len(a.ServiceAccounts.Audiences) > 0 {
+		return a.ServiceAccounts.Audiences
+	}
+	return []string{r.TokenService()}
+}
+
+// UsesKubernetesAuth reports whether the registry pods ask the API server (TokenReview,
+// SubjectAccessReview).
+func (r *Registry) UsesKubernetesAuth() bool {
+	a := r.Spec.Auth
+	return a != nil && (a.ServiceAccounts != nil || a.KubernetesRBAC != nil)
+}
+
+// AuthDelegatorBindingName is the ClusterRoleBinding that lets the registry pods review
+// tokens and access (system:auth-delegator).
+func (r *Registry) AuthDelegatorBindingName() string {
+	return "dockyard-registry:" + r.Namespace + ":" + r.Name
+}
+
+// PullSecretName is the name of the pull Secret in each selected namespace.
+func (r *Registry) PullSecretName() string { return "dockyard-pull." + r.Namespace + "." + r.Name }
+
+// PullServiceAccounts returns the ServiceAccounts that get the pull Secret ("*": all).
+func (p *PullSecretsSpec) PullServiceAccounts() []string {
+	if len(p.ServiceAccounts) == 0 {
+		return []string{"default"}
+	}
+	return p.ServiceAccounts
+}
+
+// GetCredentialLifetime returns the pull credential lifetime or its default.
+func (p *PullSecretsSpec) GetCredentialLifetime() time.Duration {
+	if p.CredentialLifetime == nil || p.CredentialLifetime.Duration == 0 {
+		return DefaultPullCredentialLifetime
+	}
+	return p.CredentialLifetime.Duration
+}
+
+func durationOr(d *metav1.Duration, def time.Duration) time.Duration {
+	if d == nil || d.Duration == 0 {
+		return def
+	}
+	return d.Duration
+}
+
+// ServiceAccountCacheTTL returns how long a TokenReview answer is reused.
+func (s *ServiceAccountAuthSpec) ServiceAccountCacheTTL() time.Duration {
+	return durationOr(s.CacheTTL, DefaultServiceAccountCacheTTL)
+}
+
+// RBACCacheTTL returns how long a SubjectAccessReview answer is reused.
+func (k *KubernetesRBACSpec) RBACCacheTTL() time.Duration {
+	return durationOr(k.CacheTTL, DefaultRBACCacheTTL)
+}

@@ -11,6 +11,7 @@ import (
 //
 // +kubebuilder:validation:XValidation:rule="!has(self.replicas) || self.replicas <= 1 || !has(self.storage.emptyDir)",message="replicas > 1 needs shared storage: emptyDir is private to each pod, so pushes to one replica would be missing on the others; use s3, gcs, azure or a ReadWriteMany filesystem volume"
 // +kubebuilder:validation:XValidation:rule="!has(self.replicas) || self.replicas <= 1 || !has(self.storage.filesystem) || (has(self.storage.filesystem.accessModes) && 'ReadWriteMany' in self.storage.filesystem.accessModes)",message="replicas > 1 needs shared storage: a ReadWriteOnce volume cannot be mounted by pods on different nodes; set storage.filesystem.accessModes to [ReadWriteMany] or use object storage"
+// +kubebuilder:validation:XValidation:rule="!has(self.pullSecrets) || has(self.auth)",message="pullSecrets needs auth: a Registry without auth lets anyone pull, so there is no credential to write"
 // +kubebuilder:validation:XValidation:rule="!has(self.garbageCollection) || !has(self.storage.emptyDir)",message="garbageCollection cannot run on emptyDir storage: the collection job cannot reach another pod's emptyDir"
 // +kubebuilder:validation:XValidation:rule="!has(self.garbageCollection) || !has(self.storage.filesystem) || !has(self.storage.filesystem.accessModes) || !('ReadWriteOncePod' in self.storage.filesystem.accessModes)",message="garbageCollection cannot run on a ReadWriteOncePod volume: the collection job needs to mount the volume beside the serving pod; use ReadWriteOnce or ReadWriteMany"
 type RegistrySpec struct {
@@ -95,6 +96,12 @@ type RegistrySpec struct {
 	// networkPolicy, when set, allows traffic to the registry only from the listed peers.
 	// +optional
 	NetworkPolicy *NetworkPolicySpec `json:"networkPolicy,omitempty"`
+
+	// pullSecrets writes short-lived, pull-only credentials for this Registry into the
+	// namespaces a selector selects and attaches them to their ServiceAccounts, so pods pull
+	// without a hand-made Secret (see PullSecretsSpec). Needs auth.
+	// +optional
+	PullSecrets *PullSecretsSpec `json:"pullSecrets,omitempty"`
 
 	// deletionPolicy says what happens to the data volume when the Registry is deleted:
 	// Retain (the default) keeps the PersistentVolumeClaim, so re-creating a Registry of the
@@ -460,6 +467,10 @@ type RegistryStatus struct {
 	// lastGarbageCollection describes the most recent finished garbage-collection run.
 	// +optional
 	LastGarbageCollection *GarbageCollectionRun `json:"lastGarbageCollection,omitempty"`
+
+	// pullSecrets reports the pull Secrets written for spec.pullSecrets.
+	// +optional
+	PullSecrets *PullSecretsStatus `json:"pullSecrets,omitempty"`
 }
 
 // GarbageCollectionRun is the outcome of one garbage-collection job.

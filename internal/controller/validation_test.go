@@ -33,6 +33,46 @@ var _ = Describe("Registry validation at apply time", func() {
 			r.Spec.Auth = &v1alpha1.AuthSpec{AnonymousPull: true}
 			return r
 		}, "auth needs at least one identity provider"),
+		Entry("pull secrets without auth", func(ns string) *v1alpha1.Registry {
+			r := newRegistry(ns, "r")
+			r.Spec.PullSecrets = &v1alpha1.PullSecretsSpec{}
+			return r
+		}, "pullSecrets needs auth"),
+		Entry("a pull credential living a week", func(ns string) *v1alpha1.Registry {
+			r := newRegistry(ns, "r", withServiceAccounts())
+			r.Spec.PullSecrets = &v1alpha1.PullSecretsSpec{CredentialLifetime: &metav1.Duration{Duration: 7 * 24 * time.Hour}}
+			return r
+		}, "credentialLifetime must be between 30m and 24h"),
+		Entry("a pull credential living a minute", func(ns string) *v1alpha1.Registry {
+			r := newRegistry(ns, "r", withServiceAccounts())
+			r.Spec.PullSecrets = &v1alpha1.PullSecretsSpec{CredentialLifetime: &metav1.Duration{Duration: time.Minute}}
+			return r
+		}, "credentialLifetime must be between 30m and 24h"),
+		Entry("a pull-secret ServiceAccount name with upper case", func(ns string) *v1alpha1.Registry {
+			r := newRegistry(ns, "r", withServiceAccounts())
+			r.Spec.PullSecrets = &v1alpha1.PullSecretsSpec{ServiceAccounts: []string{"Default"}}
+			return r
+		}, "spec.pullSecrets.serviceAccounts[0]"),
+		Entry("a ServiceAccount token cache of an hour", func(ns string) *v1alpha1.Registry {
+			r := newRegistry(ns, "r", withServiceAccounts())
+			r.Spec.Auth.ServiceAccounts.CacheTTL = &metav1.Duration{Duration: time.Hour}
+			return r
+		}, "cacheTTL must be between 1s and 5m"),
+		Entry("an RBAC decision cache of an hour", func(ns string) *v1alpha1.Registry {
+			r := newRegistry(ns, "r", withServiceAccounts())
+			r.Spec.Auth.KubernetesRBAC = &v1alpha1.KubernetesRBACSpec{CacheTTL: &metav1.Duration{Duration: time.Hour}}
+			return r
+		}, "cacheTTL must be between 1s and 5m"),
+		Entry("an empty ServiceAccount audience", func(ns string) *v1alpha1.Registry {
+			r := newRegistry(ns, "r", withServiceAccounts())
+			r.Spec.Auth.ServiceAccounts.Audiences = []string{""}
+			return r
+		}, "spec.auth.serviceAccounts.audiences[0]"),
+		Entry("Kubernetes RBAC as the only provider", func(ns string) *v1alpha1.Registry {
+			r := newRegistry(ns, "r")
+			r.Spec.Auth = &v1alpha1.AuthSpec{KubernetesRBAC: &v1alpha1.KubernetesRBACSpec{}}
+			return r
+		}, "auth needs at least one identity provider"),
 		Entry("plain LDAP without StartTLS", func(ns string) *v1alpha1.Registry {
 			return newRegistry(ns, "r", withLDAP("ldap://ldap.example.com", "bind", nil))
 		}, "plain ldap:// URLs need startTLS"),

@@ -152,12 +152,17 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 	if err := r.SetupWithManager(context.Background(), mgr); err != nil {
 		return nil, fmt.Errorf("set up Registry controller: %w", err)
 	}
+	if err := (&controller.AccessReconciler{ClusterDomain: o.ClusterDomain}).SetupWithManager(mgr); err != nil {
+		return nil, fmt.Errorf("set up Registry access controller: %w", err)
+	}
 	return mgr, nil
 }
 
 // CacheOptions restricts the informers of child kinds to objects Dockyard labelled, so the
 // operator's memory does not grow with unrelated Deployments, ConfigMaps or Jobs. Secrets
-// are watched as metadata only (see the controller).
+// are watched as metadata only (see the controller). ServiceAccounts and Namespaces are
+// cached whole: spec.pullSecrets attaches Secrets to ServiceAccounts the operator did not
+// create, in namespaces it learns of from their labels.
 func CacheOptions(certManager bool) cache.Options {
 	managed := labels.SelectorFromSet(labels.Set{resources.LabelManagedBy: resources.ManagedBy})
 	by := cache.ByObject{Label: managed}
@@ -165,7 +170,6 @@ func CacheOptions(certManager bool) cache.Options {
 		&appsv1.Deployment{}:            by,
 		&corev1.Service{}:               by,
 		&corev1.ConfigMap{}:             by,
-		&corev1.ServiceAccount{}:        by,
 		&corev1.PersistentVolumeClaim{}: by,
 		&policyv1.PodDisruptionBudget{}: by,
 		&networkingv1.NetworkPolicy{}:   by,

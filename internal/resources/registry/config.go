@@ -112,6 +112,7 @@ func Config(reg *v1alpha1.Registry, in Inputs) *registryconfig.Config {
 			}
 			auth.Access = append(auth.Access, rule)
 		}
+		auth.Kubernetes = kubernetesConfig(reg)
 		c.Auth = auth
 	}
 	if gc := reg.Spec.GarbageCollection; gc != nil {
@@ -120,6 +121,24 @@ func Config(reg *v1alpha1.Registry, in Inputs) *registryconfig.Config {
 	}
 	c.Defaults()
 	return c
+}
+
+// kubernetesConfig renders spec.auth.serviceAccounts and spec.auth.kubernetesRBAC: the
+// pods ask the API server with their own ServiceAccount (see Deployment).
+func kubernetesConfig(reg *v1alpha1.Registry) *registryconfig.Kubernetes {
+	if !reg.UsesKubernetesAuth() {
+		return nil
+	}
+	a := reg.Spec.Auth
+	k := &registryconfig.Kubernetes{}
+	if a.ServiceAccounts != nil {
+		k.ServiceAccounts = &registryconfig.ServiceAccounts{Audiences: reg.ServiceAccountAudiences(),
+			CacheTTL: registryconfig.Duration{Duration: a.ServiceAccounts.ServiceAccountCacheTTL()}}
+	}
+	if a.KubernetesRBAC != nil {
+		k.RBAC = &registryconfig.RBAC{CacheTTL: registryconfig.Duration{Duration: a.KubernetesRBAC.RBACCacheTTL()}}
+	}
+	return k
 }
 
 // oidcConfig renders spec.auth.oidc; the CA arrives as a file.

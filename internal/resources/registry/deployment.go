@@ -100,8 +100,10 @@ func podTemplate(reg *v1alpha1.Registry, in Inputs) corev1.PodTemplateSpec {
 		},
 	}
 	spec := corev1.PodSpec{
-		ServiceAccountName:            reg.ServiceName(),
-		AutomountServiceAccountToken:  ptr(false),
+		ServiceAccountName: reg.ServiceName(),
+		// An API token only when the pods review tokens and access (bound to
+		// system:auth-delegator and nothing else).
+		AutomountServiceAccountToken:  ptr(reg.UsesKubernetesAuth()),
 		Containers:                    []corev1.Container{c},
 		Volumes:                       volumes(reg, true),
 		SecurityContext:               podSecurityContext(),

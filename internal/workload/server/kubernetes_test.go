@@ -170,3 +170,50 @@ func (tr *testRegistry) doBody(t testing.TB, method, path, authz string) (int, s
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	return resp.StatusCode, string(b)
 }
+
+// TestPullCredentials checks what the operator writes into pull Secrets: a credential
+// signed with the token keys that pulls its namespace's repositories and nothing else,
+// sent as the kubelet sends it (Basic, any user name), and that stops at expiry.
+func TestPullCredentials(t *testing.T) {
+	_, auth := authFixture(t, testUsers)
+	key := newKey(t, time.Now().Add(-time.Minute))
+	withTokens(t, auth, key)
+	reg := startRegistry(t, auth, nil)
+	img, _ := random.Image(8<<10, 2)
+	for _, repo := range []string{"team-a/app:v1", "team-b/app:v1"} {
+		if err := remote.Write(mustTag(t, reg.host+"/"+repo), img, reg.opts("admin", "admin-pw")...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	keys := registryconfig.TokenKeys{Keys: []registryconfig.TokenKey{key}}
+	cred, kid, err := registryconfig.SignPullCredential(keys, testIssuer, testService, "team-a", []string{"team-a/**"}, time.Now(), time.Hour)
+	if err != nil || kid != key.ID {
+		t.Fatalf("sign: %v (kid %q)", err, kid)
+	}
+	if _, err := remote.Image(mustTag(t, reg.host+"/team-a/app:v1"), reg.opts("dockyard-pull", cred)...); err != nil {
+		t.Errorf("pull of its namespace's repository: %v", err)
+	}
+	_, err = remote.Image(mustTag(t, reg.host+"/team-b/app:v1"), reg.opts("dockyard-pull", cred)...)
+	if code, _ := statusOf(err); code != http.StatusForbidden && code != http.StatusUnauthorized {
+		t.Errorf("pull of another namespace's repository: %v", err)
+	}
+	err = remote.Write(mustTag(t, reg.host+"/team-a/app:v2"), img, reg.opts("dockyard-pull", cred)...)
+	if code, _ := statusOf(err); code != http.StatusForbidden && code != http.StatusUnauthorized {
+		t.Errorf("push with a pull credential: %v", err)
+	}
+	// As a Bearer token (routed by its audience) it pulls the same.
+	if got := reg.do(t, http.MethodHead, "/v2/team-a/app/manifests/v1", "Bearer "+cred); got.StatusCode != http.StatusOK {
+		t.Errorf("pull credential as a Bearer token: %d", got.StatusCode)
+	}
+	expired, _, err := registryconfig.SignPullCredential(keys, testIssuer, testService, "team-a", []string{"team-a/**"}, time.Now().Add(-2*time.Hour), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = remote.Image(mustTag(t, reg.host+"/team-a/app:v1"), reg.opts("dockyard-pull", expired)...)
+	wantStatus(t, "expired pull credential", err, http.StatusUnauthorized, "")
+	// Signed by another key: refused.
+	other := registryconfig.TokenKeys{Keys: []registryconfig.TokenKey{newKey(t, time.Now().Add(-time.Minute))}}
+	forged, _, _ := registryconfig.SignPullCredential(other, testIssuer, testService, "team-a", []string{"**"}, time.Now(), time.Hour)
+	_, err = remote.Image(mustTag(t, reg.host+"/team-a/app:v1"), reg.opts("dockyard-pull", forged)...)
+	wantStatus(t, "pull credential signed by an unknown key", err, http.StatusUnauthorized, "")
+}
