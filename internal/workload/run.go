@@ -11,10 +11,12 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/sirupsen/logrus"
 
 	"github.com/dockyard-dev/dockyard/internal/registryconfig"
+	"github.com/dockyard-dev/dockyard/internal/workload/nodetrust"
 	"github.com/dockyard-dev/dockyard/internal/workload/server"
 )
 
@@ -25,6 +27,9 @@ commands:
   gc    --config FILE [--summary-file FILE]  collect garbage once and report a JSON summary
   htpasswd [--cost N] USER                   read a password from stdin, print USER's bcrypt
                                              htpasswd line (for the users Secret)
+  node-trust --ca FILE --host H... [--containerd-dir DIR] [--crio-dir DIR]
+                                             install the CA for the node's container runtime
+                                             until SIGTERM, then remove it (spec.nodeTrust)
 `
 
 // ErrUsage is returned (wrapped) for a bad command line.
@@ -49,6 +54,8 @@ func RunIO(ctx context.Context, args []string, stdin io.Reader, stdout, stderr i
 		return runGC(ctx, args[1:], stdout, stderr)
 	case "htpasswd":
 		return runHtpasswd(args[1:], stdin, stdout, stderr)
+	case "node-trust":
+		return runNodeTrust(ctx, args[1:], stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
@@ -107,4 +114,29 @@ func orStdout(w io.Writer) io.Writer {
 		return os.Stdout
 	}
 	return w
+}
+
+// hostList is a repeatable --host flag.
+type hostList []string
+
+func (h *hostList) String() string     { return strings.Join(*h, ",") }
+func (h *hostList) Set(v string) error { *h = append(*h, v); return nil }
+
+func runNodeTrust(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("node-trust", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	o := nodetrust.Options{}
+	var hosts hostList
+	fs.StringVar(&o.CAFile, "ca", "/ca/ca.crt", "PEM bundle of the CA to install")
+	fs.Var(&hosts, "host", "host[:port] nodes pull from (repeatable)")
+	fs.StringVar(&o.ContainerdDir, "containerd-dir", "", "containerd's certs.d directory")
+	fs.StringVar(&o.CRIODir, "crio-dir", "", "CRI-O's containers certs.d directory")
+	fs.DurationVar(&o.Interval, "interval", 10*time.Second, "how often the CA file is checked")
+	if err := fs.Parse(args); err != nil {
+		return fmt.Errorf("%w: %w", ErrUsage, err)
+	}
+	o.Hosts = hosts
+	o.Owner = os.Getenv("POD_UID")
+	o.Log = slog.New(slog.NewJSONHandler(stderr, nil))
+	return nodetrust.Run(ctx, o)
 }
