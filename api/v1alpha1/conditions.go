@@ -19,6 +19,10 @@ const (
 	// ConditionAuthReady reports the identity providers (only when spec.auth is set): the
 	// users Secret, the LDAP bind Secret, CA and directory, the OIDC CA and provider.
 	ConditionAuthReady = "AuthReady"
+	// ConditionNodeTrustReady reports the node-trust DaemonSet (only when spec.nodeTrust is
+	// set): every node it selects runs the current pod, which installed the CA. It is not
+	// part of Ready.
+	ConditionNodeTrustReady = "NodeTrustReady"
 )
 
 // Condition reasons. They are CamelCase, stable, and safe to match in automation.
@@ -78,6 +82,13 @@ const (
 	// ReasonLDAPBindFailed (AuthReady=False): the directory answered but refused the
 	// service account (wrong bindDN or password).
 	ReasonLDAPBindFailed = "LDAPBindFailed"
+
+	// ReasonNodeTrustInstalled (NodeTrustReady=True): every selected node runs the current
+	// node-trust pod.
+	ReasonNodeTrustInstalled = "NodeTrustInstalled"
+	// ReasonNodeTrustRollingOut (NodeTrustReady=False): some nodes do not run the current
+	// node-trust pod yet (or it cannot be created: see the message).
+	ReasonNodeTrustRollingOut = "NodeTrustRollingOut"
 
 	// ReasonVolumeBound (StorageReady=True): the PersistentVolumeClaim is bound.
 	ReasonVolumeBound = "VolumeBound"

@@ -1,6 +1,7 @@
 package v1alpha1
 
 import (
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -97,4 +98,42 @@ type PullSecretsStatus struct {
 	// message says why Secrets could not be written, when they could not.
 	// +optional
 	Message string `json:"message,omitempty"`
+}
+
+// NodeTrustSpec runs a DaemonSet that installs the Registry's CA (the ca.crt key of its TLS
+// Secret; the private key never leaves the Registry's namespace) for the nodes' container
+// runtime, so the kubelet pulls from a Registry whose certificate comes from a private CA.
+// It writes <containerdConfigPath>/<host>/hosts.toml and dockyard-ca.crt for containerd and,
+// when crioCertsDir is set, <crioCertsDir>/<host>/dockyard-ca.crt for CRI-O, for every host
+// the Registry is reached by (its Service names with port, the Ingress host); it follows
+// certificate renewals and removes what it wrote when the Registry or nodeTrust is removed.
+// Nodes must resolve those names (the Ingress host, or cluster DNS on the node).
+//
+// The pods mount those directories from the host (hostPath) and write as root without any
+// capability; the Registry's namespace must admit them (Pod Security level privileged).
+type NodeTrustSpec struct {
+	// containerdConfigPath is containerd's registry config_path. Default
+	// /etc/containerd/certs.d. Must be a directory named certs.d.
+	// +kubebuilder:validation:MaxLength=256
+	// +kubebuilder:validation:Pattern=`^/([A-Za-z0-9_-][A-Za-z0-9._-]*/)*certs\.d$`
+	// +optional
+	ContainerdConfigPath string `json:"containerdConfigPath,omitempty"`
+
+	// crioCertsDir is where CRI-O reads registry CAs (containers-certs.d), usually
+	// /etc/containers/certs.d; unset skips CRI-O. Must be a directory named certs.d.
+	// +kubebuilder:validation:MaxLength=256
+	// +kubebuilder:validation:Pattern=`^/([A-Za-z0-9_-][A-Za-z0-9._-]*/)*certs\.d$`
+	// +optional
+	CRIOCertsDir string `json:"crioCertsDir,omitempty"`
+
+	// nodeSelector limits the nodes; default every node.
+	// +optional
+	NodeSelector map[string]string `json:"nodeSelector,omitempty"`
+
+	// tolerations of the DaemonSet's pods. Default: tolerate every taint, so tainted nodes
+	// trust the Registry too.
+	// +kubebuilder:validation:MaxItems=32
+	// +listType=atomic
+	// +optional
+	Tolerations []corev1.Toleration `json:"tolerations,omitempty"`
 }

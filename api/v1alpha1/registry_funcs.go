@@ -359,3 +359,17 @@ func (s *ServiceAccountAuthSpec) ServiceAccountCacheTTL() time.Duration {
 func (k *KubernetesRBACSpec) RBACCacheTTL() time.Duration {
 	return durationOr(k.CacheTTL, DefaultRBACCacheTTL)
 }
+
+// DefaultContainerdConfigPath is containerd's usual registry config_path.
+const DefaultContainerdConfigPath = "/etc/containerd/certs.d"
+
+// GetContainerdConfigPath returns containerd's certs.d directory or its default.
+func (n *NodeTrustSpec) GetContainerdConfigPath() string {
+	if n.ContainerdConfigPath == "" {
+		return DefaultContainerdConfigPath
+	}
+	return n.ContainerdConfigPath
+}
+
+// NodeTrustName is the name of the node-trust DaemonSet.
+func (r *Registry) NodeTrustName() string { return r.Name + "-node-trust" }

@@ -11,6 +11,7 @@ import (
 //
 // +kubebuilder:validation:XValidation:rule="!has(self.replicas) || self.replicas <= 1 || !has(self.storage.emptyDir)",message="replicas > 1 needs shared storage: emptyDir is private to each pod, so pushes to one replica would be missing on the others; use s3, gcs, azure or a ReadWriteMany filesystem volume"
 // +kubebuilder:validation:XValidation:rule="!has(self.replicas) || self.replicas <= 1 || !has(self.storage.filesystem) || (has(self.storage.filesystem.accessModes) && 'ReadWriteMany' in self.storage.filesystem.accessModes)",message="replicas > 1 needs shared storage: a ReadWriteOnce volume cannot be mounted by pods on different nodes; set storage.filesystem.accessModes to [ReadWriteMany] or use object storage"
+// +kubebuilder:validation:XValidation:rule="!has(self.nodeTrust) || has(self.tls)",message="nodeTrust needs tls: a plain-HTTP registry has no CA for nodes to trust"
 // +kubebuilder:validation:XValidation:rule="!has(self.pullSecrets) || has(self.auth)",message="pullSecrets needs auth: a Registry without auth lets anyone pull, so there is no credential to write"
 // +kubebuilder:validation:XValidation:rule="!has(self.garbageCollection) || !has(self.storage.emptyDir)",message="garbageCollection cannot run on emptyDir storage: the collection job cannot reach another pod's emptyDir"
 // +kubebuilder:validation:XValidation:rule="!has(self.garbageCollection) || !has(self.storage.filesystem) || !has(self.storage.filesystem.accessModes) || !('ReadWriteOncePod' in self.storage.filesystem.accessModes)",message="garbageCollection cannot run on a ReadWriteOncePod volume: the collection job needs to mount the volume beside the serving pod; use ReadWriteOnce or ReadWriteMany"
@@ -102,6 +103,12 @@ type RegistrySpec struct {
 	// without a hand-made Secret (see PullSecretsSpec). Needs auth.
 	// +optional
 	PullSecrets *PullSecretsSpec `json:"pullSecrets,omitempty"`
+
+	// nodeTrust installs the Registry's CA on every node for the container runtime, so
+	// pods pull from it without hand-written node configuration (see NodeTrustSpec).
+	// Needs tls.
+	// +optional
+	NodeTrust *NodeTrustSpec `json:"nodeTrust,omitempty"`
 
 	// deletionPolicy says what happens to the data volume when the Registry is deleted:
 	// Retain (the default) keeps the PersistentVolumeClaim, so re-creating a Registry of the

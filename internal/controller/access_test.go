@@ -194,3 +194,55 @@ func claimsOf(jwt string) string {
 	ExpectWithOffset(1, err).NotTo(HaveOccurred())
 	return string(raw)
 }
+
+var _ = Describe("Node trust", func() {
+	It("runs the node-trust DaemonSet, reports NodeTrustReady, and removes it with nodeTrust", func() {
+		ns := newNamespace()
+		Expect(k8sClient.Create(ctx, tlsSecret(ns, "tls"))).To(Succeed())
+		reg := newRegistry(ns, "r", withTLSSecret("tls"))
+		reg.Spec.NodeTrust = &v1alpha1.NodeTrustSpec{ContainerdConfigPath: "/var/lib/containerd/certs.d"}
+		Expect(k8sClient.Create(ctx, reg)).To(Succeed())
+		ds := &appsv1.DaemonSet{}
+		Eventually(func(g Gomega) {
+			g.Expect(k8sClient.Get(ctx, key(ns, reg.NodeTrustName()), ds)).To(Succeed())
+			c := condition(g, ns, "r", v1alpha1.ConditionNodeTrustReady)
+			g.Expect(c).NotTo(BeNil())
+			g.Expect(c.Status).To(Equal(metav1.ConditionFalse))
+			g.Expect(c.Reason).To(Equal(v1alpha1.ReasonNodeTrustRollingOut))
+		}).Should(Succeed())
+		Expect(ds.Spec.Template.Spec.Volumes).To(ContainElement(HaveField("HostPath.Path", "/var/lib/containerd/certs.d")))
+
+		// The DaemonSet controller (not in envtest) reports every node done.
+		Eventually(func() error {
+			if err := k8sClient.Get(ctx, key(ns, reg.NodeTrustName()), ds); err != nil {
+				return err
+			}
+			ds.Status = appsv1.DaemonSetStatus{ObservedGeneration: ds.Generation, DesiredNumberScheduled: 2,
+				CurrentNumberScheduled: 2, UpdatedNumberScheduled: 2, NumberReady: 2, NumberAvailable: 2}
+			return k8sClient.Status().Update(ctx, ds)
+		}).Should(Succeed())
+		Eventually(func(g Gomega) {
+			c := condition(g, ns, "r", v1alpha1.ConditionNodeTrustReady)
+			g.Expect(c).NotTo(BeNil())
+			g.Expect(c.Status).To(Equal(metav1.ConditionTrue))
+			g.Expect(c.Reason).To(Equal(v1alpha1.ReasonNodeTrustInstalled))
+			g.Expect(c.Message).To(ContainSubstring("2 node(s)"))
+		}).Should(Succeed())
+
+		Eventually(func() error {
+			r := &v1alpha1.Registry{}
+			if err := k8sClient.Get(ctx, key(ns, "r"), r); err != nil {
+				return err
+			}
+			r.Spec.NodeTrust = nil
+			return k8sClient.Update(ctx, r)
+		}).Should(Succeed())
+		Eventually(func(g Gomega) {
+			err := k8sClient.Get(ctx, key(ns, reg.NodeTrustName()), &appsv1.DaemonSet{})
+			g.Expect(apierrors.IsNotFound(err)).To(BeTrue())
+			r := &v1alpha1.Registry{}
+			g.Expect(k8sClient.Get(ctx, key(ns, "r"), r)).To(Succeed())
+			g.Expect(r.Status.Conditions).NotTo(ContainElement(HaveField("Type", v1alpha1.ConditionNodeTrustReady)))
+		}).Should(Succeed())
+	})
+})

@@ -94,8 +94,20 @@ func (r *RegistryReconciler) reconcileChildren(ctx context.Context, s *scope) (c
 	if err := r.applyOrDelete(ctx, reg, cronJobOrNil(reg, in), &batchv1.CronJob{}, reg.CronJobName()); err != nil {
 		return ctrl.Result{}, err
 	}
+	if err := r.applyOrDelete(ctx, reg, nodeTrustOrNil(reg, in), &appsv1.DaemonSet{}, reg.NodeTrustName()); err != nil {
+		return ctrl.Result{}, err
+	}
 	s.childrenApplied = true
 	return result, nil
+}
+
+// nodeTrustOrNil is the node-trust DaemonSet, or nil without spec.nodeTrust (deleting it
+// makes its pods remove what they wrote on the nodes).
+func nodeTrustOrNil(reg *v1alpha1.Registry, in resources.Inputs) client.Object {
+	if reg.Spec.NodeTrust == nil || reg.Spec.TLS == nil {
+		return nil
+	}
+	return resources.NodeTrustDaemonSet(reg, in)
 }
 
 // podInputsPresent reports whether every Secret the registry pods mount or read exists

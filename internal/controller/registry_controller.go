@@ -73,6 +73,7 @@ type RegistryReconciler struct {
 // +kubebuilder:rbac:groups=registry.dockyard.dev,resources=registries/status,verbs=patch
 // +kubebuilder:rbac:groups=registry.dockyard.dev,resources=registries/finalizers,verbs=update
 // +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;patch
+// +kubebuilder:rbac:groups=apps,resources=daemonsets,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups="",resources=services;configmaps;serviceaccounts;persistentvolumeclaims,verbs=get;list;watch;create;patch
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups="",resources=pods,verbs=list
@@ -212,6 +213,7 @@ func (r *RegistryReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Mana
 		Owns(&networkingv1.NetworkPolicy{}).
 		Owns(&networkingv1.Ingress{}).
 		Owns(&batchv1.CronJob{}).
+		Owns(&appsv1.DaemonSet{}).
 		// The PVC is owned only with deletionPolicy Delete, and GC Jobs are owned by their
 		// CronJob: both map back through the registry label.
 		Watches(&corev1.PersistentVolumeClaim{}, handler.EnqueueRequestsFromMapFunc(mapByRegistryLabel)).

@@ -43,6 +43,8 @@ type scope struct {
 	// Workload.
 	pvc        *corev1.PersistentVolumeClaim
 	deployment *appsv1.Deployment
+	// nodeTrust is the node-trust DaemonSet (spec.nodeTrust), when observed.
+	nodeTrust *appsv1.DaemonSet
 	// deploymentHeld is true when the Deployment was not applied because a Secret its
 	// pods need is missing; a running Deployment is then left untouched.
 	deploymentHeld bool

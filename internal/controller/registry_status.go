@@ -47,6 +47,8 @@ func computeStatus(reg *v1alpha1.Registry, s *scope, reconcileErr error) *v1alph
 	}
 	setOrRemove(v1alpha1.ConditionAuthReady, auth)
 
+	setOrRemove(v1alpha1.ConditionNodeTrustReady, nodeTrustCondition(reg, s))
+
 	deps := []*metav1.Condition{&storage, cert, auth}
 	set(readyCondition(reg, s, deps, reconcileErr))
 	set(progressingCondition(reg, s, reconcileErr))
@@ -67,6 +69,36 @@ func computeStatus(reg *v1alpha1.Registry, s *scope, reconcileErr error) *v1alph
 		st.ObservedGeneration = gen
 	}
 	return st
+}
+
+// nodeTrustCondition reports the node-trust DaemonSet; nil without spec.nodeTrust. It is
+// not part of Ready: the registry serves whether or not nodes trust its CA.
+func nodeTrustCondition(reg *v1alpha1.Registry, s *scope) *metav1.Condition {
+	if reg.Spec.NodeTrust == nil {
+		return nil
+	}
+	c := &metav1.Condition{Type: v1alpha1.ConditionNodeTrustReady}
+	if !s.saw(stepWorkload) {
+		return ptrTo(notObserved(s, v1alpha1.ConditionNodeTrustReady, stepWorkload))
+	}
+	ds := s.nodeTrust
+	if ds == nil {
+		c.Status, c.Reason, c.Message = metav1.ConditionFalse, v1alpha1.ReasonNodeTrustRollingOut, "the node-trust DaemonSet is not created yet (it waits for the TLS Secret)"
+		return c
+	}
+	want, ready := ds.Status.DesiredNumberScheduled, ds.Status.NumberReady
+	current := ds.Status.ObservedGeneration >= ds.Generation && ds.Status.UpdatedNumberScheduled >= want
+	if current && ready >= want {
+		c.Status, c.Reason = metav1.ConditionTrue, v1alpha1.ReasonNodeTrustInstalled
+		c.Message = fmt.Sprintf("the CA is installed on %d node(s)", ready)
+		return c
+	}
+	c.Status, c.Reason = metav1.ConditionFalse, v1alpha1.ReasonNodeTrustRollingOut
+	c.Message = fmt.Sprintf("%d of %d node(s) run the current node-trust pod", min(ready, ds.Status.UpdatedNumberScheduled), want)
+	if ds.Status.CurrentNumberScheduled == 0 && want > 0 {
+		c.Message += "; no pod exists: the namespace must admit hostPath pods (Pod Security level privileged), see the DaemonSet's events"
+	}
+	return c
 }
 
 // storageInput is the step whose observation StorageReady is computed from; ok is false

@@ -43,6 +43,16 @@ func (r *RegistryReconciler) observeWorkload(ctx context.Context, s *scope) (ctr
 	case !apierrors.IsNotFound(err):
 		return ctrl.Result{}, fmt.Errorf("get Deployment %s/%s: %w", reg.Namespace, reg.ServiceName(), err)
 	}
+	if reg.Spec.NodeTrust != nil {
+		ds := &appsv1.DaemonSet{}
+		err := r.Client.Get(ctx, client.ObjectKey{Namespace: reg.Namespace, Name: reg.NodeTrustName()}, ds)
+		switch {
+		case err == nil:
+			s.nodeTrust = ds
+		case !apierrors.IsNotFound(err):
+			return ctrl.Result{}, fmt.Errorf("get DaemonSet %s/%s: %w", reg.Namespace, reg.NodeTrustName(), err)
+		}
+	}
 	return ctrl.Result{}, nil
 }
 

@@ -33,6 +33,21 @@ var _ = Describe("Registry validation at apply time", func() {
 			r.Spec.Auth = &v1alpha1.AuthSpec{AnonymousPull: true}
 			return r
 		}, "auth needs at least one identity provider"),
+		Entry("node trust without TLS", func(ns string) *v1alpha1.Registry {
+			r := newRegistry(ns, "r")
+			r.Spec.NodeTrust = &v1alpha1.NodeTrustSpec{}
+			return r
+		}, "nodeTrust needs tls"),
+		Entry("node trust writing into /etc", func(ns string) *v1alpha1.Registry {
+			r := newRegistry(ns, "r", withTLSSecret("tls"))
+			r.Spec.NodeTrust = &v1alpha1.NodeTrustSpec{ContainerdConfigPath: "/etc"}
+			return r
+		}, "spec.nodeTrust.containerdConfigPath"),
+		Entry("node trust climbing out of a directory", func(ns string) *v1alpha1.Registry {
+			r := newRegistry(ns, "r", withTLSSecret("tls"))
+			r.Spec.NodeTrust = &v1alpha1.NodeTrustSpec{CRIOCertsDir: "/etc/containers/../../root/certs.d"}
+			return r
+		}, "spec.nodeTrust.crioCertsDir"),
 		Entry("pull secrets without auth", func(ns string) *v1alpha1.Registry {
 			r := newRegistry(ns, "r")
 			r.Spec.PullSecrets = &v1alpha1.PullSecretsSpec{}

@@ -168,6 +168,7 @@ func CacheOptions(certManager bool) cache.Options {
 	by := cache.ByObject{Label: managed}
 	opts := cache.Options{ByObject: map[client.Object]cache.ByObject{
 		&appsv1.Deployment{}:            by,
+		&appsv1.DaemonSet{}:             by,
 		&corev1.Service{}:               by,
 		&corev1.ConfigMap{}:             by,
 		&corev1.PersistentVolumeClaim{}: by,
