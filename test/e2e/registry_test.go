@@ -323,9 +323,16 @@ func (l *load) Stop() { l.once.Do(func() { close(l.stop); <-l.done }) }
 // CA Issuer named ca.
 func namespaceWithCA(prefix string) string {
 	GinkgoHelper()
+	return namespaceWithCALevel(prefix, "restricted")
+}
+
+// namespaceWithCALevel is namespaceWithCA enforcing another Pod Security level (privileged
+// for a Registry with nodeTrust, whose DaemonSet mounts host directories).
+func namespaceWithCALevel(prefix, level string) string {
+	GinkgoHelper()
 	ns := fmt.Sprintf("%s-%d", prefix, time.Now().Unix()%100000)
 	Expect(k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: map[string]string{
-		"pod-security.kubernetes.io/enforce": "restricted",
+		"pod-security.kubernetes.io/enforce": level,
 	}}})).To(Succeed())
 	DeferCleanup(func() {
 		if !CurrentSpecReport().Failed() {

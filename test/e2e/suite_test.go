@@ -94,7 +94,7 @@ func dumpState() {
 	_ = os.MkdirAll(dir, 0o755)
 	dumps := map[string][]string{
 		"registries.yaml":   {"get", "registries", "-A", "-o", "yaml"},
-		"children.txt":      {"get", "deploy,sts,svc,cm,secret,pvc,cronjob,job,pod,certificate,issuer", "-A", "-o", "wide"},
+		"children.txt":      {"get", "deploy,ds,sts,svc,cm,secret,sa,pvc,cronjob,job,pod,certificate,issuer,rolebinding", "-A", "-o", "wide"},
 		"events.txt":        {"get", "events", "-A", "--sort-by=.lastTimestamp"},
 		"operator-logs.txt": {"-n", "dockyard-system", "logs", "deployment/dockyard-controller-manager", "--tail=400"},
 		"registry-logs.txt": {"logs", "-A", "-l", "app.kubernetes.io/name=dockyard-registry", "--tail=200", "--prefix"},
