@@ -95,6 +95,10 @@ var _ = Describe("Kubernetes-native access", func() {
 			r := &v1alpha1.Registry{}
 			g.Expect(k8sClient.Get(ctx, key(ns, "r"), r)).To(Succeed())
 			g.Expect(r.Finalizers).To(ContainElement(controller.FinalizerClusterAccess))
+			c := condition(g, ns, "r", v1alpha1.ConditionAuthReady)
+			g.Expect(c).NotTo(BeNil())
+			g.Expect(c.Status).To(Equal(metav1.ConditionTrue), "ServiceAccounts alone are a provider: %+v", c)
+			g.Expect(c.Message).To(ContainSubstring("r.%s.svc are reviewed by the API server", ns))
 		}).Should(Succeed())
 
 		// Deleting the Registry removes the cluster-scoped binding it cannot own.

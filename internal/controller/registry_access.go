@@ -168,6 +168,7 @@ func (r *AccessReconciler) removePullSecret(ctx context.Context, reg *v1alpha1.R
 	if err := r.Client.Delete(ctx, s); client.IgnoreNotFound(err) != nil {
 		return fmt.Errorf("delete pull Secret %s/%s: %w", namespace, s.Name, err)
 	}
+	r.applier.Forget(corev1.SchemeGroupVersion.WithKind("Secret"), s)
 	return nil
 }
 

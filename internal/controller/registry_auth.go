@@ -259,7 +259,7 @@ func authCondition(reg *v1alpha1.Registry, s *scope) *metav1.Condition {
 		return nil
 	}
 	c := &metav1.Condition{Type: v1alpha1.ConditionAuthReady}
-	if a.LDAP == nil && a.OIDC == nil {
+	if a.UsersSecretRef != nil && a.LDAP == nil && a.OIDC == nil && a.ServiceAccounts == nil {
 		secretCondition(c, s.users, "users")
 		return c
 	}
@@ -315,6 +315,12 @@ func authCondition(reg *v1alpha1.Registry, s *scope) *metav1.Condition {
 		default:
 			parts = append(parts, fmt.Sprintf("oidc: %s publishes its discovery document and keys", o.IssuerURL))
 		}
+	}
+	if a.ServiceAccounts != nil {
+		parts = append(parts, "serviceaccounts: tokens for "+strings.Join(reg.ServiceAccountAudiences(), ", ")+" are reviewed by the API server")
+	}
+	if len(a.Robots) > 0 {
+		parts = append(parts, fmt.Sprintf("robots: %d", len(a.Robots)))
 	}
 	if !failed {
 		c.Status, c.Reason = metav1.ConditionTrue, v1alpha1.ReasonProvidersReady
