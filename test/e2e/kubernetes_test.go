@@ -203,8 +203,11 @@ var _ = Describe("a Registry using the cluster's identities", Ordered, Label("ku
 	})
 
 	It("refuses the next push once the RoleBinding is removed", func() {
-		Expect(k8s.Delete(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: teamNS, Name: "builder-pushes"}})).To(Succeed())
 		tok := saToken()
+		img, _ := random.Image(1024, 1)
+		// The registry remembers this decision (kubernetesRBAC.cacheTTL, 2s here).
+		Expect(remote.Write(reg.ref(teamNS+"/app:before"), img, reg.opts("ci", tok)...)).To(Succeed())
+		Expect(k8s.Delete(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: teamNS, Name: "builder-pushes"}})).To(Succeed())
 		Eventually(func() int {
 			img, _ := random.Image(1024, 1)
 			return statusCode(remote.Write(reg.ref(teamNS+"/app:after"), img, reg.opts("ci", tok)...))
