@@ -137,7 +137,7 @@ func (r *AccessReconciler) ownedPullSecrets(ctx context.Context, reg *v1alpha1.R
 // cleanup removes everything reg owns outside its namespace.
 func (r *AccessReconciler) cleanup(ctx context.Context, reg *v1alpha1.Registry) error {
 	crb := &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: reg.AuthDelegatorBindingName()}}
-	if err := r.Client.Delete(ctx, crb); client.IgnoreNotFound(err) != nil {
+	if err := client.IgnoreNotFound(r.Client.Delete(ctx, crb)); err != nil {
 		return fmt.Errorf("delete ClusterRoleBinding %s: %w", crb.Name, err)
 	}
 	owned, err := r.ownedPullSecrets(ctx, reg)
@@ -165,7 +165,7 @@ func (r *AccessReconciler) removePullSecret(ctx context.Context, reg *v1alpha1.R
 		}
 	}
 	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: reg.PullSecretName()}}
-	if err := r.Client.Delete(ctx, s); client.IgnoreNotFound(err) != nil {
+	if err := client.IgnoreNotFound(r.Client.Delete(ctx, s)); err != nil {
 		return fmt.Errorf("delete pull Secret %s/%s: %w", namespace, s.Name, err)
 	}
 	r.applier.Forget(corev1.SchemeGroupVersion.WithKind("Secret"), s)
@@ -185,7 +185,8 @@ func (r *AccessReconciler) setImagePullSecret(ctx context.Context, sa *corev1.Se
 	} else {
 		sa.ImagePullSecrets = slices.DeleteFunc(sa.ImagePullSecrets, func(ref corev1.LocalObjectReference) bool { return ref.Name == name })
 	}
-	if err := r.Client.Patch(ctx, sa, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); client.IgnoreNotFound(err) != nil {
+	patch := client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})
+	if err := client.IgnoreNotFound(r.Client.Patch(ctx, sa, patch)); err != nil {
 		return fmt.Errorf("update imagePullSecrets of ServiceAccount %s/%s: %w", sa.Namespace, sa.Name, err)
 	}
 	return nil

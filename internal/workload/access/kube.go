@@ -196,11 +196,11 @@ func expiryOf(raw string) (time.Time, bool) {
 // (team-a/app/api → namespace team-a, name app/api); otherwise the repository is outside
 // any namespace (namespace "", name the whole path), and only a ClusterRoleBinding grants it.
 func RBACTarget(repository string) (namespace, name string) {
-	first, rest, ok := strings.Cut(repository, "/")
+	first, remainder, ok := strings.Cut(repository, "/")
 	if !ok || len(validation.IsDNS1123Label(first)) > 0 {
 		return "", repository
 	}
-	return first, rest
+	return first, remainder
 }
 
 // errReservedName refuses a non-Kubernetes identity whose name Kubernetes reserves.
