@@ -12,7 +12,8 @@ import (
 //
 // The registry checks each new token with a TokenReview (the operator binds the registry's
 // ServiceAccount to system:auth-delegator), so a token of a deleted ServiceAccount or pod
-// stops working within cacheTTL.
+// stops working within cacheTTL; registry tokens issued to a ServiceAccount live at most
+// cacheTTL, so within twice cacheTTL on every path.
 type ServiceAccountAuthSpec struct {
 	// audiences a token must be issued for (one of them). Default: the Registry's Service
 	// name, <service>.<namespace>.svc (the host of status.url; also the token service). A token

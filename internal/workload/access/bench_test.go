@@ -39,7 +39,7 @@ func BenchmarkCredentialCheck(b *testing.B) {
 		b.Fatal(err)
 	}
 	tok, _, _, err := c.tokens.issue(Identity{User: "alice", Provider: ProviderHtpasswd},
-		[]tokenAccess{{Type: "repository", Name: "a/b", Actions: []string{"pull"}}})
+		[]tokenAccess{{Type: "repository", Name: "a/b", Actions: []string{"pull"}}}, 0)
 	if err != nil {
 		b.Fatal(err)
 	}

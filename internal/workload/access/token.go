@@ -159,13 +159,17 @@ func (ks *keySet) signingKey(now time.Time) parsedKey {
 }
 
 // issue signs a token for id granting access.
-func (ts *tokenService) issue(id Identity, access []tokenAccess) (string, time.Time, time.Duration, error) {
+// maxTTL, when positive, shortens the token's lifetime below the configured TTL.
+func (ts *tokenService) issue(id Identity, access []tokenAccess, maxTTL time.Duration) (string, time.Time, time.Duration, error) {
 	ks := ts.keys.Load()
 	if ks == nil {
 		return "", time.Time{}, 0, errors.New("no token keys loaded")
 	}
 	now := ts.now()
 	ttl := ts.cfg.TTL.Duration
+	if maxTTL > 0 && maxTTL < ttl {
+		ttl = maxTTL
+	}
 	k := ks.signingKey(now)
 	jti := make([]byte, 16)
 	if _, err := rand.Read(jti); err != nil {

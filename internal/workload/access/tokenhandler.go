@@ -127,7 +127,14 @@ func (c *Controller) TokenHandler() http.Handler {
 			writeError(w, http.StatusServiceUnavailable, "UNAVAILABLE", errUnavailableMessage)
 			return
 		}
-		token, issued, ttl, err := c.tokens.issue(c.tokenIdentity(id), granted)
+		// A ServiceAccount is reviewed again when its token is exchanged again: a token of
+		// a deleted ServiceAccount stops working within twice the review cache's lifetime,
+		// whatever the configured token TTL.
+		var maxTTL time.Duration
+		if id.Provider == ProviderServiceAccount && c.kube != nil && c.kube.cfg.ServiceAccounts != nil {
+			maxTTL = c.kube.cfg.ServiceAccounts.CacheTTL.Duration
+		}
+		token, issued, ttl, err := c.tokens.issue(c.tokenIdentity(id), granted, maxTTL)
 		if err != nil {
 			c.log.Error("Issue a token", "err", err)
 			writeError(w, http.StatusInternalServerError, "UNKNOWN", "the token could not be issued")

@@ -132,6 +132,8 @@ type testRegistry struct {
 	transport *http.Transport
 	done      chan error
 	cancel    context.CancelFunc
+	// expiresIn is the expires_in the token helper expects (the default TTL, 300 s).
+	expiresIn int
 }
 
 // startRegistry runs a registry on 127.0.0.1 with filesystem storage under a temp dir,
@@ -141,7 +143,7 @@ func startRegistry(t testing.TB, auth *registryconfig.Auth, mutate func(*registr
 	t.Helper()
 	dir := t.TempDir()
 	tr := &testRegistry{dir: dir, ca: newCA(t), certFile: filepath.Join(dir, "tls.crt"),
-		keyFile: filepath.Join(dir, "tls.key"), done: make(chan error, 1)}
+		keyFile: filepath.Join(dir, "tls.key"), done: make(chan error, 1), expiresIn: 300}
 	tr.ca.issue(t, 2, tr.certFile, tr.keyFile)
 	cfg := &registryconfig.Config{
 		APIVersion: registryconfig.APIVersion,

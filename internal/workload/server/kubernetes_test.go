@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
@@ -77,6 +78,22 @@ func TestServiceAccountsAndKubernetesRBAC(t *testing.T) {
 	}
 	err = remote.Write(mustTag(t, reg.host+"/team-a/app:v2"), img, reg.opts("deployer", deployer)...)
 	wantStatus(t, "viewer push", err, http.StatusForbidden, "DENIED")
+
+	// A registry token issued to a ServiceAccount lives no longer than a review is cached:
+	// a deleted ServiceAccount cannot keep using one for the whole token TTL.
+	reg.expiresIn = 0 // 500ms, rounded down
+	regTok, code := reg.token(t, "builder", builder, "repository:team-a/app:pull")
+	reg.expiresIn = 300
+	if code != http.StatusOK {
+		t.Fatalf("token for a ServiceAccount: %d", code)
+	}
+	var claims jwt.RegisteredClaims
+	if _, _, err := jwt.NewParser().ParseUnverified(regTok, &claims); err != nil {
+		t.Fatal(err)
+	}
+	if life := claims.ExpiresAt.Sub(claims.IssuedAt.Time); life > time.Second {
+		t.Errorf("a ServiceAccount's registry token lives %s, want at most the review cache's %s", life, ttl)
+	}
 
 	// The token as a Bearer token, without the token endpoint.
 	const manifest = "/v2/team-a/app/manifests/v1"

@@ -108,8 +108,8 @@ func (tr *testRegistry) token(t testing.TB, user, pass string, scopes ...string)
 		if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
 			t.Fatal(err)
 		}
-		if body.ExpiresIn != 300 {
-			t.Errorf("expires_in = %d, want the default 300", body.ExpiresIn)
+		if body.ExpiresIn != tr.expiresIn {
+			t.Errorf("expires_in = %d, want %d", body.ExpiresIn, tr.expiresIn)
 		}
 	}
 	return body.Token, resp.StatusCode
