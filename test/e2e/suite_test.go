@@ -49,7 +49,9 @@ var _ = BeforeSuite(func() {
 	deployOperator()
 })
 
-// deployOperator applies config/default with the image under test, and waits for it.
+// deployOperator applies config/default with the image under test, and waits for it. The
+// pod template is stamped with the time, so a cluster that already runs an operator of the
+// same tag (a second `make test-e2e`) rolls to the freshly imported image.
 func deployOperator() {
 	By("deploying the operator from config/default with image " + image)
 	overlay := GinkgoT().TempDir()
@@ -69,7 +71,10 @@ patches:
     - op: replace
       path: /spec/template/spec/containers/0/env/0
       value: {name: DOCKYARD_IMAGE, value: %q}
-`, rel, imageName(image), imageTag(image), image)), 0o644)).To(Succeed())
+    - op: add
+      path: /spec/template/metadata/annotations/e2e.dockyard.dev~1deployed
+      value: %q
+`, rel, imageName(image), imageTag(image), image, time.Now().UTC().Format(time.RFC3339))), 0o644)).To(Succeed())
 	kustomize := os.Getenv("KUSTOMIZE")
 	if kustomize == "" {
 		matches, _ := filepath.Glob(filepath.Join(repoRoot, "bin", "kustomize-*"))
