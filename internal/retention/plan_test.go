@@ -1,0 +1,237 @@
+package retention
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+var t0 = time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+
+// dg makes a distinct sha256 digest for a name.
+func dg(name string) string {
+	return fmt.Sprintf("sha256:%064x", []byte(name + strings.Repeat("_", 32))[:32])
+}
+
+// img is an image manifest pushed age ago with one unique layer and a shared base layer.
+func img(name string, age time.Duration) Manifest {
+	return Manifest{Digest: dg(name), PushedAt: t0.Add(-age), Blobs: []Blob{
+		{Digest: dg(name + "-manifest"), Size: 1}, {Digest: dg(name + "-layer"), Size: 100}, {Digest: dg("base"), Size: 1000}}}
+}
+
+func tag(name, manifest string, age time.Duration) Tag {
+	return Tag{Name: name, Digest: dg(manifest), PushedAt: t0.Add(-age)}
+}
+
+// actions renders a plan's actions as "Kind repo digest-name tags" with digests shortened
+// to the names they were made from.
+func actions(p Plan, names ...string) []string {
+	short := map[string]string{}
+	for _, n := range names {
+		short[dg(n)] = n
+	}
+	var out []string
+	for _, a := range p.Actions {
+		out = append(out, fmt.Sprintf("%s %s %s %s", a.Kind, a.Repository, short[a.Digest], strings.Join(a.Tags, ",")))
+	}
+	return out
+}
+
+func policy(rules ...Rule) Policy {
+	for i := range rules {
+		rules[i].Name = fmt.Sprintf("rules[%d]", i)
+	}
+	return Policy{Repositories: []string{"**"}, Rules: rules, MaxDeletionPercent: 100, SampleSize: 5}
+}
+
+func mustPlan(t *testing.T, s Store, p Policy) Plan {
+	t.Helper()
+	plan, err := Make(s, p, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return plan
+}
+
+func TestIndependentBudgetsPerRule(t *testing.T) {
+	repo := Repository{Name: "team-a/app"}
+	var names []string
+	for i := 1; i <= 12; i++ {
+		n := fmt.Sprintf("main-%d", i)
+		names = append(names, n)
+		repo.Manifests = append(repo.Manifests, img(n, time.Duration(13-i)*time.Hour))
+		repo.Tags = append(repo.Tags, tag(n, n, time.Duration(13-i)*time.Hour))
+	}
+	for _, v := range []string{"v1.0.0", "v1.1.0", "v2.0.0"} {
+		names = append(names, v)
+		repo.Manifests = append(repo.Manifests, img(v, 1000*time.Hour))
+		repo.Tags = append(repo.Tags, tag(v, v, 1000*time.Hour))
+	}
+	// "Keep the last 10 main-* and every v* release": the old releases never eat the
+	// main-* budget, and the main-* tags never push a release out.
+	plan := mustPlan(t, Store{[]Repository{repo}}, policy(Rule{Selector: TagSelector{Glob: "main-*"}, KeepLast: 10}, Rule{Selector: TagSelector{Glob: "v*"}}))
+	got := actions(plan, names...)
+	want := []string{"Delete team-a/app main-1 main-1", "Delete team-a/app main-2 main-2"}
+	slices.Sort(got)
+	if !slices.Equal(got, want) {
+		t.Errorf("actions = %q, want %q", got, want)
+	}
+	if plan.Artifacts != 15 || plan.ArtifactsToDelete != 2 || plan.KeptArtifacts != 13 || plan.Tags != 15 || plan.TagsToRemove != 2 {
+		t.Errorf("counts = %+v", plan)
+	}
+	if r := plan.Actions[0].Reason; !strings.Contains(r, "rules[0]: number 1") || !strings.Contains(r, "keepLast 10") {
+		t.Errorf("reason = %q, want the rule and the missed condition", r)
+	}
+	// Each deleted image frees its own manifest and layer; the shared base stays.
+	if plan.ReclaimableBytes != 2*101 {
+		t.Errorf("reclaimable = %d, want 202", plan.ReclaimableBytes)
+	}
+}
+
+func TestSelectors(t *testing.T) {
+	tags := []string{"1.1.0", "1.2.0", "1.5.3", "2.0.0", "latest", "release-7", "release-7-hotfix", "v1.3.0"}
+	for _, tc := range []struct {
+		sel  TagSelector
+		keep []string
+	}{
+		{TagSelector{Semver: ">=1.2.0 <2"}, []string{"1.2.0", "1.5.3", "v1.3.0"}},
+		{TagSelector{Regex: `release-[0-9]+`}, []string{"release-7"}}, // anchored: not the hotfix
+		{TagSelector{Glob: "release-*"}, []string{"release-7", "release-7-hotfix"}},
+		{TagSelector{Glob: "*.*.*", Semver: "<1.2"}, []string{"1.1.0"}},
+		{TagSelector{}, tags},
+	} {
+		c, err := tc.sel.compile()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, tg := range tags {
+			if c.match(tg) {
+				got = append(got, tg)
+			}
+		}
+		if !slices.Equal(got, tc.keep) {
+			t.Errorf("%+v matches %q, want %q", tc.sel, got, tc.keep)
+		}
+	}
+	for _, bad := range []TagSelector{{Regex: "("}, {Semver: ">=banana"}, {Glob: "["}} {
+		if err := (Policy{Rules: []Rule{{Selector: bad}}}).Validate(); err == nil {
+			t.Errorf("%+v must be refused", bad)
+		}
+	}
+}
+
+func TestIndexesAndReferrers(t *testing.T) {
+	idxOld := Manifest{Digest: dg("idx-old"), PushedAt: t0.Add(-48 * time.Hour), Children: []string{dg("amd64-old"), dg("shared")}}
+	idxNew := Manifest{Digest: dg("idx-new"), PushedAt: t0.Add(-time.Hour), Children: []string{dg("amd64-new"), dg("shared")}}
+	sigNew := Manifest{Digest: dg("sig-new"), PushedAt: t0, Subject: dg("idx-new")}
+	sbomOld := Manifest{Digest: dg("sbom-old"), PushedAt: t0, Subject: dg("idx-old")}
+	cosignOld := img("cosign-old", 0)
+	repo := Repository{Name: "team-a/app",
+		Manifests: []Manifest{idxOld, idxNew, img("amd64-old", 48*time.Hour), img("amd64-new", time.Hour), img("shared", 48*time.Hour), sigNew, sbomOld, cosignOld},
+		Tags: []Tag{tag("old", "idx-old", 48*time.Hour), tag("new", "idx-new", time.Hour),
+			{Name: "sha256-" + strings.TrimPrefix(dg("idx-old"), "sha256:") + ".sig", Digest: dg("cosign-old"), PushedAt: t0}},
+	}
+	plan := mustPlan(t, Store{[]Repository{repo}}, policy(Rule{KeepLast: 1}))
+	got := actions(plan, "idx-old", "amd64-old", "sbom-old", "cosign-old")
+	slices.Sort(got)
+	want := []string{
+		"Delete team-a/app amd64-old ",
+		"Delete team-a/app cosign-old sha256-" + strings.TrimPrefix(dg("idx-old"), "sha256:") + ".sig",
+		"Delete team-a/app idx-old old",
+		"Delete team-a/app sbom-old ",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("actions = %q\nwant %q", got, want)
+	}
+	// Two artifacts (the indexes); children and referrers go with them but are not counted
+	// as artifacts; the cosign tag is not a user tag.
+	if plan.Artifacts != 2 || plan.ArtifactsToDelete != 1 || plan.Tags != 2 || plan.ManifestsToDelete != 4 {
+		t.Errorf("counts = %+v", plan)
+	}
+	for _, a := range plan.Actions {
+		if a.Digest == dg("amd64-old") && a.Reason != "a child of deleted indexes only" {
+			t.Errorf("child reason = %q", a.Reason)
+		}
+		if a.Digest == dg("sbom-old") && a.Reason != "a referrer of a deleted manifest" {
+			t.Errorf("referrer reason = %q", a.Reason)
+		}
+	}
+}
+
+func TestAnExpiredTagOfAKeptDigestIsOnlyUntagged(t *testing.T) {
+	repo := Repository{Name: "r", Manifests: []Manifest{img("a", time.Hour)},
+		Tags: []Tag{tag("v1.0.0", "a", time.Hour), tag("build-41", "a", time.Hour)}}
+	plan := mustPlan(t, Store{[]Repository{repo}}, policy(Rule{Selector: TagSelector{Semver: ">=1"}}))
+	if got := actions(plan, "a"); !slices.Equal(got, []string{"Untag r a build-41"}) {
+		t.Errorf("actions = %q", got)
+	}
+	if plan.ArtifactsToDelete != 0 || plan.ReclaimableBytes != 0 {
+		t.Errorf("nothing is deleted: %+v", plan)
+	}
+}
+
+func TestUntaggedPulledScopeAndCeiling(t *testing.T) {
+	pulled := img("pulled", 100*time.Hour)
+	pulled.PulledAt = t0.Add(-time.Hour)
+	store := Store{[]Repository{
+		{Name: "team-a/app", Manifests: []Manifest{img("dangling", 5*time.Hour), pulled, img("cold", 100*time.Hour)},
+			Tags: []Tag{tag("p", "pulled", 100*time.Hour), tag("c", "cold", 100*time.Hour)}},
+		// Out of scope, and shares the cold image's layer: that layer is not reclaimable.
+		{Name: "infra/base", Manifests: []Manifest{img("cold", 100*time.Hour)}, Tags: []Tag{tag("c", "cold", 0)}},
+	}}
+	p := policy(Rule{PulledWithin: 24 * time.Hour})
+	p.Repositories = []string{"team-a/**"}
+	plan := mustPlan(t, store, p)
+	got := actions(plan, "dangling", "cold")
+	slices.Sort(got)
+	if want := []string{"Delete team-a/app cold c", "Delete team-a/app dangling "}; !slices.Equal(got, want) {
+		t.Errorf("actions = %q, want %q", got, want)
+	}
+	if plan.Repositories != 1 || plan.ReclaimableBytes != 101 {
+		t.Errorf("repositories %d, reclaimable %d (want 1, 101: only the dangling image's own blobs)", plan.Repositories, plan.ReclaimableBytes)
+	}
+	if plan.CeilingExceeded {
+		t.Error("a 100% ceiling is never exceeded")
+	}
+	// 2 of 3 artifacts: over a 50% ceiling.
+	p.MaxDeletionPercent = 50
+	if plan := mustPlan(t, store, p); !plan.CeilingExceeded {
+		t.Error("ceiling 50%: exceeded")
+	}
+	p.KeepUntagged = true
+	p.MaxDeletionPercent = 50
+	if plan := mustPlan(t, store, p); plan.CeilingExceeded || plan.ArtifactsToDelete != 1 {
+		t.Errorf("keepUntagged: 1 of 3 deleted, within the ceiling: %+v", plan)
+	}
+	p.ExcludeRepositories = []string{"team-a/app"}
+	if plan := mustPlan(t, store, p); len(plan.Actions) != 0 || plan.Repositories != 0 {
+		t.Errorf("an excluded repository is untouched: %+v", plan.Actions)
+	}
+}
+
+func TestPlanIsStable(t *testing.T) {
+	var repos []Repository
+	for i := range 5 {
+		r := Repository{Name: fmt.Sprintf("r%d", i)}
+		for j := range 5 {
+			n := fmt.Sprintf("%d-%d", i, j)
+			r.Manifests = append(r.Manifests, img(n, time.Duration(j)*time.Hour))
+			r.Tags = append(r.Tags, tag("t"+n, n, time.Duration(j)*time.Hour))
+		}
+		repos = append(repos, r)
+	}
+	p := policy(Rule{KeepLast: 2})
+	a := mustPlan(t, Store{repos}, p)
+	slices.Reverse(repos)
+	for i := range repos {
+		slices.Reverse(repos[i].Manifests)
+		slices.Reverse(repos[i].Tags)
+	}
+	b := mustPlan(t, Store{repos}, p)
+	if a.Hash != b.Hash || len(a.Actions) != 15 || len(a.Sample) != 5 {
+		t.Errorf("hash %s vs %s, %d actions, sample %d", a.Hash, b.Hash, len(a.Actions), len(a.Sample))
+	}
+}
