@@ -150,7 +150,7 @@ var _ = Describe("Kubernetes-native access", func() {
 		}).Should(Succeed())
 		// Each namespace has its own credential, scoped to its own repositories.
 		Expect(creds[a]).NotTo(Equal(creds[b]))
-		Expect(claimsOf(creds[a])).To(And(ContainSubstring(`"repos":["`+a+`/**"]`), ContainSubstring(`"sub":"pull-secret:`+a+`"`)))
+		Expect(claimsOf(creds[a])).To(And(ContainSubstring(`"repos":["`+a+`/*/**"]`), ContainSubstring(`"sub":"pull-secret:`+a+`"`)))
 
 		// A ServiceAccount created later gets it; a Secret deleted by hand comes back.
 		createServiceAccount(a, "builder")

@@ -86,12 +86,13 @@ func (r *AccessReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 		}
 		base := reg.DeepCopy()
 		controllerutil.RemoveFinalizer(reg, FinalizerClusterAccess)
-		return ctrl.Result{}, client.IgnoreNotFound(r.Client.Patch(ctx, reg, client.MergeFrom(base)))
+		// The finalizers list is replaced whole by a merge patch: lock on the version read.
+		return ctrl.Result{}, client.IgnoreNotFound(r.Client.Patch(ctx, reg, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})))
 	}
 	if !controllerutil.ContainsFinalizer(reg, FinalizerClusterAccess) {
 		base := reg.DeepCopy()
 		controllerutil.AddFinalizer(reg, FinalizerClusterAccess)
-		if err := r.Client.Patch(ctx, reg, client.MergeFrom(base)); err != nil {
+		if err := r.Client.Patch(ctx, reg, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
 			return ctrl.Result{}, err
 		}
 	}
@@ -291,6 +292,12 @@ func (r *AccessReconciler) reconcilePullSecrets(ctx context.Context, reg *v1alph
 	if err := r.patchPullStatus(ctx, reg, st); err != nil {
 		return ctrl.Result{}, err
 	}
+	// A key that starts signing later makes every credential stale: renew then.
+	for _, k := range keys.Keys {
+		if k.SignFrom.After(now) && (next.IsZero() || k.SignFrom.Before(next)) {
+			next = k.SignFrom.Add(time.Second)
+		}
+	}
 	res := ctrl.Result{}
 	if !next.IsZero() {
 		res.RequeueAfter = max(time.Second, next.Sub(now))
@@ -411,8 +418,10 @@ func (r *AccessReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		For(&v1alpha1.Registry{}, builder.WithPredicates(specChanged)).
 		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.registriesWithPullSecrets)).
 		Watches(&corev1.ServiceAccount{}, handler.EnqueueRequestsFromMapFunc(r.registriesWithPullSecrets)).
-		// A pull Secret deleted or edited by hand is written again.
-		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(mapByOwnerLabels), builder.OnlyMetadata).
+		// A pull Secret deleted by hand is written again; new token keys renew credentials.
+		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
+			return append(mapByOwnerLabels(ctx, o), mapByRegistryLabel(ctx, o)...)
+		}), builder.OnlyMetadata).
 		Complete(r)
 }
 

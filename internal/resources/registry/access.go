@@ -58,8 +58,10 @@ func AuthDelegatorBinding(reg *v1alpha1.Registry) *rbacv1.ClusterRoleBinding {
 	}
 }
 
-// PullRepositories are the repository patterns a namespace's pull credential may pull.
-func PullRepositories(namespace string) []string { return []string{namespace + "/**"} }
+// PullRepositories are the repository patterns a namespace's pull credential may pull:
+// <namespace>/ and below (not a one-segment repository named like the namespace, which
+// Kubernetes RBAC treats as outside any namespace).
+func PullRepositories(namespace string) []string { return []string{namespace + "/*/**"} }
 
 // HostsHash digests the hosts a pull Secret names.
 func HostsHash(hosts []string) string {

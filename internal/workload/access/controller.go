@@ -257,13 +257,13 @@ func (c *Controller) verifyJWT(ctx context.Context, kind, raw string) (Identity,
 	case jwtOIDC:
 		id, err := c.oidc.authenticate(ctx, raw)
 		if err == nil {
-			err = c.checkForeignName(id)
+			err = c.checkForeignName(&id)
 		}
 		return id, err
 	case jwtServiceAccount:
 		id, err := c.kube.authenticate(ctx, raw)
 		if err == nil {
-			err = c.checkForeignName(id)
+			err = c.checkForeignName(&id)
 		}
 		return id, err
 	}
@@ -288,6 +288,9 @@ type Identity struct {
 	grants grants
 	// repositories limits a pull credential's identity to pulling these patterns.
 	repositories []string
+	// expires is when the credential that proved the identity expires (ServiceAccount
+	// tokens, pull credentials); tokens issued for it end no later.
+	expires time.Time
 }
 
 func (id Identity) anonymous() bool { return id.User == "" }
@@ -403,7 +406,7 @@ func (c *Controller) login(ctx context.Context, user, pass string) (Identity, st
 	if c.ldap != nil {
 		id, err := c.ldap.authenticate(ctx, user, pass)
 		if err == nil {
-			err = c.checkForeignName(id)
+			err = c.checkForeignName(&id)
 		}
 		return id, ProviderLDAP, err
 	}
@@ -415,12 +418,28 @@ func (c *Controller) login(ctx context.Context, user, pass string) (Identity, st
 // grants.
 var errNameTaken = fmt.Errorf("%w: the user name belongs to another identity provider", errBadPassword)
 
+// errNameReserved refuses a directory or OIDC login whose name Kubernetes reserves.
+var errNameReserved = fmt.Errorf("%w: names starting with system: are reserved for Kubernetes identities", errBadPassword)
+
 // checkForeignName refuses an LDAP or OIDC identity whose name is a robot's (robot+…) or
 // an htpasswd user's, compared without case (directories match names without case, so
 // ADMIN could otherwise log in from the directory as the local admin).
-func (c *Controller) checkForeignName(id Identity) error {
+//
+// Names and groups starting with system: belong to Kubernetes: only a ServiceAccount token
+// may carry them (a directory user named system:serviceaccount:ci:builder would otherwise
+// match rules and RoleBindings written for that ServiceAccount). Such a user is refused and
+// such groups are dropped.
+func (c *Controller) checkForeignName(id *Identity) error {
 	if strings.HasPrefix(strings.ToLower(id.User), registryconfig.RobotUserPrefix) {
 		return errNameTaken
+	}
+	if id.Provider != ProviderServiceAccount {
+		if strings.HasPrefix(strings.ToLower(id.User), reservedPrefix) {
+			return errNameReserved
+		}
+		id.Groups = slices.DeleteFunc(slices.Clone(id.Groups), func(g string) bool {
+			return strings.HasPrefix(strings.ToLower(g), reservedPrefix)
+		})
 	}
 	if u := c.users.Load(); u != nil {
 		for name := range u.hashes {

@@ -38,6 +38,7 @@ const (
 	// uncached decisions waits rather than flooding the API server.
 	kubeMaxInFlight = 16
 	kubeCacheMax    = 50000
+	kubeRefusedMax  = 10000
 )
 
 // kubeProvider asks the Kubernetes API server who a ServiceAccount token belongs to
@@ -51,14 +52,15 @@ const (
 // The cost is one API request per new token per cache period; registry tokens from
 // /auth/token make that one per token exchange.
 type kubeProvider struct {
-	cfg    registryconfig.Kubernetes
-	now    func() time.Time
-	authn  authnclient.AuthenticationV1Interface
-	authz  authzclient.AuthorizationV1Interface
-	tokens *expiringCache[kubeReview]
-	sars   *expiringCache[sarAnswer]
-	slots  chan struct{}
-	calls  *prometheus.CounterVec
+	cfg     registryconfig.Kubernetes
+	now     func() time.Time
+	authn   authnclient.AuthenticationV1Interface
+	authz   authzclient.AuthorizationV1Interface
+	tokens  *expiringCache[kubeReview]
+	refused *expiringCache[kubeReview]
+	sars    *expiringCache[sarAnswer]
+	slots   chan struct{}
+	calls   *prometheus.CounterVec
 }
 
 // kubeReview is a remembered TokenReview: the identity, or the refusal.
@@ -98,7 +100,8 @@ func newKubeProvider(cfg registryconfig.Kubernetes) (*kubeProvider, error) {
 		return nil, fmt.Errorf("kubernetes auth: %w", err)
 	}
 	return &kubeProvider{cfg: cfg, now: time.Now, authn: an, authz: az,
-		tokens: newExpiringCache[kubeReview](kubeCacheMax), sars: newExpiringCache[sarAnswer](kubeCacheMax),
+		tokens: newExpiringCache[kubeReview](kubeCacheMax), refused: newExpiringCache[kubeReview](kubeRefusedMax),
+		sars:  newExpiringCache[sarAnswer](kubeCacheMax),
 		slots: make(chan struct{}, kubeMaxInFlight),
 		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "dockyard_registry_kubernetes_requests_total",
@@ -130,7 +133,10 @@ func (k *kubeProvider) authenticate(ctx context.Context, raw string) (Identity, 
 	sum := sha256.Sum256([]byte(raw))
 	now := k.now()
 	if r, hit := k.tokens.get(sum, now); hit {
-		return r.id, r.err
+		return r.id, nil
+	}
+	if r, hit := k.refused.get(sum, now); hit {
+		return Identity{}, r.err
 	}
 	if err := k.acquire(ctx); err != nil {
 		return Identity{}, err
@@ -161,15 +167,21 @@ func (k *kubeProvider) authenticate(ctx context.Context, raw string) (Identity, 
 	default:
 		id = Identity{User: st.User.Username, Groups: slices.Clone(st.User.Groups), Provider: ProviderServiceAccount}
 	}
-	expires := now.Add(kubeNegativeTTL)
-	if err == nil {
-		expires = now.Add(sa.CacheTTL.Duration)
-		if exp, ok := expiryOf(raw); ok && exp.Before(expires) {
+	if err != nil {
+		// Refusals live in their own cache: a flood of forged tokens cannot evict the
+		// answers for real ones.
+		k.refused.put(sum, kubeReview{err: err}, now.Add(kubeNegativeTTL), now)
+		return id, err
+	}
+	expires := now.Add(sa.CacheTTL.Duration)
+	if exp, ok := expiryOf(raw); ok {
+		id.expires = exp
+		if exp.Before(expires) {
 			expires = exp
 		}
 	}
-	k.tokens.put(sum, kubeReview{id: id, err: err}, expires, now)
-	return id, err
+	k.tokens.put(sum, kubeReview{id: id}, expires, now)
+	return id, nil
 }
 
 // expiryOf returns the exp claim of a JWT, unverified (the API server verified it).

@@ -293,7 +293,7 @@ func (ts *tokenService) verifyPull(raw string) (Identity, error) {
 	if !strings.HasPrefix(claims.Subject, registryconfig.PullCredentialUserPrefix) || len(claims.Repos) == 0 {
 		return Identity{}, fmt.Errorf("%w: not a pull credential", errBadPassword)
 	}
-	id := Identity{User: claims.Subject, Provider: ProviderPullSecret, repositories: claims.Repos}
+	id := Identity{User: claims.Subject, Provider: ProviderPullSecret, repositories: claims.Repos, expires: claims.ExpiresAt.Time}
 	ts.cache.put(sum, cachedToken{id: id, keys: ks}, claims.ExpiresAt.Time, now)
 	return id, nil
 }

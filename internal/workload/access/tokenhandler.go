@@ -107,6 +107,10 @@ func (c *Controller) TokenHandler() http.Handler {
 				}
 			} else {
 				id, provider, err = c.login(r.Context(), user, pass)
+				if err == nil && provider == jwtRegistryToken {
+					// Exchanging a token for a fresh one would outlive every revocation.
+					err = fmt.Errorf("%w: a registry token cannot be exchanged for another", errBadPassword)
+				}
 			}
 			if err != nil {
 				c.audit.authFailed(r, user, provider, err)
@@ -130,9 +134,22 @@ func (c *Controller) TokenHandler() http.Handler {
 		// A ServiceAccount is reviewed again when its token is exchanged again: a token of
 		// a deleted ServiceAccount stops working within twice the review cache's lifetime,
 		// whatever the configured token TTL.
+		// A token never outlives the credential it was issued for (a ServiceAccount token,
+		// a pull credential).
 		var maxTTL time.Duration
 		if id.Provider == ProviderServiceAccount && c.kube != nil && c.kube.cfg.ServiceAccounts != nil {
 			maxTTL = c.kube.cfg.ServiceAccounts.CacheTTL.Duration
+		}
+		if !id.expires.IsZero() {
+			left := id.expires.Sub(c.tokens.now())
+			if left < time.Second {
+				w.Header().Set("WWW-Authenticate", `Basic realm="`+c.cfg.Realm+`"`)
+				writeError(w, http.StatusUnauthorized, "UNAUTHORIZED", "the credential has expired")
+				return
+			}
+			if maxTTL == 0 || left < maxTTL {
+				maxTTL = left
+			}
 		}
 		token, issued, ttl, err := c.tokens.issue(c.tokenIdentity(id), granted, maxTTL)
 		if err != nil {

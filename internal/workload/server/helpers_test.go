@@ -132,7 +132,8 @@ type testRegistry struct {
 	transport *http.Transport
 	done      chan error
 	cancel    context.CancelFunc
-	// expiresIn is the expires_in the token helper expects (the default TTL, 300 s).
+	// expiresIn is the expires_in the token helper expects (the default TTL, 300 s; -1:
+	// any).
 	expiresIn int
 }
 

@@ -203,7 +203,7 @@ func TestPullCredentials(t *testing.T) {
 		}
 	}
 	keys := registryconfig.TokenKeys{Keys: []registryconfig.TokenKey{key}}
-	cred, kid, err := registryconfig.SignPullCredential(keys, testIssuer, testService, "team-a", []string{"team-a/**"}, time.Now(), time.Hour)
+	cred, kid, err := registryconfig.SignPullCredential(keys, testIssuer, testService, "team-a", []string{"team-a/*/**"}, time.Now(), time.Hour)
 	if err != nil || kid != key.ID {
 		t.Fatalf("sign: %v (kid %q)", err, kid)
 	}
@@ -222,7 +222,33 @@ func TestPullCredentials(t *testing.T) {
 	if got := reg.do(t, http.MethodHead, "/v2/team-a/app/manifests/v1", "Bearer "+cred); got.StatusCode != http.StatusOK {
 		t.Errorf("pull credential as a Bearer token: %d", got.StatusCode)
 	}
-	expired, _, err := registryconfig.SignPullCredential(keys, testIssuer, testService, "team-a", []string{"team-a/**"}, time.Now().Add(-2*time.Hour), time.Hour)
+	// Exchanged at the token endpoint, it gives a token that ends with the credential.
+	short, _, err := registryconfig.SignPullCredential(keys, testIssuer, testService, "team-a", []string{"team-a/*/**"}, time.Now().Add(-59*time.Minute), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg.expiresIn = -1
+	regTok, code := reg.token(t, "dockyard-pull", short, "repository:team-a/app:pull")
+	reg.expiresIn = 300
+	if code != http.StatusOK {
+		t.Fatalf("token for a pull credential: %d", code)
+	}
+	var claims jwt.RegisteredClaims
+	if _, _, err := jwt.NewParser().ParseUnverified(regTok, &claims); err != nil {
+		t.Fatal(err)
+	}
+	if life := claims.ExpiresAt.Sub(claims.IssuedAt.Time); life > time.Minute {
+		t.Errorf("a token for a pull credential with a minute left lives %s", life)
+	}
+	// No credential is renewed by exchanging a token for a token: revocations stay bounded.
+	if _, code := reg.token(t, "whoever", regTok, "repository:team-a/app:pull"); code != http.StatusUnauthorized {
+		t.Errorf("a registry token exchanged for another: %d, want 401", code)
+	}
+	adminTok, _ := reg.token(t, "admin", "admin-pw", "repository:team-a/app:pull")
+	if _, code := reg.token(t, "admin", adminTok, "repository:team-a/app:pull"); code != http.StatusUnauthorized {
+		t.Errorf("an htpasswd user's token exchanged for another: %d, want 401", code)
+	}
+	expired, _, err := registryconfig.SignPullCredential(keys, testIssuer, testService, "team-a", []string{"team-a/*/**"}, time.Now().Add(-2*time.Hour), time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
