@@ -79,6 +79,10 @@ const (
 	// provider's discovery document or key set (unreachable, untrusted certificate, issuer
 	// mismatch); the message carries the error. Checked like LDAP.
 	ReasonOIDCDiscoveryFailed = "OIDCDiscoveryFailed"
+	// ReasonAuthDelegationNotAllowed (AuthReady=False): auth.serviceAccounts or
+	// auth.kubernetesRBAC is set but the Registry's namespace lacks the label
+	// registry.dockyard.dev/allow-auth-delegation=true a cluster administrator sets.
+	ReasonAuthDelegationNotAllowed = "AuthDelegationNotAllowed"
 	// ReasonLDAPBindFailed (AuthReady=False): the directory answered but refused the
 	// service account (wrong bindDN or password).
 	ReasonLDAPBindFailed = "LDAPBindFailed"

@@ -373,3 +373,27 @@ func (n *NodeTrustSpec) GetContainerdConfigPath() string {
 
 // NodeTrustName is the name of the node-trust DaemonSet.
 func (r *Registry) NodeTrustName() string { return r.Name + "-node-trust" }
+
+// Namespace labels a cluster administrator sets (namespace editors cannot change a
+// Namespace) to let a Registry reach outside its namespace.
+const (
+	// LabelAllowAuthDelegation on a Registry's namespace lets the operator bind that
+	// Registry's ServiceAccount to system:auth-delegator (cluster-wide TokenReview and
+	// SubjectAccessReview), which auth.serviceAccounts and auth.kubernetesRBAC need.
+	LabelAllowAuthDelegation = "registry.dockyard.dev/allow-auth-delegation"
+	// PullFromLabelPrefix + <registry namespace> = "true" on a namespace lets Registries of
+	// that namespace write pull Secrets into it (spec.pullSecrets); a Registry's own
+	// namespace needs no label.
+	PullFromLabelPrefix = "pull-from.registry.dockyard.dev/"
+)
+
+// AuthDelegationAllowed reports whether a namespace with these labels allows it.
+func AuthDelegationAllowed(nsLabels map[string]string) bool {
+	return nsLabels[LabelAllowAuthDelegation] == "true"
+}
+
+// AcceptsPullSecrets reports whether a namespace (name, labels) takes pull Secrets from
+// the Registry r.
+func (r *Registry) AcceptsPullSecrets(ns string, nsLabels map[string]string) bool {
+	return ns == r.Namespace || nsLabels[PullFromLabelPrefix+r.Namespace] == "true"
+}

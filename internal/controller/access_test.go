@@ -77,11 +77,25 @@ func pullCredential(g Gomega, sec *corev1.Secret, host string) string {
 }
 
 var _ = Describe("Kubernetes-native access", func() {
-	It("binds the registry pods to system:auth-delegator and mounts their API token only when they ask the API server", func() {
+	It("binds the registry pods to system:auth-delegator once the namespace allows it, and mounts their API token only then", func() {
 		ns := newNamespace()
 		reg := newRegistry(ns, "r", withServiceAccounts())
 		reg.Spec.Auth.KubernetesRBAC = &v1alpha1.KubernetesRBACSpec{}
 		Expect(k8sClient.Create(ctx, reg)).To(Succeed())
+		// Editing a Registry is not enough for cluster-wide reviews: an administrator
+		// labels the namespace.
+		Eventually(func(g Gomega) {
+			c := condition(g, ns, "r", v1alpha1.ConditionAuthReady)
+			g.Expect(c).NotTo(BeNil())
+			g.Expect(c.Status).To(Equal(metav1.ConditionFalse))
+			g.Expect(c.Reason).To(Equal(v1alpha1.ReasonAuthDelegationNotAllowed))
+			g.Expect(c.Message).To(ContainSubstring("kubectl label namespace %s registry.dockyard.dev/allow-auth-delegation=true", ns))
+		}).Should(Succeed())
+		Consistently(func() bool {
+			err := k8sClient.Get(ctx, client.ObjectKey{Name: reg.AuthDelegatorBindingName()}, &rbacv1.ClusterRoleBinding{})
+			return apierrors.IsNotFound(err)
+		}, "2s").Should(BeTrue(), "no binding without the namespace's consent")
+		setNamespaceLabels(ns, map[string]string{v1alpha1.LabelAllowAuthDelegation: "true"})
 		crb := &rbacv1.ClusterRoleBinding{}
 		Eventually(func(g Gomega) {
 			g.Expect(k8sClient.Get(ctx, client.ObjectKey{Name: reg.AuthDelegatorBindingName()}, crb)).To(Succeed())
@@ -113,11 +127,14 @@ var _ = Describe("Kubernetes-native access", func() {
 
 	It("writes pull Secrets into selected namespaces, attaches them to ServiceAccounts, and removes them", func() {
 		regNS := newNamespace()
-		team := map[string]string{"dockyard.dev/pull-" + regNS: "yes"}
+		// Selected by the Registry, and asking for its pull Secrets.
+		team := map[string]string{"dockyard.dev/pull-" + regNS: "yes", v1alpha1.PullFromLabelPrefix + regNS: "true"}
 		a := labelledNamespace(team)
 		b := labelledNamespace(team)
 		other := newNamespace()
-		for _, ns := range []string{a, b, other} {
+		// Selected, but not asking: left alone.
+		unasked := labelledNamespace(map[string]string{"dockyard.dev/pull-" + regNS: "yes"})
+		for _, ns := range []string{a, b, other, unasked} {
 			createServiceAccount(ns, "default")
 			createServiceAccount(ns, "unrelated")
 		}
@@ -139,8 +156,11 @@ var _ = Describe("Kubernetes-native access", func() {
 				g.Expect(imagePullSecretsOf(g, ns, "default")).To(ContainElement(name))
 				g.Expect(imagePullSecretsOf(g, ns, "unrelated")).NotTo(ContainElement(name))
 			}
-			err := k8sClient.Get(ctx, client.ObjectKey{Namespace: other, Name: name}, &corev1.Secret{})
-			g.Expect(apierrors.IsNotFound(err)).To(BeTrue())
+			for _, ns := range []string{other, unasked} {
+				err := k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &corev1.Secret{})
+				g.Expect(apierrors.IsNotFound(err)).To(BeTrue(), "namespace %s", ns)
+				g.Expect(imagePullSecretsOf(g, ns, "default")).NotTo(ContainElement(name))
+			}
 			r := &v1alpha1.Registry{}
 			g.Expect(k8sClient.Get(ctx, key(regNS, "r"), r)).To(Succeed())
 			g.Expect(r.Status.PullSecrets).NotTo(BeNil())

@@ -110,7 +110,17 @@ func (r *AccessReconciler) reconcileAuthDelegator(ctx context.Context, reg *v1al
 		return fmt.Errorf("get ClusterRoleBinding %s: %w", reg.AuthDelegatorBindingName(), err)
 	}
 	exists := err == nil
-	if !reg.UsesKubernetesAuth() {
+	allowed := false
+	if reg.UsesKubernetesAuth() {
+		ns := &corev1.Namespace{}
+		if err := r.Client.Get(ctx, client.ObjectKey{Name: reg.Namespace}, ns); err != nil {
+			return fmt.Errorf("get Namespace %s: %w", reg.Namespace, err)
+		}
+		// Editing a Registry must not be enough to get cluster-wide reviews: an
+		// administrator allows it per namespace (AuthReady says so until then).
+		allowed = v1alpha1.AuthDelegationAllowed(ns.Labels)
+	}
+	if !allowed {
 		if exists {
 			return client.IgnoreNotFound(r.Client.Delete(ctx, current))
 		}
@@ -233,7 +243,10 @@ func (r *AccessReconciler) reconcilePullSecrets(ctx context.Context, reg *v1alph
 	}
 	selected := map[string]bool{}
 	for _, ns := range nss.Items {
-		if ns.DeletionTimestamp == nil && ns.Status.Phase != corev1.NamespaceTerminating {
+		// A namespace other than the Registry's own takes pull Secrets only when it asks
+		// for them (a label its editors cannot set): editing a Registry must not be enough
+		// to put credentials into, and patch the ServiceAccounts of, every namespace.
+		if ns.DeletionTimestamp == nil && ns.Status.Phase != corev1.NamespaceTerminating && reg.AcceptsPullSecrets(ns.Name, ns.Labels) {
 			selected[ns.Name] = true
 		}
 	}
@@ -416,7 +429,7 @@ func (r *AccessReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("registry-access").
 		For(&v1alpha1.Registry{}, builder.WithPredicates(specChanged)).
-		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.registriesWithPullSecrets)).
+		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.registriesForNamespace)).
 		Watches(&corev1.ServiceAccount{}, handler.EnqueueRequestsFromMapFunc(r.registriesWithPullSecrets)).
 		// A pull Secret deleted by hand is written again; new token keys renew credentials.
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
@@ -436,6 +449,23 @@ func (r *AccessReconciler) registriesWithPullSecrets(ctx context.Context, _ clie
 	var reqs []reconcile.Request
 	for _, reg := range list.Items {
 		if reg.Spec.PullSecrets != nil {
+			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&reg)})
+		}
+	}
+	return reqs
+}
+
+// registriesForNamespace maps a namespace event to the Registries that write pull Secrets
+// and to the Registries in it that ask the API server (its labels gate their binding).
+func (r *AccessReconciler) registriesForNamespace(ctx context.Context, o client.Object) []reconcile.Request {
+	reqs := r.registriesWithPullSecrets(ctx, o)
+	var list v1alpha1.RegistryList
+	if err := r.Client.List(ctx, &list, client.InNamespace(o.GetName())); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "List Registries", "namespace", o.GetName())
+		return reqs
+	}
+	for _, reg := range list.Items {
+		if reg.UsesKubernetesAuth() && reg.Spec.PullSecrets == nil {
 			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&reg)})
 		}
 	}

@@ -259,7 +259,7 @@ func authCondition(reg *v1alpha1.Registry, s *scope) *metav1.Condition {
 		return nil
 	}
 	c := &metav1.Condition{Type: v1alpha1.ConditionAuthReady}
-	if a.UsersSecretRef != nil && a.LDAP == nil && a.OIDC == nil && a.ServiceAccounts == nil {
+	if a.UsersSecretRef != nil && a.LDAP == nil && a.OIDC == nil && !reg.UsesKubernetesAuth() {
 		secretCondition(c, s.users, "users")
 		return c
 	}
@@ -315,6 +315,11 @@ func authCondition(reg *v1alpha1.Registry, s *scope) *metav1.Condition {
 		default:
 			parts = append(parts, fmt.Sprintf("oidc: %s publishes its discovery document and keys", o.IssuerURL))
 		}
+	}
+	if reg.UsesKubernetesAuth() && s.authDelegation != nil && !*s.authDelegation {
+		fail(v1alpha1.ReasonAuthDelegationNotAllowed, fmt.Sprintf(
+			"kubernetes: serviceAccounts and kubernetesRBAC need cluster-wide TokenReview and SubjectAccessReview; a cluster administrator allows it with `kubectl label namespace %s %s=true`",
+			reg.Namespace, v1alpha1.LabelAllowAuthDelegation))
 	}
 	if a.ServiceAccounts != nil {
 		parts = append(parts, "serviceaccounts: tokens for "+strings.Join(reg.ServiceAccountAudiences(), ", ")+" are reviewed by the API server")

@@ -221,6 +221,8 @@ func (r *RegistryReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Mana
 		// Secrets: metadata only (no Secret data is cached). Our own (HTTP secret) map
 		// through the label, referenced ones through the field index.
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.mapSecret), builder.OnlyMetadata).
+		// A namespace's labels allow auth delegation (AuthReady).
+		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.mapNamespace)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.MaxConcurrentReconciles})
 	if r.CertManager {
 		b = b.Owns(&cmapi.Certificate{})
@@ -237,6 +239,21 @@ func mapByRegistryLabel(_ context.Context, o client.Object) []reconcile.Request 
 		return nil
 	}
 	return []reconcile.Request{{NamespacedName: client.ObjectKey{Namespace: o.GetNamespace(), Name: name}}}
+}
+
+func (r *RegistryReconciler) mapNamespace(ctx context.Context, o client.Object) []reconcile.Request {
+	var list v1alpha1.RegistryList
+	if err := r.Client.List(ctx, &list, client.InNamespace(o.GetName())); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "List Registries", "namespace", o.GetName())
+		return nil
+	}
+	var reqs []reconcile.Request
+	for _, reg := range list.Items {
+		if reg.UsesKubernetesAuth() {
+			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&reg)})
+		}
+	}
+	return reqs
 }
 
 func (r *RegistryReconciler) mapSecret(ctx context.Context, o client.Object) []reconcile.Request {

@@ -64,6 +64,13 @@ func (r *RegistryReconciler) observeDependencies(ctx context.Context, s *scope) 
 		s.oidc = st
 		res = lowestRequeue(res, ctrl.Result{RequeueAfter: recheck})
 	}
+	if reg.UsesKubernetesAuth() {
+		ns := &corev1.Namespace{}
+		if err := r.Client.Get(ctx, client.ObjectKey{Name: reg.Namespace}, ns); err != nil {
+			return res, fmt.Errorf("get Namespace %s: %w", reg.Namespace, err)
+		}
+		s.authDelegation = ptrTo(v1alpha1.AuthDelegationAllowed(ns.Labels))
+	}
 	if ref := reg.StorageCredentialsRef(); ref != nil {
 		sec, st, err := r.readSecret(ctx, reg.Namespace, ref.Name, credentialKeys(reg)...)
 		if err != nil {

@@ -31,14 +31,17 @@ type scope struct {
 	failed   map[step]error
 
 	// Dependencies.
-	users       *secretState // nil without spec.auth.usersSecretRef
-	ldap        *ldapState   // nil without spec.auth.ldap
-	oidc        *oidcState   // nil without spec.auth.oidc
-	credentials *secretState // nil without a storage credentials Secret
-	tls         *secretState // nil without spec.tls
-	cert        *certState   // nil without tls.issuerRef
-	inputsHash  string
-	usersGroups bool
+	users *secretState // nil without spec.auth.usersSecretRef
+	ldap  *ldapState   // nil without spec.auth.ldap
+	oidc  *oidcState   // nil without spec.auth.oidc
+	// authDelegation is whether the Registry's namespace allows the binding to
+	// system:auth-delegator (nil unless auth.serviceAccounts or auth.kubernetesRBAC).
+	authDelegation *bool
+	credentials    *secretState // nil without a storage credentials Secret
+	tls            *secretState // nil without spec.tls
+	cert           *certState   // nil without tls.issuerRef
+	inputsHash     string
+	usersGroups    bool
 
 	// Workload.
 	pvc        *corev1.PersistentVolumeClaim

@@ -132,6 +132,7 @@ func runNodeTrust(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&o.ContainerdDir, "containerd-dir", "", "containerd's certs.d directory")
 	fs.StringVar(&o.CRIODir, "crio-dir", "", "CRI-O's containers certs.d directory")
 	fs.DurationVar(&o.Interval, "interval", 10*time.Second, "how often the CA file is checked")
+	fs.StringVar(&o.Registry, "registry", "", "namespace/name of the Registry (marks the files it owns)")
 	if err := fs.Parse(args); err != nil {
 		return fmt.Errorf("%w: %w", ErrUsage, err)
 	}

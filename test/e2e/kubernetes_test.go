@@ -56,9 +56,19 @@ var _ = Describe("a Registry using the cluster's identities", Ordered, Label("ku
 		Expect(certsDir).NotTo(BeEmpty(), "E2E_CONTAINERD_CERTS_DIR names the node's containerd certs.d (make test-e2e sets it)")
 		// The node-trust DaemonSet mounts host directories: its namespace admits privileged pods.
 		regNS = namespaceWithCALevel("e2e-kube", "privileged")
+		// A cluster administrator allows the Registry's pods to review tokens and access.
+		Eventually(func() error {
+			n := &corev1.Namespace{}
+			if err := k8s.Get(ctx, client.ObjectKey{Name: regNS}, n); err != nil {
+				return err
+			}
+			n.Labels[v1alpha1.LabelAllowAuthDelegation] = "true"
+			return k8s.Update(ctx, n)
+		}, shortWait, poll).Should(Succeed())
 		teamNS = fmt.Sprintf("e2e-team-%d", time.Now().Unix()%100000)
 		Expect(k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: teamNS, Labels: map[string]string{
 			"pod-security.kubernetes.io/enforce": "restricted", "e2e.dockyard.dev/pull-from": regNS,
+			v1alpha1.PullFromLabelPrefix + regNS: "true", // the team namespace asks for the pull Secrets
 		}}})).To(Succeed())
 		DeferCleanup(func() {
 			if !CurrentSpecReport().Failed() {

@@ -22,7 +22,8 @@ const ComponentNodeTrust = "node-trust"
 func NodeTrustDaemonSet(reg *v1alpha1.Registry, in Inputs) *appsv1.DaemonSet {
 	nt := reg.Spec.NodeTrust
 	selector := map[string]string{LabelName: AppName, LabelInstance: reg.Name, LabelComponent: ComponentNodeTrust}
-	args := []string{"registry", "node-trust", "--ca=/ca/ca.crt", "--containerd-dir=" + nt.GetContainerdConfigPath()}
+	args := []string{"registry", "node-trust", "--ca=/ca/ca.crt", "--registry=" + reg.Namespace + "/" + reg.Name,
+		"--containerd-dir=" + nt.GetContainerdConfigPath()}
 	for _, h := range reg.RegistryHosts(in.ClusterDomain) {
 		args = append(args, "--host="+h)
 	}

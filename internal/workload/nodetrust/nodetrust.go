@@ -44,6 +44,9 @@ type Options struct {
 	CRIODir string
 	// Owner identifies this agent instance (the pod UID) in the marker files.
 	Owner string
+	// Registry is the namespace/name of the Registry; a host directory another Registry's
+	// agent wrote is left alone.
+	Registry string
 	// Interval between checks of the CA file. Default 10s.
 	Interval time.Duration
 	Log      *slog.Logger
@@ -78,21 +81,23 @@ func Run(ctx context.Context, o Options) error {
 			return fmt.Errorf("node-trust: %q is not a host[:port]", h)
 		}
 	}
-	if o.Owner == "" {
-		return errors.New("node-trust: an owner (the pod UID) is required")
+	if o.Owner == "" || o.Registry == "" {
+		return errors.New("node-trust: an owner (the pod UID) and the Registry (namespace/name) are required")
 	}
 	var last []byte
 	t := time.NewTicker(o.Interval)
 	defer t.Stop()
 	for {
+		// Every tick, not only when the CA changes: files removed by the previous pod of a
+		// rolling update (or by hand) come back.
 		ca, err := readCA(o.CAFile)
 		switch {
 		case err != nil:
 			o.Log.Warn("CA not installed", "err", err)
-		case !bytes.Equal(ca, last):
+		default:
 			if err := Install(o, ca); err != nil {
 				o.Log.Error("Install the CA", "err", err)
-			} else {
+			} else if !bytes.Equal(ca, last) {
 				o.Log.Info("Installed the registry CA", "hosts", o.Hosts)
 				last = ca
 			}
@@ -152,10 +157,10 @@ func Install(o Options, ca []byte) error {
 		if o.ContainerdDir != "" {
 			dir := filepath.Join(o.ContainerdDir, h)
 			caPath := filepath.Join(dir, CAFile)
-			errs = append(errs, writeOwned(dir, o.Owner, map[string][]byte{CAFile: ca, HostsFile: hostsTOML(h, caPath)}, o.Log))
+			errs = append(errs, writeOwned(dir, o.marker(), map[string][]byte{CAFile: ca, HostsFile: hostsTOML(h, caPath)}, o.Log))
 		}
 		if o.CRIODir != "" {
-			errs = append(errs, writeOwned(filepath.Join(o.CRIODir, h), o.Owner, map[string][]byte{CAFile: ca}, o.Log))
+			errs = append(errs, writeOwned(filepath.Join(o.CRIODir, h), o.marker(), map[string][]byte{CAFile: ca}, o.Log))
 		}
 	}
 	return errors.Join(errs...)
@@ -178,9 +183,22 @@ func ensureDir(dir string) error {
 	return nil
 }
 
-// writeOwned writes files into dir with the marker, unless dir holds a hosts.toml this agent
-// did not write.
-func writeOwned(dir, owner string, files map[string][]byte, log *slog.Logger) error {
+// marker is the content of the marker file: the Registry, then the pod.
+func (o Options) marker() string { return o.Registry + " " + o.Owner + "\n" }
+
+// markerOwner parses a marker file: the Registry and the pod that wrote it.
+func markerOwner(dir string) (registry, pod string, ok bool) {
+	raw, err := os.ReadFile(filepath.Join(dir, MarkerFile))
+	if err != nil {
+		return "", "", false
+	}
+	registry, pod, _ = strings.Cut(strings.TrimSpace(string(raw)), " ")
+	return registry, pod, true
+}
+
+// writeOwned writes files into dir with the marker, unless dir holds a hosts.toml no agent
+// wrote or files another Registry's agent wrote. Files already as wanted are not rewritten.
+func writeOwned(dir, marker string, files map[string][]byte, log *slog.Logger) error {
 	if err := ensureDir(dir); err != nil {
 		if errors.Is(err, errForeign) {
 			log.Warn("Left alone", "dir", dir, "err", err)
@@ -188,30 +206,50 @@ func writeOwned(dir, owner string, files map[string][]byte, log *slog.Logger) er
 		}
 		return err
 	}
-	if _, err := os.Lstat(filepath.Join(dir, MarkerFile)); errors.Is(err, fs.ErrNotExist) {
+	registry, _, marked := markerOwner(dir)
+	if !marked {
 		if _, err := os.Lstat(filepath.Join(dir, HostsFile)); err == nil {
 			log.Warn("Left alone: a hosts.toml Dockyard did not write is there", "dir", dir)
 			return nil
 		}
 	}
-	if err := writeAtomic(filepath.Join(dir, MarkerFile), []byte(owner+"\n")); err != nil {
+	if want, _, _ := strings.Cut(marker, " "); marked && registry != want {
+		log.Warn("Left alone: another Registry serves this host", "dir", dir, "registry", registry)
+		return nil
+	}
+	if err := writeIfChanged(dir, MarkerFile, []byte(marker)); err != nil {
 		return err
 	}
 	for name, data := range files {
-		if err := writeAtomic(filepath.Join(dir, name), data); err != nil {
+		if err := writeIfChanged(dir, name, data); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// writeAtomic replaces path with data (a rename: readers see the old or the new file).
-func writeAtomic(path string, data []byte) error {
-	if fi, err := os.Lstat(path); err == nil && !fi.Mode().IsRegular() {
-		return fmt.Errorf("%s: %w (not a regular file)", path, errForeign)
+// writeIfChanged replaces dir/name with data unless it already holds it. The new content
+// goes to a fresh temporary file (O_EXCL: never through a planted symlink) renamed over
+// the old one, so readers see the old or the new file.
+func writeIfChanged(dir, name string, data []byte) error {
+	path := filepath.Join(dir, name)
+	if fi, err := os.Lstat(path); err == nil {
+		if !fi.Mode().IsRegular() {
+			return fmt.Errorf("%s: %w (not a regular file)", path, errForeign)
+		}
+		if cur, err := os.ReadFile(path); err == nil && bytes.Equal(cur, data) {
+			return nil
+		}
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+	f, err := os.CreateTemp(dir, "."+name+".tmp-*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	_, werr := f.Write(data)
+	cerr := f.Close()
+	if err := errors.Join(werr, cerr, os.Chmod(tmp, 0o644)); err != nil {
+		_ = os.Remove(tmp)
 		return err
 	}
 	return os.Rename(tmp, path)
@@ -226,8 +264,8 @@ func Remove(o Options) error {
 				continue
 			}
 			dir := filepath.Join(base, h)
-			marker, err := os.ReadFile(filepath.Join(dir, MarkerFile))
-			if err != nil || strings.TrimSpace(string(marker)) != o.Owner {
+			registry, pod, ok := markerOwner(dir)
+			if !ok || registry != o.Registry || pod != o.Owner {
 				continue // not ours, or another instance took over
 			}
 			for _, name := range []string{HostsFile, CAFile, MarkerFile} {

@@ -33,7 +33,7 @@ func TestInstallAndRemove(t *testing.T) {
 	ca := caPEM(t)
 	cd, crio := t.TempDir(), t.TempDir()
 	const host = "registry.team.svc:5000"
-	o := Options{Hosts: []string{host, "registry.example.com"}, ContainerdDir: cd, CRIODir: crio, Owner: "pod-a"}
+	o := Options{Hosts: []string{host, "registry.example.com"}, ContainerdDir: cd, CRIODir: crio, Owner: "pod-a", Registry: "team/registry"}
 	if err := Install(o, ca); err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +86,7 @@ func TestLeavesOthersAlone(t *testing.T) {
 	if err := os.Symlink(target, filepath.Join(cd, "link.example.com")); err != nil {
 		t.Fatal(err)
 	}
-	o := Options{Hosts: []string{"mine.example.com", "link.example.com"}, ContainerdDir: cd, Owner: "pod-a"}
+	o := Options{Hosts: []string{"mine.example.com", "link.example.com"}, ContainerdDir: cd, Owner: "pod-a", Registry: "team/registry"}
 	if err := Install(o, ca); err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +115,7 @@ func TestRunFollowsTheCAAndCleansUp(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- Run(ctx, Options{CAFile: caFile, Hosts: []string{host}, ContainerdDir: cd, Owner: "p", Interval: 20 * time.Millisecond})
+		done <- Run(ctx, Options{CAFile: caFile, Hosts: []string{host}, ContainerdDir: cd, Owner: "p", Registry: "team/registry", Interval: 20 * time.Millisecond})
 	}()
 	installed := filepath.Join(cd, host, CAFile)
 	waitFor(t, func() bool { b, _ := os.ReadFile(installed); return len(b) > 0 })
@@ -140,7 +140,7 @@ func TestRefusesBadInput(t *testing.T) {
 			t.Errorf("ValidHost(%q) = true", h)
 		}
 	}
-	err := Run(context.Background(), Options{Hosts: []string{"../../etc"}, ContainerdDir: t.TempDir(), Owner: "p"})
+	err := Run(context.Background(), Options{Hosts: []string{"../../etc"}, ContainerdDir: t.TempDir(), Owner: "p", Registry: "a/b"})
 	if err == nil {
 		t.Error("a host with .. must be refused")
 	}
@@ -163,4 +163,49 @@ func waitFor(t *testing.T, ok func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Fatal("condition not met within 5s")
+}
+
+func TestAnotherRegistrysHostIsLeftAlone(t *testing.T) {
+	ca, other := caPEM(t), caPEM(t)
+	cd := t.TempDir()
+	const host = "registry.example.com"
+	first := Options{Hosts: []string{host}, ContainerdDir: cd, Owner: "pod-1", Registry: "team-a/one"}
+	if err := Install(first, ca); err != nil {
+		t.Fatal(err)
+	}
+	second := Options{Hosts: []string{host}, ContainerdDir: cd, Owner: "pod-2", Registry: "team-b/two"}
+	if err := Install(second, other); err != nil {
+		t.Fatal(err)
+	}
+	if read(t, filepath.Join(cd, host, CAFile)) != string(ca) {
+		t.Error("a second Registry with the same host replaced the first one's CA")
+	}
+	if err := Remove(second); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(cd, host, CAFile)); err != nil {
+		t.Errorf("the second Registry's agent removed the first one's files: %v", err)
+	}
+}
+
+func TestRunRestoresRemovedFiles(t *testing.T) {
+	dir := t.TempDir()
+	caFile := filepath.Join(dir, "ca.crt")
+	if err := os.WriteFile(caFile, caPEM(t), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cd := t.TempDir()
+	const host = "r.ns.svc:5000"
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		_ = Run(ctx, Options{CAFile: caFile, Hosts: []string{host}, ContainerdDir: cd, Owner: "new", Registry: "ns/r", Interval: 20 * time.Millisecond})
+	}()
+	hosts := filepath.Join(cd, host, HostsFile)
+	waitFor(t, func() bool { _, err := os.Stat(hosts); return err == nil })
+	// The previous pod of a rolling update held the marker last and cleaned up on exit.
+	if err := os.RemoveAll(filepath.Join(cd, host)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { _, err := os.Stat(hosts); return err == nil })
 }
