@@ -11,7 +11,8 @@ import (
 // gives it (system:serviceaccounts, system:serviceaccounts:<namespace>).
 //
 // The registry checks each new token with a TokenReview (the operator binds the registry's
-// ServiceAccount to system:auth-delegator), so a token of a deleted ServiceAccount or pod
+// ServiceAccount to system:auth-delegator once a cluster administrator labels the
+// Registry's namespace registry.dockyard.dev/allow-auth-delegation=true), so a token of a deleted ServiceAccount or pod
 // stops working within cacheTTL; registry tokens issued to a ServiceAccount live at most
 // cacheTTL, so within twice cacheTTL on every path.
 type ServiceAccountAuthSpec struct {
@@ -55,15 +56,17 @@ type KubernetesRBACSpec struct {
 	CacheTTL *metav1.Duration `json:"cacheTTL,omitempty"`
 }
 
-// PullSecretsSpec writes, in every namespace the selector selects, a Secret of type
+// PullSecretsSpec writes, in every namespace the selector selects that asks for it with the
+// label pull-from.registry.dockyard.dev/<registry-namespace>=true (the Registry's own
+// namespace needs none; namespace editors cannot set labels), a Secret of type
 // kubernetes.io/dockerconfigjson named dockyard-pull.<registry-namespace>.<registry> with a
-// short-lived credential that may only pull <namespace>/** from this Registry, and adds it
+// short-lived credential that may only pull <namespace>/... from this Registry, and adds it
 // to the imagePullSecrets of the named ServiceAccounts there. The credential is signed with
 // the Registry's token keys (nothing is stored in the registry, so a new namespace is
 // served as soon as its Secret is written), renewed at half its lifetime, and removed —
 // Secret and ServiceAccount entries — when the namespace leaves the selector, pullSecrets
 // is removed, or the Registry is deleted. No long-lived secret leaves the Registry's
-// namespace.
+// namespace; a copied credential stops working when it expires.
 type PullSecretsSpec struct {
 	// namespaceSelector selects the namespaces. {} selects every namespace.
 	// +required
