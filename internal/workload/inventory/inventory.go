@@ -76,6 +76,10 @@ func readRepository(ctx context.Context, ns distribution.Namespace, driver stora
 	if err != nil {
 		return out, err
 	}
+	pulled, err := pullTimes(ctx, driver, name)
+	if err != nil {
+		return out, err
+	}
 	for _, d := range sortedKeys(revisions) {
 		m, err := ms.Get(ctx, d)
 		if err != nil {
@@ -94,6 +98,7 @@ func readRepository(ctx context.Context, ns distribution.Namespace, driver stora
 			return out, err
 		}
 		man.PushedAt = revisions[d]
+		man.PulledAt = pulled[d]
 		out.Manifests = append(out.Manifests, man)
 	}
 	tagsRoot := path.Join(layout.RepositoryPath(name), "_manifests", "tags")
@@ -178,6 +183,25 @@ func links(ctx context.Context, driver storagedriver.StorageDriver, root string)
 	})
 	if err != nil && !isNotFound(err) {
 		return nil, fmt.Errorf("walk %s: %w", root, err)
+	}
+	return out, nil
+}
+
+// pullTimes reads a repository's pull markers (one walk): digest -> last pull, from the
+// marker's modification time.
+func pullTimes(ctx context.Context, driver storagedriver.StorageDriver, name string) (map[digest.Digest]time.Time, error) {
+	out := map[digest.Digest]time.Time{}
+	err := driver.Walk(ctx, layout.PulledRepositoryPath(name), func(fi storagedriver.FileInfo) error {
+		if fi.IsDir() {
+			return nil
+		}
+		if d, ok := layout.DigestFromPulledPath(fi.Path()); ok && fi.ModTime().After(out[d]) {
+			out[d] = fi.ModTime()
+		}
+		return nil
+	})
+	if err != nil && !isNotFound(err) {
+		return nil, fmt.Errorf("walk pull markers: %w", err)
 	}
 	return out, nil
 }

@@ -74,6 +74,31 @@ const (
 	QuarantineRoot = dockyardRoot + "/quarantine"
 )
 
+// PulledRoot holds, per repository, one marker per manifest digest recording when it was
+// last pulled (written at most about once an hour per digest and replica); retention's
+// pulledWithin reads them.
+const PulledRoot = dockyardRoot + "/pulled"
+
+// PulledRepositoryPath holds the pull markers of one repository. The last segment, _pulled,
+// cannot be a repository name component (they never start with '_'), so the markers of
+// team-a never mix with those of team-a/app.
+func PulledRepositoryPath(name string) string { return path.Join(PulledRoot, name, "_pulled") }
+
+// PulledPath is the pull marker of manifest d in repository name.
+func PulledPath(name string, d digest.Digest) string {
+	return path.Join(PulledRepositoryPath(name), d.Algorithm().String(), d.Encoded())
+}
+
+// DigestFromPulledPath parses `.../<alg>/<hex>` under a repository's pull markers.
+func DigestFromPulledPath(p string) (digest.Digest, bool) {
+	parts := strings.Split(p, "/")
+	if len(parts) < 2 {
+		return "", false
+	}
+	d := digest.NewDigestFromEncoded(digest.Algorithm(parts[len(parts)-2]), parts[len(parts)-1])
+	return d, d.Validate() == nil
+}
+
 // TouchPath is the marker of digest d.
 func TouchPath(d digest.Digest) string {
 	hex := d.Encoded()

@@ -119,3 +119,68 @@ func TestInventoryFeedsThePlanner(t *testing.T) {
 		t.Errorf("reclaimable = %d, want at least the old image's layers", plan.ReclaimableBytes)
 	}
 }
+
+// TestPullTimesAreRecorded pulls through the real registry and reads the pull times back
+// with the inventory: a GET of a manifest records it, at most once an hour per digest, a
+// HEAD does not, and a nested repository's pulls are its own.
+func TestPullTimesAreRecorded(t *testing.T) {
+	reg := startRegistry(t, nil, nil)
+	root := filepath.Join(reg.dir, "data")
+	opts := reg.opts("", "")
+	for _, repo := range []string{"team-a", "team-a/app"} {
+		img, _ := random.Image(1<<10, 1)
+		if err := remote.Write(mustTag(t, reg.host+"/"+repo+":v1"), img, opts...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	driver := filesystem.New(filesystem.DriverParameters{RootDirectory: root, MaxThreads: 10})
+	pulledAt := func(repo string) time.Time {
+		t.Helper()
+		store, err := inventory.Read(context.Background(), driver)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range store.Repositories {
+			if r.Name == repo {
+				return r.Manifests[0].PulledAt
+			}
+		}
+		t.Fatalf("no repository %s", repo)
+		return time.Time{}
+	}
+	if _, err := remote.Head(mustTag(t, reg.host+"/team-a/app:v1"), opts...); err != nil {
+		t.Fatal(err)
+	}
+	if !pulledAt("team-a/app").IsZero() {
+		t.Error("a HEAD is not a pull")
+	}
+	if _, err := remote.Image(mustTag(t, reg.host+"/team-a/app:v1"), opts...); err != nil {
+		t.Fatal(err)
+	}
+	var first time.Time
+	for i := 0; i < 100 && first.IsZero(); i++ {
+		time.Sleep(20 * time.Millisecond) // written after the response
+		first = pulledAt("team-a/app")
+	}
+	if time.Since(first) > time.Minute {
+		t.Fatalf("pull time = %s, want just now", first)
+	}
+	if !pulledAt("team-a").IsZero() {
+		t.Error("team-a/app's pull counted for team-a")
+	}
+	// Age the marker; another pull within the hour does not rewrite it.
+	img, _ := remote.Image(mustTag(t, reg.host+"/team-a/app:v1"), opts...)
+	d, _ := img.Digest()
+	marker := filepath.Join(root, layout.PulledPath("team-a/app", digest.Digest(d.String())))
+	tenMin := time.Now().Add(-10 * time.Minute)
+	if err := os.Chtimes(marker, tenMin, tenMin); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := remote.Image(mustTag(t, reg.host+"/team-a/app:v1"), opts...); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if got := pulledAt("team-a/app"); got.After(tenMin.Add(time.Second)) {
+		t.Errorf("a pull within the hour rewrote the marker: %s", got)
+	}
+}

@@ -48,6 +48,7 @@ type Server struct {
 	certs     *certReloader
 	users     *access.Controller
 	driver    storagedriver.StorageDriver
+	pulls     *pullRecorder
 	metrics   *metrics
 	draining  atomic.Bool
 
@@ -105,6 +106,7 @@ func New(ctx context.Context, cfg *registryconfig.Config, opts Options) (*Server
 		canPush = s.users.CanPush
 	}
 	touch := newToucher(driver, canPush, s.log.With("component", "gc-guard"))
+	s.pulls = newPullRecorder(driver, s.log.With("component", "pulls"))
 	if fs := cfg.Storage.Filesystem; fs != nil {
 		touch.fsRoot = fs.RootDirectory
 	}
@@ -137,6 +139,7 @@ func (s *Server) apiHandler(touch *toucher) http.Handler {
 	var h http.Handler = s.app
 	h = (&digestAliases{driver: s.driver, log: s.log}).middleware(h)
 	h = touch.middleware(h)
+	h = s.pulls.middleware(h)
 	refs := &referrersAPI{index: referrers.Index{Driver: s.driver}, users: s.users, log: s.log.With("component", "referrers")}
 	h = refs.middleware(h)
 	if s.users != nil {
@@ -214,6 +217,7 @@ func (s *Server) setCertExpiry() {
 // http.drainTimeout for in-flight requests before closing them.
 func (s *Server) Run(ctx context.Context) error {
 	defer s.appCancel()
+	defer s.pulls.wait() // pull records in flight reach storage before the driver goes
 	bg, stopBg := context.WithCancel(ctx)
 	defer stopBg()
 	if s.users != nil {

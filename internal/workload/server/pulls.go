@@ -1,0 +1,128 @@
+package server
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
+	"github.com/opencontainers/go-digest"
+
+	"github.com/dockyard-dev/dockyard/internal/workload/layout"
+	"github.com/dockyard-dev/dockyard/internal/workload/route"
+)
+
+// Bounds of pull recording.
+const (
+	// pullRecordEvery: a digest's marker is rewritten at most this often per replica, so
+	// a busy image costs one small write an hour, not one per pull.
+	pullRecordEvery = time.Hour
+	// pullRecordMax bounds the digests remembered; past it the memory starts over (a few
+	// extra writes, never unbounded memory).
+	pullRecordMax = 100000
+	// pullWriters bounds concurrent marker writes; when all are busy a pull is not recorded
+	// now (the next pull of that digest records it).
+	pullWriters = 4
+)
+
+// pullRecorder records when each manifest was last pulled (a successful GET of a manifest,
+// by tag or digest) as a marker under layout.PulledRoot, for retention's pulledWithin.
+// Writes happen after the response, off the request path, and failures only cost the
+// record, never the pull.
+type pullRecorder struct {
+	driver storagedriver.StorageDriver
+	log    *slog.Logger
+	now    func() time.Time
+
+	mu   sync.Mutex
+	last map[string]time.Time
+	sem  chan struct{}
+	wg   sync.WaitGroup
+}
+
+func newPullRecorder(d storagedriver.StorageDriver, log *slog.Logger) *pullRecorder {
+	return &pullRecorder{driver: d, log: log, now: time.Now, last: map[string]time.Time{}, sem: make(chan struct{}, pullWriters)}
+}
+
+// pullWriter remembers the status and the digest header of a manifest GET.
+type pullWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *pullWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *pullWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (w *pullWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (p *pullRecorder) middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rt, ok := route.Of(r)
+		if !ok || rt.Kind != route.Manifest || r.Method != http.MethodGet {
+			next.ServeHTTP(w, r)
+			return
+		}
+		pw := &pullWriter{ResponseWriter: w}
+		next.ServeHTTP(pw, r)
+		if pw.status != http.StatusOK {
+			return
+		}
+		d, err := digest.Parse(pw.Header().Get("Docker-Content-Digest"))
+		if err != nil {
+			return
+		}
+		p.record(rt.Name, d)
+	})
+}
+
+// record writes the marker of d in repo unless it was written within pullRecordEvery.
+func (p *pullRecorder) record(repo string, d digest.Digest) {
+	key := repo + "@" + d.String()
+	now := p.now()
+	p.mu.Lock()
+	if t, ok := p.last[key]; ok && now.Sub(t) < pullRecordEvery {
+		p.mu.Unlock()
+		return
+	}
+	select {
+	case p.sem <- struct{}{}:
+	default:
+		p.mu.Unlock()
+		return // busy: the next pull records it
+	}
+	if len(p.last) >= pullRecordMax {
+		clear(p.last)
+	}
+	p.last[key] = now
+	p.mu.Unlock()
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		defer func() { <-p.sem }()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := p.driver.PutContent(ctx, layout.PulledPath(repo, d), []byte(now.UTC().Format(time.RFC3339)+"\n")); err != nil {
+			p.log.Warn("Record a pull", "repository", repo, "digest", d, "err", err)
+			p.mu.Lock()
+			delete(p.last, key) // try again on the next pull
+			p.mu.Unlock()
+		}
+	}()
+}
+
+// wait waits for the writes in flight (shutdown, tests).
+func (p *pullRecorder) wait() { p.wg.Wait() }
