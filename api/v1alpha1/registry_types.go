@@ -104,6 +104,15 @@ type RegistrySpec struct {
 	// +optional
 	PullSecrets *PullSecretsSpec `json:"pullSecrets,omitempty"`
 
+	// immutableTags makes tags immutable: once a tag matching one of tags exists in a
+	// repository matching one of repositories, pushing another manifest to it, deleting it,
+	// or deleting the manifest it names is refused with 403 DENIED naming the rule, whatever
+	// the client's role. Pushing the same manifest again is allowed.
+	// +kubebuilder:validation:MaxItems=32
+	// +listType=atomic
+	// +optional
+	ImmutableTags []ImmutableTagRule `json:"immutableTags,omitempty"`
+
 	// nodeTrust installs the Registry's CA on every node for the container runtime, so
 	// pods pull from it without hand-written node configuration (see NodeTrustSpec).
 	// Needs tls.
@@ -540,4 +549,28 @@ type RegistryList struct {
 	metav1.TypeMeta `json:",inline"`
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []Registry `json:"items"`
+}
+
+// ImmutableTagRule names tags that never move once pushed.
+type ImmutableTagRule struct {
+	// repositories are patterns of repository names, as in access rules: '/'-separated
+	// lowercase segments, '*' inside a segment, '**' as a whole segment (team-a/**).
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:MaxLength=255
+	// +kubebuilder:validation:XValidation:rule="self.all(p, p.matches('^[a-z0-9*]+(([.]|_|__|-+)[a-z0-9*]+)*(/[a-z0-9*]+(([.]|_|__|-+)[a-z0-9*]+)*)*$'))",message="repositories: each pattern is lowercase path segments separated by '/', with '*' inside a segment or '**' as a whole segment (e.g. team-a/**, base/debian-*); no leading, trailing or double '/'"
+	// +listType=atomic
+	// +required
+	Repositories []string `json:"repositories"`
+
+	// tags are patterns of tag names where '*' matches any run of characters and '?' one
+	// character, e.g. v*, release-*, v?.?.?.
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:MinLength=1
+	// +kubebuilder:validation:items:MaxLength=128
+	// +kubebuilder:validation:items:Pattern=`^[A-Za-z0-9_.*?-]+$`
+	// +listType=atomic
+	// +required
+	Tags []string `json:"tags"`
 }

@@ -33,6 +33,21 @@ var _ = Describe("Registry validation at apply time", func() {
 			r.Spec.Auth = &v1alpha1.AuthSpec{AnonymousPull: true}
 			return r
 		}, "auth needs at least one identity provider"),
+		Entry("an immutable-tag rule with a bracket pattern", func(ns string) *v1alpha1.Registry {
+			r := newRegistry(ns, "r")
+			r.Spec.ImmutableTags = []v1alpha1.ImmutableTagRule{{Repositories: []string{"**"}, Tags: []string{"v[0-9"}}}
+			return r
+		}, "spec.immutableTags[0].tags[0]"),
+		Entry("an immutable-tag rule with an upper-case repository", func(ns string) *v1alpha1.Registry {
+			r := newRegistry(ns, "r")
+			r.Spec.ImmutableTags = []v1alpha1.ImmutableTagRule{{Repositories: []string{"Team-A/**"}, Tags: []string{"v*"}}}
+			return r
+		}, "repositories: each pattern is lowercase path segments"),
+		Entry("an immutable-tag rule without tags", func(ns string) *v1alpha1.Registry {
+			r := newRegistry(ns, "r")
+			r.Spec.ImmutableTags = []v1alpha1.ImmutableTagRule{{Repositories: []string{"**"}}}
+			return r
+		}, "spec.immutableTags[0].tags"),
 		Entry("node trust without TLS", func(ns string) *v1alpha1.Registry {
 			r := newRegistry(ns, "r")
 			r.Spec.NodeTrust = &v1alpha1.NodeTrustSpec{}

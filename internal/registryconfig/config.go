@@ -28,6 +28,8 @@ type Config struct {
 	Auth *Auth `json:"auth,omitempty"`
 	// GC configures `dockyard registry gc`.
 	GC GC `json:"gc"`
+	// ImmutableTags are tags that, once pushed, are never moved or deleted.
+	ImmutableTags []ImmutableTagRule `json:"immutableTags,omitempty"`
 	// Log configures logging.
 	Log Log `json:"log"`
 }
@@ -255,6 +257,7 @@ func (c *Config) Validate() error {
 	if s.RedirectDownloads && s.S3 == nil && s.GCS == nil && s.Azure == nil {
 		add("storage.redirectDownloads: only object storage (s3, gcs, azure) can redirect downloads")
 	}
+	errs = append(errs, validateImmutableTags(c.ImmutableTags)...)
 	if c.Auth != nil {
 		errs = append(errs, c.Auth.validate()...)
 	}

@@ -124,3 +124,16 @@ func TestNodeTrustDaemonSet(t *testing.T) {
 		t.Errorf("default tolerations = %+v", p.Tolerations)
 	}
 }
+
+func TestImmutableTagsRendered(t *testing.T) {
+	r := reg(func(r *v1alpha1.Registry) {
+		r.Spec.ImmutableTags = []v1alpha1.ImmutableTagRule{{Repositories: []string{"team-a/**"}, Tags: []string{"v*", "release-*"}}}
+	})
+	c := Config(r, in)
+	if len(c.ImmutableTags) != 1 || !slices.Equal(c.ImmutableTags[0].Tags, []string{"v*", "release-*"}) {
+		t.Errorf("immutableTags = %+v", c.ImmutableTags)
+	}
+	if err := c.Validate(); err != nil {
+		t.Errorf("the rendered config must validate: %v", err)
+	}
+}

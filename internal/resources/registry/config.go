@@ -115,6 +115,10 @@ func Config(reg *v1alpha1.Registry, in Inputs) *registryconfig.Config {
 		auth.Kubernetes = kubernetesConfig(reg)
 		c.Auth = auth
 	}
+	for _, r := range reg.Spec.ImmutableTags {
+		c.ImmutableTags = append(c.ImmutableTags, registryconfig.ImmutableTagRule{
+			Repositories: append([]string(nil), r.Repositories...), Tags: append([]string(nil), r.Tags...)})
+	}
 	if gc := reg.Spec.GarbageCollection; gc != nil {
 		c.GC.DeleteUntagged = gc.DeleteUntagged
 		c.GC.GracePeriod = registryconfig.Duration{Duration: gc.GetGracePeriod()}

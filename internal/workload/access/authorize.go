@@ -356,10 +356,15 @@ func decisionFrom(ctx context.Context) *decision {
 
 // CanPush reports whether the request's credentials allow pushing to repository.
 func (c *Controller) CanPush(r *http.Request, repository string) bool {
+	return c.Can(r, repository, ActionPush)
+}
+
+// Can reports whether the request's credentials allow action on repository.
+func (c *Controller) Can(r *http.Request, repository, action string) bool {
 	id, err := c.authenticate(r)
 	if err != nil {
 		return false
 	}
-	ok, _, err := c.allowed(r.Context(), id, repository, ActionPush)
+	ok, _, err := c.allowed(r.Context(), id, repository, action)
 	return err == nil && ok
 }

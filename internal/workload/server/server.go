@@ -18,6 +18,7 @@ import (
 	"github.com/distribution/distribution/v3/configuration"
 	"github.com/distribution/distribution/v3/health"
 	"github.com/distribution/distribution/v3/registry/handlers"
+	dstorage "github.com/distribution/distribution/v3/registry/storage"
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 
 	"github.com/dockyard-dev/dockyard/internal/registryconfig"
@@ -49,6 +50,7 @@ type Server struct {
 	users     *access.Controller
 	driver    storagedriver.StorageDriver
 	pulls     *pullRecorder
+	immutable *immutableTags
 	metrics   *metrics
 	draining  atomic.Bool
 
@@ -107,6 +109,15 @@ func New(ctx context.Context, cfg *registryconfig.Config, opts Options) (*Server
 	}
 	touch := newToucher(driver, canPush, s.log.With("component", "gc-guard"))
 	s.pulls = newPullRecorder(driver, s.log.With("component", "pulls"))
+	ns, err := dstorage.NewRegistry(ctx, driver)
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("open registry storage: %w", err)
+	}
+	s.immutable = &immutableTags{rules: cfg.ImmutableTags, ns: ns, log: s.log.With("component", "immutable-tags")}
+	if s.users != nil {
+		s.immutable.can = s.users.Can
+	}
 	if fs := cfg.Storage.Filesystem; fs != nil {
 		touch.fsRoot = fs.RootDirectory
 	}
@@ -140,6 +151,7 @@ func (s *Server) apiHandler(touch *toucher) http.Handler {
 	h = (&digestAliases{driver: s.driver, log: s.log}).middleware(h)
 	h = touch.middleware(h)
 	h = s.pulls.middleware(h)
+	h = s.immutable.middleware(h)
 	refs := &referrersAPI{index: referrers.Index{Driver: s.driver}, users: s.users, log: s.log.With("component", "referrers")}
 	h = refs.middleware(h)
 	if s.users != nil {
