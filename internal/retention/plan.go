@@ -82,6 +82,10 @@ type Policy struct {
 	// MaxDeletionPercent is the ceiling: a plan deleting more than this share of the
 	// artifacts in scope must not be enforced.
 	MaxDeletionPercent int
+	// MinAge keeps everything pushed more recently, tagged or not: a multi-arch push
+	// uploads its platform manifests before the index that tags them, and a signature may
+	// arrive before its subject.
+	MinAge time.Duration
 	// SampleSize bounds Plan.Sample.
 	SampleSize int
 }
@@ -322,8 +326,16 @@ func planRepository(plan *Plan, repo Repository, p Policy, rules []compiled, now
 		}
 	}
 
+	// A manifest's pull time is its own or that of any manifest it contains (a node pulls
+	// an index's platform manifest by digest).
+	pulled := pullTimes(byDigest)
 	// Rules keep tags.
-	kept, why := keepTags(userTags, p.Rules, rules, byDigest, now)
+	kept, why := keepTags(userTags, p.Rules, rules, byDigest, pulled, now)
+	for _, t := range userTags {
+		if p.MinAge > 0 && now.Sub(t.PushedAt) < p.MinAge {
+			kept[t.Name] = true
+		}
+	}
 	plan.Tags += len(userTags)
 
 	// Roots: digests of kept tags, and untagged top-level artifacts when kept.
@@ -340,6 +352,11 @@ func planRepository(plan *Plan, repo Repository, p Policy, rules []compiled, now
 		hasUserTag[t.Digest] = true
 		if kept[t.Name] {
 			push(t.Digest)
+		}
+	}
+	for _, m := range repo.Manifests {
+		if p.MinAge > 0 && now.Sub(m.PushedAt) < p.MinAge {
+			push(m.Digest)
 		}
 	}
 	artifacts := map[string]bool{}
@@ -428,7 +445,7 @@ func deleteReason(tags []string, why map[string]string, artifact, referrer bool)
 
 // keepTags applies the rules to a repository's tags. It returns the kept tag names and,
 // for the others, why: the first rule whose selector matched and the condition it missed.
-func keepTags(tags []Tag, rules []Rule, sel []compiled, byDigest map[string]*Manifest, now time.Time) (map[string]bool, map[string]string) {
+func keepTags(tags []Tag, rules []Rule, sel []compiled, byDigest map[string]*Manifest, pulled map[string]time.Time, now time.Time) (map[string]bool, map[string]string) {
 	kept := map[string]bool{}
 	why := map[string]string{}
 	for i, r := range rules {
@@ -450,11 +467,11 @@ func keepTags(tags []Tag, rules []Rule, sel []compiled, byDigest map[string]*Man
 			case unconditional,
 				r.KeepLast > 0 && n < r.KeepLast,
 				r.PushedWithin > 0 && now.Sub(pushed) <= r.PushedWithin,
-				r.PulledWithin > 0 && !m.PulledAt.IsZero() && now.Sub(m.PulledAt) <= r.PulledWithin:
+				r.PulledWithin > 0 && !pulled[t.Digest].IsZero() && now.Sub(pulled[t.Digest]) <= r.PulledWithin:
 				kept[t.Name] = true
 			default:
 				if _, seen := why[t.Name]; !seen {
-					why[t.Name] = missed(r, n, pushed, m.PulledAt, now)
+					why[t.Name] = missed(r, n, pushed, pulled[t.Digest], now)
 				}
 			}
 		}
@@ -465,6 +482,32 @@ func keepTags(tags []Tag, rules []Rule, sel []compiled, byDigest map[string]*Man
 		}
 	}
 	return kept, why
+}
+
+// pullTimes is, per manifest, the latest pull of it or of any manifest it contains.
+func pullTimes(byDigest map[string]*Manifest) map[string]time.Time {
+	out := make(map[string]time.Time, len(byDigest))
+	var visit func(d string, depth int) time.Time
+	visit = func(d string, depth int) time.Time {
+		if t, done := out[d]; done {
+			return t
+		}
+		m := byDigest[d]
+		if m == nil || depth > 8 { // indexes of indexes are shallow; a cycle cannot recurse forever
+			return time.Time{}
+		}
+		t := m.PulledAt
+		out[d] = t // breaks cycles
+		for _, c := range m.Children {
+			t = later(t, visit(c, depth+1))
+		}
+		out[d] = t
+		return t
+	}
+	for d := range byDigest {
+		visit(d, 0)
+	}
+	return out
 }
 
 func later(a, b time.Time) time.Time {

@@ -235,3 +235,28 @@ func TestPlanIsStable(t *testing.T) {
 		t.Errorf("hash %s vs %s, %d actions, sample %d", a.Hash, b.Hash, len(a.Actions), len(a.Sample))
 	}
 }
+
+func TestMinAgeAndPullsOfChildren(t *testing.T) {
+	// A multi-arch push in progress: the platform manifests are up, untagged, the index
+	// not yet; a signature arrived before its subject. Nothing of it may go.
+	child := img("platform", 5*time.Minute)
+	sig := Manifest{Digest: dg("early-sig"), PushedAt: t0.Add(-time.Minute), Subject: dg("not-yet")}
+	// An index pulled only through its platform manifest (a node pulls by digest).
+	idx := Manifest{Digest: dg("idx"), PushedAt: t0.Add(-100 * time.Hour), Children: []string{dg("arm64")}}
+	arm := img("arm64", 100*time.Hour)
+	arm.PulledAt = t0.Add(-time.Hour)
+	repo := Repository{Name: "r", Manifests: []Manifest{child, sig, idx, arm, img("old", 100*time.Hour)},
+		Tags: []Tag{tag("multi", "idx", 100*time.Hour), tag("stale", "old", 100*time.Hour)}}
+	p := policy(Rule{PulledWithin: 24 * time.Hour})
+	p.MinAge = time.Hour
+	plan := mustPlan(t, Store{[]Repository{repo}}, p)
+	got := actions(plan, "old")
+	if want := []string{"Delete r old stale"}; !slices.Equal(got, want) {
+		t.Errorf("actions = %q, want %q (young manifests and the index pulled through its child stay)", got, want)
+	}
+	p.MinAge = 0
+	plan = mustPlan(t, Store{[]Repository{repo}}, p)
+	if plan.ManifestsToDelete != 3 {
+		t.Errorf("without minAge the in-flight manifests are fair game: %d deleted, want 3", plan.ManifestsToDelete)
+	}
+}

@@ -80,6 +80,33 @@ func readRepository(ctx context.Context, ns distribution.Namespace, driver stora
 	if err != nil {
 		return out, err
 	}
+	// Other names of the same content (sha512 links to the sha256 revision) are not
+	// manifests of their own: fold them into the content they name.
+	aliases := map[digest.Digest]digest.Digest{}
+	for d, t := range revisions {
+		target, err := AliasTarget(ctx, driver, name, d)
+		if err != nil {
+			return out, err
+		}
+		if target != d {
+			aliases[d] = target
+			if revisions[target].IsZero() {
+				revisions[target] = t // a dangling alias: Get below tells
+			}
+			delete(revisions, d)
+		}
+	}
+	canonical := func(s string) string {
+		if t, ok := aliases[digest.Digest(s)]; ok {
+			return t.String()
+		}
+		return s
+	}
+	for alias, target := range aliases {
+		if t := pulled[alias]; t.After(pulled[target]) {
+			pulled[target] = t
+		}
+	}
 	for _, d := range sortedKeys(revisions) {
 		m, err := ms.Get(ctx, d)
 		if err != nil {
@@ -93,12 +120,16 @@ func readRepository(ctx context.Context, ns distribution.Namespace, driver stora
 		if err != nil {
 			return out, fmt.Errorf("manifest %s: %w", d, err)
 		}
-		man, err := parse(d, payload)
+		man, err := ParseManifest(d, payload)
 		if err != nil {
 			return out, err
 		}
 		man.PushedAt = revisions[d]
 		man.PulledAt = pulled[d]
+		for i, c := range man.Children {
+			man.Children[i] = canonical(c)
+		}
+		man.Subject = canonical(man.Subject)
 		out.Manifests = append(out.Manifests, man)
 	}
 	tagsRoot := path.Join(layout.RepositoryPath(name), "_manifests", "tags")
@@ -127,7 +158,7 @@ func readRepository(ctx context.Context, ns distribution.Namespace, driver stora
 			}
 			return out, fmt.Errorf("stat tag %s: %w", path.Base(dir), err)
 		}
-		out.Tags = append(out.Tags, retention.Tag{Name: path.Base(dir), Digest: d.String(), PushedAt: fi.ModTime()})
+		out.Tags = append(out.Tags, retention.Tag{Name: path.Base(dir), Digest: canonical(d.String()), PushedAt: fi.ModTime()})
 	}
 	return out, nil
 }
@@ -138,9 +169,9 @@ type descriptor struct {
 	Size   int64  `json:"size"`
 }
 
-// parse reads children, subject and blobs from any manifest: OCI image and index, Docker
+// ParseManifest reads children, subject and blobs from any manifest: OCI image and index, Docker
 // schema 2 manifest and manifest list (same field names), OCI artifact manifests.
-func parse(d digest.Digest, payload []byte) (retention.Manifest, error) {
+func ParseManifest(d digest.Digest, payload []byte) (retention.Manifest, error) {
 	var doc struct {
 		Manifests []descriptor `json:"manifests"`
 		Config    *descriptor  `json:"config"`
@@ -185,6 +216,32 @@ func links(ctx context.Context, driver storagedriver.StorageDriver, root string)
 		return nil, fmt.Errorf("walk %s: %w", root, err)
 	}
 	return out, nil
+}
+
+// AliasTarget returns the content digest a manifest name of repo stands for: itself for a
+// sha256 name, the digest its revision link holds for another algorithm (sha512 names are
+// links to the sha256 content), itself when there is no such link.
+func AliasTarget(ctx context.Context, driver storagedriver.StorageDriver, repo string, d digest.Digest) (digest.Digest, error) {
+	return LinkTarget(ctx, driver, layout.RevisionLinkPath(repo, d), d)
+}
+
+// LinkTarget returns the content digest the link at p (a revision or layer link of name
+// d) holds, for a non-sha256 d; d itself otherwise or when there is no such link.
+func LinkTarget(ctx context.Context, driver storagedriver.StorageDriver, p string, d digest.Digest) (digest.Digest, error) {
+	if d.Algorithm() == digest.Canonical {
+		return d, nil
+	}
+	b, err := driver.GetContent(ctx, p)
+	if err != nil {
+		if isNotFound(err) {
+			return d, nil
+		}
+		return "", fmt.Errorf("read link of %s: %w", d, err)
+	}
+	if target, err := digest.Parse(strings.TrimSpace(string(b))); err == nil {
+		return target, nil
+	}
+	return d, nil
 }
 
 // pullTimes reads a repository's pull markers (one walk): digest -> last pull, from the

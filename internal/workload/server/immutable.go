@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,18 +15,21 @@ import (
 
 	"github.com/dockyard-dev/dockyard/internal/registryconfig"
 	"github.com/dockyard-dev/dockyard/internal/workload/access"
+	"github.com/dockyard-dev/dockyard/internal/workload/inventory"
+	"github.com/dockyard-dev/dockyard/internal/workload/layout"
 	"github.com/dockyard-dev/dockyard/internal/workload/route"
 )
 
 // immutableTags enforces the config's immutableTags: a manifest push that would move an
 // existing immutable tag to another digest, the deletion of such a tag, and the deletion of
-// a manifest an immutable tag names are refused with 403 DENIED naming the rule, whatever
-// the client's role. Re-pushing the same manifest to the tag is allowed (idempotent).
+// a manifest or blob such a tag needs (under any digest name) are refused with 403 DENIED
+// naming the rule, whatever the client's role. Re-pushing the same manifest to the tag is allowed (idempotent).
 // Requests the client is not allowed to make anyway pass through, so distribution answers
 // them as usual (no 403 tells an unauthorized client that a tag exists).
 type immutableTags struct {
-	rules []registryconfig.ImmutableTagRule
-	ns    distribution.Namespace
+	rules  []registryconfig.ImmutableTagRule
+	ns     distribution.Namespace
+	driver storagedriver.StorageDriver
 	// can reports whether the request may perform action on repo; nil means no auth.
 	can func(r *http.Request, repo, action string) bool
 	log *slog.Logger
@@ -54,7 +58,8 @@ func (m *immutableTags) middleware(next http.Handler) http.Handler {
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rt, ok := route.Of(r)
-		if !ok || rt.Kind != route.Manifest || (r.Method != http.MethodPut && r.Method != http.MethodDelete) {
+		if !ok || (rt.Kind != route.Manifest && rt.Kind != route.Blob) || (r.Method != http.MethodPut && r.Method != http.MethodDelete) ||
+			(rt.Kind == route.Blob && r.Method != http.MethodDelete) {
 			next.ServeHTTP(w, r)
 			return
 		}
@@ -92,6 +97,24 @@ func (m *immutableTags) refusal(r *http.Request, rt route.Route, action string) 
 		return "", fmt.Errorf("open repository %s: %w", rt.Name, err)
 	}
 	tags := repo.Tags(ctx)
+	if rt.Kind == route.Blob {
+		// A blob an immutable tag's image needs (its config and layers, its platforms').
+		d, err := digest.Parse(rt.Digest)
+		if err != nil {
+			return "", nil //nolint:nilerr // distribution refuses a malformed digest itself
+		}
+		if d, err = inventory.LinkTarget(ctx, m.driver, layout.LayerLinkPath(rt.Name, d), d); err != nil {
+			return "", err
+		}
+		prot, err := m.protected(ctx, repo, rt.Name)
+		if err != nil {
+			return "", err
+		}
+		if p, ok := prot[d]; ok {
+			return fmt.Sprintf("blob %s of %s is part of the immutable tag %s (immutableTags[%d]) and cannot be deleted", d, rt.Name, p.tag, p.rule), nil
+		}
+		return "", nil
+	}
 	dgst, refErr := digest.Parse(rt.Reference)
 	isTag := refErr != nil
 	switch {
@@ -125,17 +148,103 @@ func (m *immutableTags) refusal(r *http.Request, rt route.Route, action string) 
 		if action != access.ActionDelete {
 			return "", nil
 		}
-		names, err := tags.Lookup(ctx, distribution.Descriptor{Digest: dgst})
-		if err != nil && !storageNotFound(err) {
+		// A sha512 name is a link to the sha256 content: protect the content, whatever it
+		// is called.
+		target, err := inventory.AliasTarget(ctx, m.driver, rt.Name, dgst)
+		if err != nil {
 			return "", err
 		}
-		for _, t := range names {
-			if i := m.rule(rt.Name, t); i >= 0 {
-				return fmt.Sprintf("manifest %s of %s is named by the immutable tag %s (immutableTags[%d]) and cannot be deleted", dgst, rt.Name, t, i), nil
-			}
+		prot, err := m.protected(ctx, repo, rt.Name)
+		if err != nil {
+			return "", err
+		}
+		if p, ok := prot[target]; ok {
+			return fmt.Sprintf("manifest %s of %s is part of the immutable tag %s (immutableTags[%d]) and cannot be deleted", dgst, rt.Name, p.tag, p.rule), nil
 		}
 		return "", nil
 	}
+}
+
+// protection names the immutable tag (and its rule) that needs a digest.
+type protection struct {
+	tag  string
+	rule int
+}
+
+// protected returns what the immutable tags of a repository need: the manifests they name,
+// the manifests those list (an index's platforms, to a depth of three), and every blob of
+// those. It reads the manifests, so it runs only for deletes, which are rare.
+func (m *immutableTags) protected(ctx context.Context, repo distribution.Repository, name string) (map[digest.Digest]protection, error) {
+	out := map[digest.Digest]protection{}
+	tags := repo.Tags(ctx)
+	all, err := tags.All(ctx)
+	if err != nil {
+		var unknown distribution.ErrRepositoryUnknown
+		if errors.As(err, &unknown) || storageNotFound(err) {
+			return out, nil
+		}
+		return nil, fmt.Errorf("list tags: %w", err)
+	}
+	ms, err := repo.Manifests(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var walk func(d digest.Digest, p protection, depth int) error
+	walk = func(d digest.Digest, p protection, depth int) error {
+		if _, seen := out[d]; seen || depth > 3 {
+			return nil
+		}
+		out[d] = p
+		man, err := ms.Get(ctx, d)
+		if err != nil {
+			var unknown distribution.ErrManifestUnknownRevision
+			if errors.As(err, &unknown) || errors.Is(err, distribution.ErrBlobUnknown) || storageNotFound(err) {
+				return nil
+			}
+			return fmt.Errorf("read manifest %s: %w", d, err)
+		}
+		_, payload, err := man.Payload()
+		if err != nil {
+			return err
+		}
+		parsed, err := inventory.ParseManifest(d, payload)
+		if err != nil {
+			return nil //nolint:nilerr // not a manifest we understand: its own digest is protected
+		}
+		for _, b := range parsed.Blobs {
+			if bd, err := digest.Parse(b.Digest); err == nil {
+				if _, seen := out[bd]; !seen {
+					out[bd] = p
+				}
+			}
+		}
+		for _, c := range parsed.Children {
+			if cd, err := digest.Parse(c); err == nil {
+				if err := walk(cd, p, depth+1); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	for _, t := range all {
+		i := m.rule(name, t)
+		if i < 0 {
+			continue
+		}
+		desc, err := tags.Get(ctx, t)
+		if err != nil {
+			var unknown distribution.ErrTagUnknown
+			if errors.As(err, &unknown) || storageNotFound(err) {
+				continue
+			}
+			return nil, fmt.Errorf("read tag %s: %w", t, err)
+		}
+		if err := walk(desc.Digest, protection{tag: t, rule: i}, 0); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 func storageNotFound(err error) bool {

@@ -1,6 +1,9 @@
 package server_test
 
 import (
+	"bytes"
+	"crypto/sha512"
+	"encoding/hex"
 	"net/http"
 	"strings"
 	"testing"
@@ -47,6 +50,45 @@ func TestImmutableTags(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantStatus(t, "deleting the manifest of an immutable tag", remote.Delete(d, admin...), http.StatusForbidden, "DENIED")
+
+	// Under another name: the sha512 name of the same manifest is a link to it.
+	raw, _ := v1.RawManifest()
+	mt, _ := v1.MediaType()
+	sum := sha512.Sum512(raw)
+	sha512Ref := "/v2/team-a/app/manifests/sha512:" + hex.EncodeToString(sum[:])
+	req, _ := http.NewRequest(http.MethodPut, "https://"+reg.host+sha512Ref, bytes.NewReader(raw))
+	req.Header.Set("Content-Type", string(mt))
+	req.SetBasicAuth("admin", "admin-pw")
+	resp, err := reg.client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("PUT by sha512: %d", resp.StatusCode)
+	}
+	if code := reg.do(t, http.MethodDelete, sha512Ref, basic("admin", "admin-pw")).StatusCode; code != http.StatusForbidden {
+		t.Errorf("deleting an immutable tag's manifest by its sha512 name: %d, want 403", code)
+	}
+	// What the tag needs: a layer of its image, the platform manifests of an index.
+	layers, _ := v1.Layers()
+	ld, _ := layers[0].Digest()
+	if code := reg.do(t, http.MethodDelete, "/v2/team-a/app/blobs/"+ld.String(), basic("admin", "admin-pw")).StatusCode; code != http.StatusForbidden {
+		t.Errorf("deleting a layer of an immutable tag's image: %d, want 403", code)
+	}
+	idx, _ := random.Index(1<<10, 1, 2)
+	if err := remote.WriteIndex(mustTag(t, reg.host+"/team-a/app:v2.0.0"), idx, admin...); err != nil {
+		t.Fatal(err)
+	}
+	im, _ := idx.IndexManifest()
+	if code := reg.do(t, http.MethodDelete, "/v2/team-a/app/manifests/"+im.Manifests[0].Digest.String(), basic("admin", "admin-pw")).StatusCode; code != http.StatusForbidden {
+		t.Errorf("deleting a platform manifest of an immutable index: %d, want 403", code)
+	}
+	if got, err := remote.Index(mustTag(t, reg.host+"/team-a/app:v2.0.0"), admin...); err != nil {
+		t.Errorf("the immutable index no longer pulls: %v", err)
+	} else if _, err := got.IndexManifest(); err != nil {
+		t.Error(err)
+	}
 
 	// Other tags and other repositories stay mutable.
 	latest := mustTag(t, reg.host+"/team-a/app:latest")

@@ -27,8 +27,8 @@ const (
 	pullWriters = 4
 )
 
-// pullRecorder records when each manifest was last pulled (a successful GET of a manifest,
-// by tag or digest) as a marker under layout.PulledRoot, for retention's pulledWithin.
+// pullRecorder records when each manifest was last pulled (a successful GET or HEAD of a
+// manifest, by tag or digest, or a 304) as a marker under layout.PulledRoot, for retention's pulledWithin.
 // Writes happen after the response, off the request path, and failures only cost the
 // record, never the pull.
 type pullRecorder struct {
@@ -36,10 +36,11 @@ type pullRecorder struct {
 	log    *slog.Logger
 	now    func() time.Time
 
-	mu   sync.Mutex
-	last map[string]time.Time
-	sem  chan struct{}
-	wg   sync.WaitGroup
+	mu     sync.Mutex
+	last   map[string]time.Time
+	closed bool
+	sem    chan struct{}
+	wg     sync.WaitGroup
 }
 
 func newPullRecorder(d storagedriver.StorageDriver, log *slog.Logger) *pullRecorder {
@@ -72,13 +73,15 @@ func (w *pullWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 func (p *pullRecorder) middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rt, ok := route.Of(r)
-		if !ok || rt.Kind != route.Manifest || r.Method != http.MethodGet {
+		if !ok || rt.Kind != route.Manifest || (r.Method != http.MethodGet && r.Method != http.MethodHead) {
 			next.ServeHTTP(w, r)
 			return
 		}
 		pw := &pullWriter{ResponseWriter: w}
 		next.ServeHTTP(pw, r)
-		if pw.status != http.StatusOK {
+		// A HEAD (containerd resolving a tag it already has the content of) and a 304 are
+		// pulls served from the client's cache: the image is in use all the same.
+		if pw.status != http.StatusOK && pw.status != http.StatusNotModified {
 			return
 		}
 		d, err := digest.Parse(pw.Header().Get("Docker-Content-Digest"))
@@ -94,6 +97,10 @@ func (p *pullRecorder) record(repo string, d digest.Digest) {
 	key := repo + "@" + d.String()
 	now := p.now()
 	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return
+	}
 	if t, ok := p.last[key]; ok && now.Sub(t) < pullRecordEvery {
 		p.mu.Unlock()
 		return
@@ -108,8 +115,8 @@ func (p *pullRecorder) record(repo string, d digest.Digest) {
 		clear(p.last)
 	}
 	p.last[key] = now
+	p.wg.Add(1) // under mu: stop cannot slip between the check and the Add
 	p.mu.Unlock()
-	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
 		defer func() { <-p.sem }()
@@ -124,5 +131,10 @@ func (p *pullRecorder) record(repo string, d digest.Digest) {
 	}()
 }
 
-// wait waits for the writes in flight (shutdown, tests).
-func (p *pullRecorder) wait() { p.wg.Wait() }
+// stop refuses new records and waits for the writes in flight (shutdown).
+func (p *pullRecorder) stop() {
+	p.mu.Lock()
+	p.closed = true
+	p.mu.Unlock()
+	p.wg.Wait()
+}

@@ -114,7 +114,7 @@ func New(ctx context.Context, cfg *registryconfig.Config, opts Options) (*Server
 		cancel()
 		return nil, fmt.Errorf("open registry storage: %w", err)
 	}
-	s.immutable = &immutableTags{rules: cfg.ImmutableTags, ns: ns, log: s.log.With("component", "immutable-tags")}
+	s.immutable = &immutableTags{rules: cfg.ImmutableTags, ns: ns, driver: driver, log: s.log.With("component", "immutable-tags")}
 	if s.users != nil {
 		s.immutable.can = s.users.Can
 	}
@@ -229,7 +229,7 @@ func (s *Server) setCertExpiry() {
 // http.drainTimeout for in-flight requests before closing them.
 func (s *Server) Run(ctx context.Context) error {
 	defer s.appCancel()
-	defer s.pulls.wait() // pull records in flight reach storage before the driver goes
+	defer s.pulls.stop() // pull records in flight reach storage before the driver goes
 	bg, stopBg := context.WithCancel(ctx)
 	defer stopBg()
 	if s.users != nil {
