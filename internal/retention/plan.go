@@ -25,6 +25,7 @@ import (
 
 	"github.com/Masterminds/semver/v3"
 
+	"github.com/dockyard-dev/dockyard/internal/registryconfig"
 	"github.com/dockyard-dev/dockyard/internal/workload/access"
 )
 
@@ -82,6 +83,9 @@ type Policy struct {
 	// MaxDeletionPercent is the ceiling: a plan deleting more than this share of the
 	// artifacts in scope must not be enforced.
 	MaxDeletionPercent int
+	// ImmutableTags are the Registry's immutable tags: always kept (the registry would
+	// refuse to delete them anyway).
+	ImmutableTags []registryconfig.ImmutableTagRule
 	// MinAge keeps everything pushed more recently, tagged or not: a multi-arch push
 	// uploads its platform manifests before the index that tags them, and a signature may
 	// arrive before its subject.
@@ -335,6 +339,9 @@ func planRepository(plan *Plan, repo Repository, p Policy, rules []compiled, now
 		if p.MinAge > 0 && now.Sub(t.PushedAt) < p.MinAge {
 			kept[t.Name] = true
 		}
+		if immutable(p.ImmutableTags, repo.Name, t.Name) {
+			kept[t.Name] = true
+		}
 	}
 	plan.Tags += len(userTags)
 
@@ -482,6 +489,23 @@ func keepTags(tags []Tag, rules []Rule, sel []compiled, byDigest map[string]*Man
 		}
 	}
 	return kept, why
+}
+
+// immutable reports whether a rule makes tag of repo immutable.
+func immutable(rules []registryconfig.ImmutableTagRule, repo, tag string) bool {
+	for _, r := range rules {
+		for _, p := range r.Repositories {
+			if !access.MatchRepository(p, repo) {
+				continue
+			}
+			for _, t := range r.Tags {
+				if ok, _ := path.Match(t, tag); ok {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }
 
 // pullTimes is, per manifest, the latest pull of it or of any manifest it contains.

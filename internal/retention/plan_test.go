@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dockyard-dev/dockyard/internal/registryconfig"
 )
 
 var t0 = time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
@@ -258,5 +260,16 @@ func TestMinAgeAndPullsOfChildren(t *testing.T) {
 	plan = mustPlan(t, Store{[]Repository{repo}}, p)
 	if plan.ManifestsToDelete != 3 {
 		t.Errorf("without minAge the in-flight manifests are fair game: %d deleted, want 3", plan.ManifestsToDelete)
+	}
+}
+
+func TestImmutableTagsAreKept(t *testing.T) {
+	repo := Repository{Name: "apps/api", Manifests: []Manifest{img("a", 100*time.Hour), img("b", 90*time.Hour), img("c", time.Hour)},
+		Tags: []Tag{tag("v1.0.0", "a", 100*time.Hour), tag("build-1", "b", 90*time.Hour), tag("build-2", "c", time.Hour)}}
+	p := policy(Rule{KeepLast: 1})
+	p.ImmutableTags = []registryconfig.ImmutableTagRule{{Repositories: []string{"apps/**"}, Tags: []string{"v*"}}}
+	plan := mustPlan(t, Store{[]Repository{repo}}, p)
+	if got := actions(plan, "a", "b", "c"); !slices.Equal(got, []string{"Delete apps/api b build-1"}) {
+		t.Errorf("actions = %q: an immutable tag is never deleted, whatever the rules", got)
 	}
 }
