@@ -37,12 +37,14 @@ func TestCronSchedulePattern(t *testing.T) {
 	if got := buildCronPattern(); got != CronSchedulePattern {
 		t.Fatalf("CronSchedulePattern is stale; regenerate it:\n%s", got)
 	}
-	src, err := os.ReadFile("registry_types.go")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(string(src), "self.matches('"+CronSchedulePattern+"')") {
-		t.Fatal("the schedule's CEL rule in registry_types.go does not use CronSchedulePattern")
+	for _, file := range []string{"registry_types.go", "retentionpolicy_types.go"} {
+		src, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(src), "self.matches('"+CronSchedulePattern+"')") {
+			t.Fatalf("the schedule's CEL rule in %s does not use CronSchedulePattern", file)
+		}
 	}
 	re := regexp.MustCompile(CronSchedulePattern)
 	parser := cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow)

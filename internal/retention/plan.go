@@ -58,6 +58,9 @@ type Manifest struct {
 	Children []string
 	// Subject is the manifest an OCI 1.1 referrer refers to.
 	Subject string
+	// Aliases are other names of the same content in the repository (a sha512 revision
+	// link to the sha256 one); deleting the manifest deletes them too.
+	Aliases []string
 	// Blobs are the manifest's own blob (its digest and size) and the config and layers
 	// it references.
 	Blobs []Blob
@@ -92,6 +95,20 @@ type Policy struct {
 	MinAge time.Duration
 	// SampleSize bounds Plan.Sample.
 	SampleSize int
+	// Unfinished are manifests, per repository, an interrupted run had started to delete
+	// (see the executor's journal): untagged, they are not kept by KeepUntagged, so the
+	// next run finishes what the last one began. Anything else that keeps them still does.
+	Unfinished map[string]map[string]bool
+
+	// alsoKeep is what other policies of the same registry keep (set by MakeAll).
+	alsoKeep map[string]keepSet
+	// alsoKeepBy names them, for reasons.
+	alsoKeepBy map[string]map[string]string
+}
+
+// keepSet is what a policy keeps in one repository: tag names and manifest digests.
+type keepSet struct {
+	tags, digests map[string]bool
 }
 
 // Rule keeps the tags its selector matches that meet its condition: the KeepLast most
@@ -222,6 +239,41 @@ type Plan struct {
 	Hash string
 	// CeilingExceeded: ArtifactsToDelete is more than MaxDeletionPercent of Artifacts.
 	CeilingExceeded bool
+
+	// keeps is what the policy keeps, per repository in scope.
+	keeps map[string]keepSet
+}
+
+// MakeAll plans target over store when others (the other policies of the same registry)
+// exist too: an artifact or tag any of them keeps is kept (the safe reading of several
+// policies). The plan's actions are what target may carry out; its counts are target's.
+func MakeAll(store Store, target Policy, others []Policy, names []string, now time.Time) (Plan, error) {
+	target.alsoKeep = map[string]keepSet{}
+	target.alsoKeepBy = map[string]map[string]string{}
+	for i, o := range others {
+		op, err := Make(store, o, now)
+		if err != nil {
+			return Plan{}, fmt.Errorf("policy %s: %w", names[i], err)
+		}
+		for repo, ks := range op.keeps {
+			cur, ok := target.alsoKeep[repo]
+			if !ok {
+				cur = keepSet{tags: map[string]bool{}, digests: map[string]bool{}}
+				target.alsoKeep[repo] = cur
+				target.alsoKeepBy[repo] = map[string]string{}
+			}
+			for t := range ks.tags {
+				cur.tags[t] = true
+				if _, seen := target.alsoKeepBy[repo][t]; !seen {
+					target.alsoKeepBy[repo][t] = names[i]
+				}
+			}
+			for d := range ks.digests {
+				cur.digests[d] = true
+			}
+		}
+	}
+	return Make(store, target, now)
 }
 
 // referrerTag matches cosign's tag scheme for signatures, attestations and SBOMs.
@@ -236,7 +288,7 @@ func Make(store Store, p Policy, now time.Time) (Plan, error) {
 	for i, r := range p.Rules {
 		rules[i], _ = r.Selector.compile()
 	}
-	var plan Plan
+	plan := Plan{keeps: map[string]keepSet{}}
 	// Blobs kept by anything: every manifest outside the delete set, in every repository.
 	keptBlobs := map[string]bool{}
 	deletedBlobs := map[string]int64{}
@@ -335,7 +387,12 @@ func planRepository(plan *Plan, repo Repository, p Policy, rules []compiled, now
 	pulled := pullTimes(byDigest)
 	// Rules keep tags.
 	kept, why := keepTags(userTags, p.Rules, rules, byDigest, pulled, now)
+	also := p.alsoKeep[repo.Name]
 	for _, t := range userTags {
+		if also.tags[t.Name] && !kept[t.Name] {
+			kept[t.Name] = true
+			why[t.Name] = "kept by RetentionPolicy " + p.alsoKeepBy[repo.Name][t.Name]
+		}
 		if p.MinAge > 0 && now.Sub(t.PushedAt) < p.MinAge {
 			kept[t.Name] = true
 		}
@@ -362,7 +419,7 @@ func planRepository(plan *Plan, repo Repository, p Policy, rules []compiled, now
 		}
 	}
 	for _, m := range repo.Manifests {
-		if p.MinAge > 0 && now.Sub(m.PushedAt) < p.MinAge {
+		if (p.MinAge > 0 && now.Sub(m.PushedAt) < p.MinAge) || also.digests[m.Digest] {
 			push(m.Digest)
 		}
 	}
@@ -371,7 +428,7 @@ func planRepository(plan *Plan, repo Repository, p Policy, rules []compiled, now
 		d := m.Digest
 		if hasUserTag[d] || (!isChild[d] && !isReferrer(d) && !referrerTagged[d]) {
 			artifacts[d] = true
-			if !hasUserTag[d] && p.KeepUntagged {
+			if !hasUserTag[d] && p.KeepUntagged && !p.Unfinished[repo.Name][d] {
 				push(d)
 			}
 		}
@@ -387,6 +444,14 @@ func planRepository(plan *Plan, repo Repository, p Policy, rules []compiled, now
 			push(r)
 		}
 	}
+
+	ks := keepSet{tags: map[string]bool{}, digests: keep}
+	for t, k := range kept {
+		if k {
+			ks.tags[t] = true
+		}
+	}
+	plan.keeps[repo.Name] = ks
 
 	plan.Artifacts += len(artifacts)
 	for d := range artifacts {

@@ -273,3 +273,75 @@ func TestImmutableTagsAreKept(t *testing.T) {
 		t.Errorf("actions = %q: an immutable tag is never deleted, whatever the rules", got)
 	}
 }
+
+// Several policies of one registry: what any keeps survives, even a DryRun one's, and only
+// in that policy's own scope.
+func TestPoliciesCombine(t *testing.T) {
+	app := Repository{Name: "team-a/app"}
+	other := Repository{Name: "team-b/app"}
+	var names []string
+	for i := 1; i <= 4; i++ {
+		n := fmt.Sprintf("b%d", i)
+		names = append(names, n)
+		age := time.Duration(10-i) * time.Hour
+		app.Manifests = append(app.Manifests, img(n, age))
+		app.Tags = append(app.Tags, tag(n, n, age))
+		other.Manifests = append(other.Manifests, img(n, age))
+		other.Tags = append(other.Tags, tag(n, n, age))
+	}
+	// b1 also carries a "keep" tag that only the second policy's rule keeps.
+	app.Tags = append(app.Tags, tag("stable", "b1", 9*time.Hour))
+	store := Store{[]Repository{app, other}}
+	target := policy(Rule{KeepLast: 1})
+	keeper := policy(Rule{Selector: TagSelector{Glob: "stable"}}, Rule{KeepLast: 3})
+	keeper.Repositories = []string{"team-a/**"}
+
+	alone := mustPlan(t, store, target)
+	if alone.ArtifactsToDelete != 6 {
+		t.Fatalf("target alone deletes %d artifacts, want 6: %v", alone.ArtifactsToDelete, actions(alone, names...))
+	}
+	both, err := MakeAll(store, target, []Policy{keeper}, []string{"keeper"}, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := actions(both, names...)
+	want := []string{
+		// team-a/app: keeper keeps the newest three and stable -> b1 is kept, only its own tag goes.
+		"Untag team-a/app b1 b1",
+		// team-b/app is outside keeper's scope: target alone decides.
+		"Delete team-b/app b1 b1", "Delete team-b/app b2 b2", "Delete team-b/app b3 b3",
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("combined actions:\n got %q\nwant %q", got, want)
+	}
+	if both.KeptArtifacts != 4+1 || both.ArtifactsToDelete != 3 {
+		t.Errorf("counts: kept %d, to delete %d; want 5 and 3", both.KeptArtifacts, both.ArtifactsToDelete)
+	}
+	if _, err := MakeAll(store, target, []Policy{policy(Rule{Selector: TagSelector{Regex: "("}})}, []string{"broken"}, t0); err == nil || !strings.Contains(err.Error(), "policy broken") {
+		t.Fatalf("an invalid other policy: err %v, want one naming it (deleting without it would ignore what it keeps)", err)
+	}
+}
+
+// A run interrupted after deleting an index leaves its platform manifests untagged; the
+// journal names them and the next run finishes, even when untagged artifacts are kept.
+func TestUnfinishedDeletionsAreFinished(t *testing.T) {
+	repo := Repository{Name: "app"}
+	repo.Manifests = []Manifest{img("amd64", 50*time.Hour), img("arm64", 50*time.Hour), img("untagged", 50*time.Hour)}
+	p := policy(Rule{KeepLast: 1})
+	p.KeepUntagged = true
+	if plan := mustPlan(t, Store{[]Repository{repo}}, p); len(plan.Actions) != 0 {
+		t.Fatalf("untagged artifacts are kept: %v", actions(plan, "amd64", "arm64", "untagged"))
+	}
+	p.Unfinished = map[string]map[string]bool{"app": {dg("amd64"): true, dg("arm64"): true}}
+	got := actions(mustPlan(t, Store{[]Repository{repo}}, p), "amd64", "arm64", "untagged")
+	want := []string{"Delete app amd64 ", "Delete app arm64 "}
+	if !slices.Equal(got, want) {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+	// A journaled manifest something keeps again (a new tag) stays.
+	repo.Tags = []Tag{tag("again", "amd64", time.Minute)}
+	got = actions(mustPlan(t, Store{[]Repository{repo}}, p), "amd64", "arm64", "untagged")
+	if !slices.Equal(got, []string{"Delete app arm64 "}) {
+		t.Fatalf("got %q", got)
+	}
+}

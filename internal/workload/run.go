@@ -25,6 +25,9 @@ const usage = `usage: dockyard registry <command> [flags]
 commands:
   serve --config FILE                        run the registry until SIGTERM
   gc    --config FILE [--summary-file FILE]  collect garbage once and report a JSON summary
+  retention --config FILE --run JSON [--summary-file FILE]
+                                             plan (and, when the run says so, enforce) one
+                                             RetentionPolicy run; report a JSON summary
   htpasswd [--cost N] USER                   read a password from stdin, print USER's bcrypt
                                              htpasswd line (for the users Secret)
   node-trust --ca FILE --host H... [--containerd-dir DIR] [--crio-dir DIR]
@@ -52,6 +55,8 @@ func RunIO(ctx context.Context, args []string, stdin io.Reader, stdout, stderr i
 		return runServe(ctx, args[1:], stderr)
 	case "gc":
 		return runGC(ctx, args[1:], stdout, stderr)
+	case "retention":
+		return runRetention(ctx, args[1:], stdout, stderr)
 	case "htpasswd":
 		return runHtpasswd(args[1:], stdin, stdout, stderr)
 	case "node-trust":

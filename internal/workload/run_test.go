@@ -175,3 +175,61 @@ log: {level: info, format: json}
 		t.Errorf("only %d log lines: %s", lines, stderr.String())
 	}
 }
+
+// A retention run reports its summary like gc does: to stdout and the termination-message
+// file; an unknown policy or an unreadable config fails with a summary that says why.
+func TestRunRetentionSummary(t *testing.T) {
+	root := t.TempDir()
+	cfg := writeConfig(t, fmt.Sprintf(`apiVersion: %s
+http: {addr: ":5000"}
+storage: {filesystem: {rootDirectory: %q}}
+`, registryconfig.APIVersion, root))
+	run := `{"policy":"p","policies":[{"name":"p","repositories":["**"],"rules":[{"name":"r","keepLast":1}],"maxDeletionPercent":50,"minAge":"1h"}]}`
+	summaryFile := filepath.Join(t.TempDir(), "termination-log")
+	var stdout, stderr bytes.Buffer
+	if err := workload.Run(context.Background(), []string{"retention", "--config", cfg, "--summary-file", summaryFile, "--run", run}, &stdout, &stderr); err != nil {
+		t.Fatalf("retention: %v\n%s", err, stderr.String())
+	}
+	file, _ := os.ReadFile(summaryFile)
+	if !bytes.Equal(file, stdout.Bytes()) {
+		t.Errorf("summary file %q differs from stdout %q", file, stdout.String())
+	}
+	var s registryconfig.RetentionSummary
+	if err := json.Unmarshal(file, &s); err != nil {
+		t.Fatalf("summary is not JSON: %v", err)
+	}
+	if s.Result != registryconfig.RetentionPlanned || s.Artifacts != 0 || s.PlanHash == "" {
+		t.Errorf("summary = %+v, want Planned over an empty registry", s)
+	}
+
+	for name, args := range map[string][]string{
+		"unknown policy": {"retention", "--config", cfg, "--summary-file", summaryFile, "--run", `{"policy":"q","policies":[]}`},
+		"bad config":     {"retention", "--config", writeConfig(t, "apiVersion: nope\n"), "--summary-file", summaryFile, "--run", run},
+	} {
+		err := workload.Run(context.Background(), args, &bytes.Buffer{}, &bytes.Buffer{})
+		file, _ := os.ReadFile(summaryFile)
+		if err == nil || json.Unmarshal(file, &s) != nil || s.Result != registryconfig.RetentionFailed || s.Message == "" {
+			t.Errorf("%s: err %v, summary %s; want a failure with a Failed summary", name, err, file)
+		}
+	}
+}
+
+// However long the plan's sample, the summary fits a termination message.
+func TestRetentionSummaryFits(t *testing.T) {
+	s := registryconfig.RetentionSummary{Result: registryconfig.RetentionSucceeded, Message: strings.Repeat("m", 5000)}
+	for i := 0; i < 10; i++ {
+		s.Sample = append(s.Sample, registryconfig.RetentionStep{Action: "Delete", Repository: strings.Repeat("r/", 100),
+			Digest: "sha256:" + strings.Repeat("a", 64), Tags: []string{strings.Repeat("t", 128), "b", "c", "d", "e", "f"}, Reason: strings.Repeat("x", 400)})
+	}
+	for i := 0; i < 10; i++ {
+		s.Errors = append(s.Errors, strings.Repeat("e", 1000))
+	}
+	b := registryconfig.FitRetentionSummary(s)
+	var back registryconfig.RetentionSummary
+	if len(b) > registryconfig.RetentionSummaryLimit || json.Unmarshal(b, &back) != nil || len(back.Sample) == 0 {
+		t.Fatalf("%d bytes, %d sample entries", len(b), len(back.Sample))
+	}
+	if back.Sample[0].Tags[4] != "(+2 more)" || s.Sample[0].Tags[1] != "b" {
+		t.Errorf("tags = %q", back.Sample[0].Tags)
+	}
+}

@@ -58,6 +58,15 @@ func Read(ctx context.Context, driver storagedriver.StorageDriver) (retention.St
 	return store, nil
 }
 
+// ReadRepository reads one repository (an empty one when it does not exist).
+func ReadRepository(ctx context.Context, driver storagedriver.StorageDriver, name string) (retention.Repository, error) {
+	ns, err := dstorage.NewRegistry(ctx, driver)
+	if err != nil {
+		return retention.Repository{}, fmt.Errorf("open registry storage: %w", err)
+	}
+	return readRepository(ctx, ns, driver, name)
+}
+
 func readRepository(ctx context.Context, ns distribution.Namespace, driver storagedriver.StorageDriver, name string) (retention.Repository, error) {
 	out := retention.Repository{Name: name}
 	named, err := reference.WithName(name)
@@ -124,6 +133,12 @@ func readRepository(ctx context.Context, ns distribution.Namespace, driver stora
 		if err != nil {
 			return out, err
 		}
+		for alias, target := range aliases {
+			if target == d {
+				man.Aliases = append(man.Aliases, alias.String())
+			}
+		}
+		slices.Sort(man.Aliases)
 		man.PushedAt = revisions[d]
 		man.PulledAt = pulled[d]
 		for i, c := range man.Children {
