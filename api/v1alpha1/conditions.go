@@ -120,3 +120,39 @@ const (
 	// CRDs are not installed in the cluster.
 	ReasonCertManagerMissing = "CertManagerNotInstalled"
 )
+
+// Condition reasons of a RetentionPolicy. Ready says whether the policy has a current plan
+// (and, after an enforced run, what it did); Degraded says the last run failed or stopped
+// at the safety ceiling. ReasonReconcileFailed and ReasonAsExpected apply too.
+const (
+	// ReasonPlanned (Ready=True): the last run made a plan for the current spec; the
+	// message gives its size. DryRun policies stay here.
+	ReasonPlanned = "Planned"
+	// ReasonEnforced (Ready=True): the last enforced run carried out its plan; the message
+	// says what it deleted.
+	ReasonEnforced = "Enforced"
+	// ReasonCeilingExceeded (Ready=True, Degraded=True): the last enforced run's plan
+	// deleted more than safety.maxDeletionPercent of the artifacts in scope, so it deleted
+	// nothing. The plan stays in status: fix the rules or raise the ceiling.
+	ReasonCeilingExceeded = "CeilingExceeded"
+	// ReasonPartiallyFailed (Degraded=True): the storage refused some deletions; the next
+	// run retries them. status.lastEnforcement.errors has the first few.
+	ReasonPartiallyFailed = "PartiallyFailed"
+	// ReasonRunFailed (Degraded=True; Ready=False when there is no plan for the current
+	// spec): the last run could not read the registry or plan; the message has its error.
+	// A plan for a new spec is retried after five minutes.
+	ReasonRunFailed = "RunFailed"
+	// ReasonRunning (Ready=False): the first run for the current spec is in progress.
+	ReasonRunning = "Running"
+	// ReasonRegistryNotFound (Ready=False): spec.registryRef names no Registry in the
+	// namespace.
+	ReasonRegistryNotFound = "RegistryNotFound"
+	// ReasonRegistryNotReady (Ready=False): the Registry is not Ready; runs wait for it.
+	ReasonRegistryNotReady = "RegistryNotReady"
+	// ReasonStorageNotShared (Ready=False): the Registry's storage is an emptyDir, which a
+	// run Job cannot see.
+	ReasonStorageNotShared = "StorageNotShared"
+	// ReasonInvalidSpec (Ready=False): the spec passed admission but cannot be used (e.g.
+	// an object stored before a validation rule existed).
+	ReasonInvalidSpec = "InvalidSpec"
+)

@@ -222,6 +222,10 @@ type RetentionPolicyStatus struct {
 	// +optional
 	LastRunTime *metav1.Time `json:"lastRunTime,omitempty"`
 
+	// lastRunJob is the Job of the last finished run.
+	// +optional
+	LastRunJob string `json:"lastRunJob,omitempty"`
+
 	// nextScheduleTime is when the schedule runs the policy next.
 	// +optional
 	NextScheduleTime *metav1.Time `json:"nextScheduleTime,omitempty"`

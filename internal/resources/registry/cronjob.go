@@ -30,11 +30,43 @@ func CronJob(reg *v1alpha1.Registry, in Inputs) *batchv1.CronJob {
 		return nil
 	}
 	podLabels := Labels(reg, ComponentGC)
+	pod := maintenancePod(reg, in, GCContainerName, registryconfig.GCArgs(registryconfig.ConfigPath, registryconfig.TerminationMessagePath))
+	return &batchv1.CronJob{
+		TypeMeta:   typeMeta("batch/v1", "CronJob"),
+		ObjectMeta: objectMeta(reg, reg.CronJobName(), ComponentGC),
+		Spec: batchv1.CronJobSpec{
+			Schedule:                   gc.Schedule,
+			Suspend:                    ptr(gc.Suspend),
+			ConcurrencyPolicy:          batchv1.ForbidConcurrent,
+			StartingDeadlineSeconds:    ptr(GCStartingDeadlineSeconds),
+			SuccessfulJobsHistoryLimit: ptr(GCHistoryLimit),
+			FailedJobsHistoryLimit:     ptr(GCHistoryLimit),
+			JobTemplate: batchv1.JobTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: Labels(reg, ComponentGC)},
+				Spec: batchv1.JobSpec{
+					BackoffLimit:          ptr(int32(1)),
+					ActiveDeadlineSeconds: ptr(GCActiveDeadlineSeconds),
+					Template: corev1.PodTemplateSpec{
+						ObjectMeta: metav1.ObjectMeta{Labels: podLabels},
+						Spec:       pod,
+					},
+				},
+			},
+		},
+	}
+}
+
+// maintenancePod is the pod of a job that works on the Registry's storage beside the
+// serving pods (garbage collection, retention): the same image, config, storage mounts and
+// credentials, restricted, writing its summary to the termination-message path. A
+// ReadWriteOnce volume can only be mounted on one node, so the pod is then required to run
+// on the node of a serving pod (pod affinity); with no replicas running it may run anywhere.
+func maintenancePod(reg *v1alpha1.Registry, in Inputs, container string, args []string) corev1.PodSpec {
 	c := corev1.Container{
-		Name:                     GCContainerName,
+		Name:                     container,
 		Image:                    image(reg, in),
 		Command:                  []string{registryconfig.Binary},
-		Args:                     registryconfig.GCArgs(registryconfig.ConfigPath, registryconfig.TerminationMessagePath),
+		Args:                     args,
 		Env:                      env(reg, false),
 		VolumeMounts:             mounts(reg, false),
 		SecurityContext:          containerSecurityContext(),
@@ -63,27 +95,5 @@ func CronJob(reg *v1alpha1.Registry, in Inputs) *batchv1.CronJob {
 			}},
 		}}
 	}
-	return &batchv1.CronJob{
-		TypeMeta:   typeMeta("batch/v1", "CronJob"),
-		ObjectMeta: objectMeta(reg, reg.CronJobName(), ComponentGC),
-		Spec: batchv1.CronJobSpec{
-			Schedule:                   gc.Schedule,
-			Suspend:                    ptr(gc.Suspend),
-			ConcurrencyPolicy:          batchv1.ForbidConcurrent,
-			StartingDeadlineSeconds:    ptr(GCStartingDeadlineSeconds),
-			SuccessfulJobsHistoryLimit: ptr(GCHistoryLimit),
-			FailedJobsHistoryLimit:     ptr(GCHistoryLimit),
-			JobTemplate: batchv1.JobTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: Labels(reg, ComponentGC)},
-				Spec: batchv1.JobSpec{
-					BackoffLimit:          ptr(int32(1)),
-					ActiveDeadlineSeconds: ptr(GCActiveDeadlineSeconds),
-					Template: corev1.PodTemplateSpec{
-						ObjectMeta: metav1.ObjectMeta{Labels: podLabels},
-						Spec:       pod,
-					},
-				},
-			},
-		},
-	}
+	return pod
 }

@@ -1,0 +1,477 @@
+package controller
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/robfig/cron/v3"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/dockyard-dev/dockyard/api/v1alpha1"
+	"github.com/dockyard-dev/dockyard/internal/registryconfig"
+	resources "github.com/dockyard-dev/dockyard/internal/resources/registry"
+)
+
+// IndexRetentionRegistry indexes RetentionPolicies by spec.registryRef.name.
+const IndexRetentionRegistry = ".spec.registryRef.name"
+
+// Retention run bookkeeping.
+const (
+	// annotationRetentionGeneration is the policy generation a run Job was made for.
+	annotationRetentionGeneration = "registry.dockyard.dev/policy-generation"
+	// retentionJobsKept is how many finished run Jobs the operator keeps per policy.
+	retentionJobsKept = 3
+	// retentionRetryAfter is how long after a failed plan the operator plans again for
+	// the same generation (a schedule or a request runs sooner).
+	retentionRetryAfter = 5 * time.Minute
+)
+
+// RetentionPolicyReconciler runs RetentionPolicies: a Job per run (a plan when the spec
+// changes; the policy's mode on schedule and on request), and the Job's summary in status.
+type RetentionPolicyReconciler struct {
+	Client    client.Client
+	APIReader client.Reader
+	Scheme    *runtime.Scheme
+	Recorder  events.EventRecorder
+	// Image is the dockyard image when the Registry's spec.image is empty.
+	Image string
+	// Clock returns the time; time.Now when nil.
+	Clock func() time.Time
+}
+
+// +kubebuilder:rbac:groups=registry.dockyard.dev,resources=retentionpolicies,verbs=get;list;watch
+// +kubebuilder:rbac:groups=registry.dockyard.dev,resources=retentionpolicies/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=batch,resources=jobs,verbs=get;list;watch;create;delete
+
+func (r *RetentionPolicyReconciler) now() time.Time {
+	if r.Clock != nil {
+		return r.Clock()
+	}
+	return time.Now()
+}
+
+// Reconcile observes the policy's runs, records the newest finished one, and starts a run
+// when one is due.
+func (r *RetentionPolicyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	log := ctrl.LoggerFrom(ctx)
+	policy := &v1alpha1.RetentionPolicy{}
+	if err := r.Client.Get(ctx, req.NamespacedName, policy); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !policy.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, nil
+	}
+	before := policy.DeepCopy()
+	st := &policy.Status
+	now := r.now()
+
+	result, err := r.reconcile(ctx, policy, now)
+	if err != nil {
+		setCondition(st, policy.Generation, v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonReconcileFailed, err.Error())
+	}
+	if !equalStatus(before.Status, policy.Status) {
+		if perr := r.Client.Status().Patch(ctx, policy, client.MergeFrom(before)); perr != nil {
+			if err == nil {
+				err = fmt.Errorf("update status of RetentionPolicy %s: %w", req, perr)
+			}
+		}
+	}
+	if err != nil {
+		log.Error(err, "Reconcile failed")
+	}
+	return result, err
+}
+
+func equalStatus(a, b v1alpha1.RetentionPolicyStatus) bool {
+	ja, _ := json.Marshal(a)
+	jb, _ := json.Marshal(b)
+	return string(ja) == string(jb)
+}
+
+func setCondition(st *v1alpha1.RetentionPolicyStatus, gen int64, typ string, status metav1.ConditionStatus, reason, msg string) {
+	meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: typ, Status: status, Reason: reason, Message: truncate(msg, 1024), ObservedGeneration: gen})
+}
+
+func (r *RetentionPolicyReconciler) reconcile(ctx context.Context, policy *v1alpha1.RetentionPolicy, now time.Time) (ctrl.Result, error) {
+	st := &policy.Status
+	gen := policy.Generation
+
+	// Runs first: record the newest finished one whatever else is wrong.
+	var jobs batchv1.JobList
+	if err := r.Client.List(ctx, &jobs, client.InNamespace(policy.Namespace), client.MatchingLabels{resources.LabelRetentionPolicy: policy.Name}); err != nil {
+		return ctrl.Result{}, fmt.Errorf("list run Jobs: %w", err)
+	}
+	owned := jobs.Items[:0]
+	for _, j := range jobs.Items {
+		if metav1.IsControlledBy(&j, policy) {
+			owned = append(owned, j)
+		}
+	}
+	active := ""
+	for i := range owned {
+		if jobFinished(&owned[i]) == nil && owned[i].DeletionTimestamp.IsZero() {
+			active = owned[i].Name
+		}
+	}
+	st.ActiveJob = active
+	var lastFailedAt time.Time
+	if job := newestFinishedJob(owned); job != nil {
+		if err := r.record(ctx, policy, job); err != nil {
+			return ctrl.Result{}, err
+		}
+		if c := jobFinished(job); c != nil && c.Type == batchv1.JobFailed {
+			lastFailedAt = c.LastTransitionTime.Time
+		}
+	}
+	if err := r.pruneJobs(ctx, owned); err != nil {
+		return ctrl.Result{}, err
+	}
+
+	// The Registry: runs need its storage and config.
+	reg := &v1alpha1.Registry{}
+	if err := r.Client.Get(ctx, client.ObjectKey{Namespace: policy.Namespace, Name: policy.Spec.RegistryRef.Name}, reg); err != nil {
+		if !apierrors.IsNotFound(err) {
+			return ctrl.Result{}, fmt.Errorf("get Registry %s: %w", policy.Spec.RegistryRef.Name, err)
+		}
+		setCondition(st, gen, v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonRegistryNotFound,
+			fmt.Sprintf("Registry %s does not exist in namespace %s", policy.Spec.RegistryRef.Name, policy.Namespace))
+		return ctrl.Result{}, nil
+	}
+	if reg.Spec.Storage.EmptyDir != nil {
+		setCondition(st, gen, v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonStorageNotShared,
+			"the Registry's storage is an emptyDir, which only its own pod sees: retention runs in a Job and needs a volume or object storage")
+		return ctrl.Result{}, nil
+	}
+	if c := meta.FindStatusCondition(reg.Status.Conditions, v1alpha1.ConditionReady); c == nil || c.Status != metav1.ConditionTrue {
+		setCondition(st, gen, v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonRegistryNotReady,
+			fmt.Sprintf("waiting for Registry %s to be Ready before running", reg.Name))
+		return ctrl.Result{}, nil
+	}
+
+	// Schedule.
+	var next time.Time
+	due := false
+	if policy.Spec.Schedule != "" {
+		sched, err := cron.ParseStandard(policy.Spec.Schedule)
+		if err != nil { // CEL admits only what parses; an old object may not
+			setCondition(st, gen, v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonInvalidSpec, "schedule: "+err.Error())
+			return ctrl.Result{}, nil
+		}
+		switch {
+		case st.NextScheduleTime == nil:
+			next = sched.Next(now)
+		case !now.Before(st.NextScheduleTime.Time):
+			due = !policy.Spec.Suspend
+			next = sched.Next(now)
+		default:
+			next = st.NextScheduleTime.Time
+		}
+		st.NextScheduleTime = &metav1.Time{Time: next}
+	} else {
+		st.NextScheduleTime = nil
+	}
+	requeue := func() ctrl.Result {
+		if next.IsZero() {
+			return ctrl.Result{}
+		}
+		return ctrl.Result{RequeueAfter: max(next.Sub(now), time.Second)}
+	}
+
+	request := policy.Annotations[v1alpha1.RetentionRunAnnotation]
+	requested := request != "" && request != st.LastHandledRunRequest
+	planNeeded := st.ObservedGeneration != gen
+	if active != "" {
+		if due {
+			log := ctrl.LoggerFrom(ctx)
+			log.Info("Scheduled run skipped: a run is in progress", "job", active)
+		}
+		if st.Plan == nil || planNeeded {
+			setCondition(st, gen, v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonRunning, "run "+active+" is in progress")
+		}
+		return requeue(), nil
+	}
+	var enforce bool
+	switch {
+	case requested && policy.Spec.Suspend:
+		st.LastHandledRunRequest = request
+		r.Recorder.Eventf(policy, nil, corev1.EventTypeNormal, "RunRequestIgnored", "Run", "the policy is suspended; the run requested with %s=%s was not started", v1alpha1.RetentionRunAnnotation, request)
+		return requeue(), nil
+	case requested:
+		st.LastHandledRunRequest = request
+		enforce = policy.GetMode() == v1alpha1.RetentionEnforce
+	case due:
+		enforce = policy.GetMode() == v1alpha1.RetentionEnforce
+	case planNeeded:
+		if !lastFailedAt.IsZero() && now.Sub(lastFailedAt) < retentionRetryAfter && failedGeneration(owned) == gen {
+			return ctrl.Result{RequeueAfter: retentionRetryAfter - now.Sub(lastFailedAt)}, nil
+		}
+		enforce = false
+	default:
+		return requeue(), nil
+	}
+	name, err := r.startRun(ctx, policy, reg, enforce, now)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	st.ActiveJob = name
+	if st.Plan == nil || planNeeded {
+		setCondition(st, gen, v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonRunning, "run "+name+" is in progress")
+	}
+	return requeue(), nil
+}
+
+// failedGeneration is the policy generation of the newest finished run.
+func failedGeneration(jobs []batchv1.Job) int64 {
+	job := newestFinishedJob(jobs)
+	if job == nil {
+		return -1
+	}
+	g, _ := strconv.ParseInt(job.Annotations[annotationRetentionGeneration], 10, 64)
+	return g
+}
+
+// startRun creates a run Job with every policy of the Registry.
+func (r *RetentionPolicyReconciler) startRun(ctx context.Context, policy *v1alpha1.RetentionPolicy, reg *v1alpha1.Registry, enforce bool, now time.Time) (string, error) {
+	var all v1alpha1.RetentionPolicyList
+	if err := r.Client.List(ctx, &all, client.InNamespace(policy.Namespace), client.MatchingFields{IndexRetentionRegistry: reg.Name}); err != nil {
+		return "", fmt.Errorf("list RetentionPolicies of Registry %s: %w", reg.Name, err)
+	}
+	policies := []v1alpha1.RetentionPolicy{*policy}
+	for _, p := range all.Items {
+		if p.Name != policy.Name && p.DeletionTimestamp.IsZero() {
+			policies = append(policies, p)
+		}
+	}
+	name := fmt.Sprintf("%s-retention-%d", policy.Name, now.Unix())
+	job, err := resources.RetentionJob(reg, resources.Inputs{Image: r.Image}, policy, name, resources.RetentionRunOf(policy, policies, enforce))
+	if err != nil {
+		return "", err
+	}
+	job.Annotations[annotationRetentionGeneration] = strconv.FormatInt(policy.Generation, 10)
+	ctrl.LoggerFrom(ctx).Info("Starting a retention run", "job", name, "enforce", enforce)
+	if err := r.Client.Create(ctx, job); err != nil {
+		if apierrors.IsAlreadyExists(err) {
+			return name, nil
+		}
+		return "", fmt.Errorf("create Job %s: %w", name, err)
+	}
+	return name, nil
+}
+
+// record writes the newest finished run into status, once per Job.
+func (r *RetentionPolicyReconciler) record(ctx context.Context, policy *v1alpha1.RetentionPolicy, job *batchv1.Job) error {
+	st := &policy.Status
+	if st.LastRunJob == job.Name {
+		return nil
+	}
+	var pods corev1.PodList
+	if err := r.APIReader.List(ctx, &pods, client.InNamespace(job.Namespace), client.MatchingLabels{batchv1.JobNameLabel: job.Name}); err != nil {
+		return fmt.Errorf("list Pods of Job %s: %w", job.Name, err)
+	}
+	finished := jobFinished(job)
+	sum := registryconfig.RetentionSummary{Result: registryconfig.RetentionFailed}
+	msg := newestTerminationMessage(pods.Items)
+	if msg == "" || json.Unmarshal([]byte(msg), &sum) != nil {
+		sum = registryconfig.RetentionSummary{Result: registryconfig.RetentionFailed, Message: "the run reported no summary"}
+		if finished.Type == batchv1.JobFailed {
+			sum.Message = fmt.Sprintf("the run failed without a summary: %s: %s", finished.Reason, finished.Message)
+		}
+		if msg != "" {
+			sum.Message += ": " + truncate(msg, 300)
+		}
+	}
+	if finished.Type == batchv1.JobFailed && sum.Result != registryconfig.RetentionFailed && sum.Result != registryconfig.RetentionPartiallyFailed {
+		sum.Result = registryconfig.RetentionFailed
+	}
+	completed := finished.LastTransitionTime
+	if job.Status.CompletionTime != nil {
+		completed = *job.Status.CompletionTime
+	}
+	gen, _ := strconv.ParseInt(job.Annotations[annotationRetentionGeneration], 10, 64)
+	enforced := job.Annotations[resources.AnnotationRetentionEnforce] == "true"
+	st.LastRunTime = &completed
+	st.LastRunJob = job.Name
+
+	if sum.Result == registryconfig.RetentionFailed {
+		setCondition(st, policy.Generation, v1alpha1.ConditionDegraded, metav1.ConditionTrue, v1alpha1.ReasonRunFailed, fmt.Sprintf("run %s failed: %s", job.Name, sum.Message))
+		if st.Plan == nil || gen != policy.Generation {
+			setCondition(st, policy.Generation, v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonRunFailed, fmt.Sprintf("run %s failed: %s", job.Name, sum.Message))
+		}
+		r.Recorder.Eventf(policy, nil, corev1.EventTypeWarning, "RetentionRunFailed", "Run", "run %s failed: %s", job.Name, sum.Message)
+		if enforced {
+			st.LastEnforcement = enforcementOf(job.Name, completed, sum)
+		}
+		return nil
+	}
+	st.Plan = planOf(job.Name, sum)
+	if gen > 0 {
+		st.ObservedGeneration = max(st.ObservedGeneration, gen)
+	}
+	reason, message := v1alpha1.ReasonPlanned, fmt.Sprintf("%d of %d artifacts in scope would be deleted (%s reclaimable); mode %s", sum.ArtifactsToDelete, sum.Artifacts, humanBytes(sum.ReclaimableBytes), policy.GetMode())
+	degraded, dReason, dMessage := metav1.ConditionFalse, v1alpha1.ReasonAsExpected, ""
+	if enforced {
+		st.LastEnforcement = enforcementOf(job.Name, completed, sum)
+		switch sum.Result {
+		case registryconfig.RetentionCeilingExceeded:
+			reason, message = v1alpha1.ReasonCeilingExceeded, sum.Message
+			degraded, dReason, dMessage = metav1.ConditionTrue, v1alpha1.ReasonCeilingExceeded, sum.Message
+			r.Recorder.Eventf(policy, nil, corev1.EventTypeWarning, v1alpha1.ReasonCeilingExceeded, "Enforce", "run %s deleted nothing: %s", job.Name, sum.Message)
+		case registryconfig.RetentionPartiallyFailed:
+			reason, message = v1alpha1.ReasonEnforced, fmt.Sprintf("deleted %d manifests and %d tags; %d deletions failed", sum.ManifestsDeleted, sum.TagsRemoved, sum.Failed)
+			degraded, dReason, dMessage = metav1.ConditionTrue, v1alpha1.ReasonPartiallyFailed, message+": "+firstOr(sum.Errors, "")
+			r.Recorder.Eventf(policy, nil, corev1.EventTypeWarning, v1alpha1.ReasonPartiallyFailed, "Enforce", "run %s: %s", job.Name, dMessage)
+		default:
+			reason = v1alpha1.ReasonEnforced
+			message = fmt.Sprintf("deleted %d manifests and removed %d tags (%d skipped: changed after planning); %s to reclaim at the next garbage collection",
+				sum.ManifestsDeleted, sum.TagsRemoved, sum.Skipped, humanBytes(sum.ReclaimableBytes))
+			r.Recorder.Eventf(policy, nil, corev1.EventTypeNormal, "RetentionEnforced", "Enforce", "run %s %s", job.Name, message)
+		}
+	}
+	setCondition(st, policy.Generation, v1alpha1.ConditionReady, metav1.ConditionTrue, reason, message)
+	setCondition(st, policy.Generation, v1alpha1.ConditionDegraded, degraded, dReason, dMessage)
+	return nil
+}
+
+func firstOr(ss []string, def string) string {
+	if len(ss) > 0 {
+		return ss[0]
+	}
+	return def
+}
+
+func planOf(job string, s registryconfig.RetentionSummary) *v1alpha1.RetentionPlan {
+	p := &v1alpha1.RetentionPlan{
+		EvaluationTime: &metav1.Time{Time: s.EvaluationTime}, JobName: job, PlanHash: s.PlanHash,
+		Repositories: s.Repositories, Artifacts: s.Artifacts, ArtifactsKept: s.ArtifactsKept, ArtifactsToDelete: s.ArtifactsToDelete,
+		Tags: s.Tags, TagsKept: s.TagsKept, TagsToRemove: s.TagsToRemove, ManifestsToDelete: s.ManifestsToDelete,
+		ReclaimableBytes: s.ReclaimableBytes, Reclaimable: humanBytes(s.ReclaimableBytes), CeilingExceeded: s.CeilingExceeded,
+	}
+	for i, a := range s.Sample {
+		if i == 10 {
+			break
+		}
+		p.Sample = append(p.Sample, v1alpha1.RetentionAction{Action: a.Action, Repository: a.Repository, Digest: a.Digest, Tags: a.Tags, Reason: a.Reason})
+	}
+	return p
+}
+
+func enforcementOf(job string, at metav1.Time, s registryconfig.RetentionSummary) *v1alpha1.RetentionEnforcement {
+	e := &v1alpha1.RetentionEnforcement{JobName: job, CompletionTime: &at, PlanHash: s.PlanHash, Result: s.Result,
+		ManifestsDeleted: s.ManifestsDeleted, TagsRemoved: s.TagsRemoved, Skipped: s.Skipped, Failed: s.Failed}
+	if s.Result == registryconfig.RetentionSucceeded || s.Result == registryconfig.RetentionPartiallyFailed {
+		e.ReclaimableBytes = s.ReclaimableBytes
+	}
+	for i, msg := range s.Errors {
+		if i == 5 {
+			break
+		}
+		e.Errors = append(e.Errors, truncate(msg, 256))
+	}
+	if s.Result == registryconfig.RetentionFailed && s.Message != "" && len(e.Errors) < 5 {
+		e.Errors = append(e.Errors, truncate(s.Message, 256))
+	}
+	return e
+}
+
+// humanBytes renders a size with binary units (1.5GiB).
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return strconv.FormatInt(n, 10) + "B"
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return strconv.FormatFloat(float64(n)/float64(div), 'f', 1, 64) + string("KMGTPE"[exp]) + "iB"
+}
+
+// pruneJobs deletes finished run Jobs beyond the newest few.
+func (r *RetentionPolicyReconciler) pruneJobs(ctx context.Context, jobs []batchv1.Job) error {
+	var finished []batchv1.Job
+	for _, j := range jobs {
+		if jobFinished(&j) != nil && j.DeletionTimestamp.IsZero() {
+			finished = append(finished, j)
+		}
+	}
+	if len(finished) <= retentionJobsKept {
+		return nil
+	}
+	slices.SortFunc(finished, func(a, b batchv1.Job) int { return b.CreationTimestamp.Compare(a.CreationTimestamp.Time) })
+	for i := retentionJobsKept; i < len(finished); i++ {
+		if err := r.Client.Delete(ctx, &finished[i], client.PropagationPolicy(metav1.DeletePropagationBackground)); client.IgnoreNotFound(err) != nil {
+			return fmt.Errorf("delete old run Job %s: %w", finished[i].Name, err)
+		}
+	}
+	return nil
+}
+
+// SetupWithManager watches policies, their Jobs, and the Registries they name.
+func (r *RetentionPolicyReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) error {
+	if r.Client == nil {
+		r.Client = mgr.GetClient()
+	}
+	if r.APIReader == nil {
+		r.APIReader = mgr.GetAPIReader()
+	}
+	if r.Scheme == nil {
+		r.Scheme = mgr.GetScheme()
+	}
+	if r.Recorder == nil {
+		r.Recorder = mgr.GetEventRecorder("retention-controller")
+	}
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.RetentionPolicy{}, IndexRetentionRegistry, func(o client.Object) []string {
+		return []string{o.(*v1alpha1.RetentionPolicy).Spec.RegistryRef.Name}
+	}); err != nil {
+		return fmt.Errorf("index RetentionPolicies by Registry: %w", err)
+	}
+	policiesOf := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
+		var list v1alpha1.RetentionPolicyList
+		if err := r.Client.List(ctx, &list, client.InNamespace(o.GetNamespace()), client.MatchingFields{IndexRetentionRegistry: o.GetName()}); err != nil {
+			return nil
+		}
+		out := make([]reconcile.Request, 0, len(list.Items))
+		for _, p := range list.Items {
+			out = append(out, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: p.Namespace, Name: p.Name}})
+		}
+		return out
+	})
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("retentionpolicy").
+		For(&v1alpha1.RetentionPolicy{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
+		Owns(&batchv1.Job{}).
+		Watches(&v1alpha1.Registry{}, policiesOf, builder.WithPredicates(readyChanged())).
+		WithOptions(controller.Options{MaxConcurrentReconciles: 2}).
+		Complete(r)
+}
+
+// readyChanged passes Registry events that may change whether a policy can run.
+func readyChanged() predicate.Predicate {
+	return predicate.Funcs{
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			a, b := e.ObjectOld.(*v1alpha1.Registry), e.ObjectNew.(*v1alpha1.Registry)
+			ra, rb := meta.FindStatusCondition(a.Status.Conditions, v1alpha1.ConditionReady), meta.FindStatusCondition(b.Status.Conditions, v1alpha1.ConditionReady)
+			return (ra == nil) != (rb == nil) || (ra != nil && ra.Status != rb.Status) || a.Generation != b.Generation
+		},
+	}
+}
