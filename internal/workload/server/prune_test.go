@@ -21,6 +21,8 @@ import (
 	"github.com/dockyard-dev/dockyard/internal/workload/gc"
 	"github.com/dockyard-dev/dockyard/internal/workload/layout"
 	"github.com/dockyard-dev/dockyard/internal/workload/prune"
+	"github.com/dockyard-dev/dockyard/internal/workload/server"
+	"github.com/dockyard-dev/dockyard/internal/workload/storage"
 )
 
 // pruneFixture is a registry with a repository of CI builds, a release, a multi-arch index
@@ -344,5 +346,64 @@ func TestRetentionFinishesAnInterruptedRun(t *testing.T) {
 	}
 	if !f.exists(t, f.images["main-3"]) {
 		t.Error("main-3 lost")
+	}
+}
+
+// Retention works through the storage driver: on S3 (a real S3 server) the enforced run
+// deletes the old builds, the registry serving from the same bucket stops serving them at
+// once, and the newest build still pulls.
+func TestRetentionOnS3(t *testing.T) {
+	const access, secret = "dockyard-test", "dockyard-test-secret"
+	endpoint := startS3(t, "registry", access, secret)
+	env := map[string]string{registryconfig.EnvS3AccessKeyID: access, registryconfig.EnvS3SecretAccessKey: secret}
+	getenv := func(k string) string { return env[k] }
+	st := registryconfig.Storage{S3: &registryconfig.S3Storage{
+		Bucket: "registry", Region: "us-east-1", Endpoint: endpoint, ForcePathStyle: true, RootDirectory: "/dockyard",
+		AccessKeyIDEnv: registryconfig.EnvS3AccessKeyID, SecretAccessKeyEnv: registryconfig.EnvS3SecretAccessKey,
+	}}
+	cfg := &registryconfig.Config{APIVersion: registryconfig.APIVersion, HTTP: registryconfig.HTTP{Addr: "127.0.0.1:0"}, Storage: st}
+	cfg.Defaults()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	srv, err := server.New(ctx, cfg, server.Options{Getenv: getenv})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	imgs := map[string]ggcrv1.Image{}
+	for _, tg := range []string{"main-1", "main-2", "main-3"} {
+		imgs[tg], _ = random.Image(64<<10, 1)
+		if err := remote.Write(mustTag(t, srv.Addr()+"/team-a/app:"+tg), imgs[tg]); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(1100 * time.Millisecond) // S3 keeps modification times to the second
+	}
+	driver, err := storage.NewDriver(ctx, st, getenv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := retentionRun(true)
+	run.Policies[0].Rules = []registryconfig.RetentionRule{{Name: "last", Glob: "main-*", KeepLast: 1}}
+	run.Policies[0].MaxDeletionPercent = 100
+	// Two days from now, everything is old enough.
+	sum, err := prune.Run(ctx, prune.Options{Driver: driver, Run: run, Now: time.Now().Add(48 * time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Result != registryconfig.RetentionSucceeded || sum.ManifestsDeleted != 2 || sum.TagsRemoved != 2 {
+		t.Fatalf("run on S3 = %+v", sum)
+	}
+	for tg, img := range imgs {
+		d, _ := img.Digest()
+		_, err := remote.Image(mustTag(t, srv.Addr()+"/team-a/app:"+tg).Context().Digest(d.String()))
+		if (err == nil) != (tg == "main-3") {
+			t.Errorf("%s after the run: %v", tg, err)
+		}
+	}
+	if _, err := driver.List(ctx, "/dockyard/retention/team-a/app/_journal"); err == nil {
+		t.Error("the journal is still there")
 	}
 }
