@@ -38,6 +38,9 @@ const IndexRetentionRegistry = ".spec.registryRef.name"
 const (
 	// annotationRetentionGeneration is the policy generation a run Job was made for.
 	annotationRetentionGeneration = "registry.dockyard.dev/policy-generation"
+	// annotationRetentionStarted orders a policy's runs (creation timestamps have only
+	// one-second resolution).
+	annotationRetentionStarted = "registry.dockyard.dev/started"
 	// retentionJobsKept is how many finished run Jobs the operator keeps per policy.
 	retentionJobsKept = 3
 	// retentionRetryAfter is how long after a failed plan the operator plans again for
@@ -134,7 +137,7 @@ func (r *RetentionPolicyReconciler) reconcile(ctx context.Context, policy *v1alp
 	}
 	st.ActiveJob = active
 	var lastFailedAt time.Time
-	if job := newestFinishedJob(owned); job != nil {
+	if job := newestFinishedRun(owned); job != nil {
 		if err := r.record(ctx, policy, job); err != nil {
 			return ctrl.Result{}, err
 		}
@@ -228,7 +231,7 @@ func (r *RetentionPolicyReconciler) reconcile(ctx context.Context, policy *v1alp
 	default:
 		return requeue(), nil
 	}
-	name, err := r.startRun(ctx, policy, reg, enforce, now)
+	name, err := r.startRun(ctx, policy, reg, enforce)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
@@ -239,9 +242,28 @@ func (r *RetentionPolicyReconciler) reconcile(ctx context.Context, policy *v1alp
 	return requeue(), nil
 }
 
+// newestFinishedRun is the finished run Job started last.
+func newestFinishedRun(jobs []batchv1.Job) *batchv1.Job {
+	var newest *batchv1.Job
+	var newestAt time.Time
+	for i := range jobs {
+		if jobFinished(&jobs[i]) == nil {
+			continue
+		}
+		at, err := time.Parse(time.RFC3339Nano, jobs[i].Annotations[annotationRetentionStarted])
+		if err != nil {
+			at = jobs[i].CreationTimestamp.Time
+		}
+		if newest == nil || at.After(newestAt) {
+			newest, newestAt = &jobs[i], at
+		}
+	}
+	return newest
+}
+
 // failedGeneration is the policy generation of the newest finished run.
 func failedGeneration(jobs []batchv1.Job) int64 {
-	job := newestFinishedJob(jobs)
+	job := newestFinishedRun(jobs)
 	if job == nil {
 		return -1
 	}
@@ -250,7 +272,7 @@ func failedGeneration(jobs []batchv1.Job) int64 {
 }
 
 // startRun creates a run Job with every policy of the Registry.
-func (r *RetentionPolicyReconciler) startRun(ctx context.Context, policy *v1alpha1.RetentionPolicy, reg *v1alpha1.Registry, enforce bool, now time.Time) (string, error) {
+func (r *RetentionPolicyReconciler) startRun(ctx context.Context, policy *v1alpha1.RetentionPolicy, reg *v1alpha1.Registry, enforce bool) (string, error) {
 	var all v1alpha1.RetentionPolicyList
 	if err := r.Client.List(ctx, &all, client.InNamespace(policy.Namespace), client.MatchingFields{IndexRetentionRegistry: reg.Name}); err != nil {
 		return "", fmt.Errorf("list RetentionPolicies of Registry %s: %w", reg.Name, err)
@@ -261,20 +283,18 @@ func (r *RetentionPolicyReconciler) startRun(ctx context.Context, policy *v1alph
 			policies = append(policies, p)
 		}
 	}
-	name := fmt.Sprintf("%s-retention-%d", policy.Name, now.Unix())
-	job, err := resources.RetentionJob(reg, resources.Inputs{Image: r.Image}, policy, name, resources.RetentionRunOf(policy, policies, enforce))
+	job, err := resources.RetentionJob(reg, resources.Inputs{Image: r.Image}, policy, resources.RetentionJobPrefix(policy.Name), resources.RetentionRunOf(policy, policies, enforce))
 	if err != nil {
 		return "", err
 	}
 	job.Annotations[annotationRetentionGeneration] = strconv.FormatInt(policy.Generation, 10)
-	ctrl.LoggerFrom(ctx).Info("Starting a retention run", "job", name, "enforce", enforce)
+	job.Annotations[annotationRetentionStarted] = r.now().UTC().Format(time.RFC3339Nano)
+	ctrl.LoggerFrom(ctx).Info("Starting a retention run", "enforce", enforce)
 	if err := r.Client.Create(ctx, job); err != nil {
-		if apierrors.IsAlreadyExists(err) {
-			return name, nil
-		}
-		return "", fmt.Errorf("create Job %s: %w", name, err)
+		return "", fmt.Errorf("create a run Job: %w", err)
 	}
-	return name, nil
+	ctrl.LoggerFrom(ctx).Info("Started a retention run", "job", job.Name, "enforce", enforce)
+	return job.Name, nil
 }
 
 // record writes the newest finished run into status, once per Job.

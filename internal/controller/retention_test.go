@@ -52,9 +52,10 @@ func seedImages(root, repo string, tags ...string) map[string]string {
 		Expect(err).NotTo(HaveOccurred())
 		layer, err := r.Blobs(bg).Put(bg, v1.MediaTypeImageLayer, bytes.Repeat([]byte(tag), 1000))
 		Expect(err).NotTo(HaveOccurred())
-		raw, _ := json.Marshal(v1.Manifest{MediaType: v1.MediaTypeImageManifest, Config: v1.Descriptor{MediaType: v1.MediaTypeImageConfig, Digest: cfg.Digest, Size: cfg.Size},
-			Layers: []v1.Descriptor{{MediaType: v1.MediaTypeImageLayer, Digest: layer.Digest, Size: layer.Size}}})
-		raw = append([]byte(`{"schemaVersion":2,`), raw[1:]...)
+		man := v1.Manifest{MediaType: v1.MediaTypeImageManifest, Config: v1.Descriptor{MediaType: v1.MediaTypeImageConfig, Digest: cfg.Digest, Size: cfg.Size},
+			Layers: []v1.Descriptor{{MediaType: v1.MediaTypeImageLayer, Digest: layer.Digest, Size: layer.Size}}}
+		man.SchemaVersion = 2
+		raw, _ := json.Marshal(man)
 		m, _, err := dist.UnmarshalManifest(v1.MediaTypeImageManifest, raw)
 		Expect(err).NotTo(HaveOccurred())
 		d, err := ms.Put(bg, m)
@@ -225,7 +226,9 @@ var _ = Describe("RetentionPolicy", func() {
 	It("plans in DryRun, shows the plan in status, and deletes exactly that when enforced on request", func() {
 		readyRegistry(ns, "r")
 		digests := seedImages(root, "team-a/app", "main-1", "main-2", "main-3", "main-4", "main-5", "v1.0.0", "nightly")
-		Expect(k8sClient.Create(ctx, newPolicy(ns, "ci", "r"))).To(Succeed())
+		Expect(k8sClient.Create(ctx, newPolicy(ns, "ci", "r", func(p *v1alpha1.RetentionPolicy) {
+			p.Spec.Safety.MaxDeletionPercent = ptrTo(int32(60)) // 4 of 7
+		}))).To(Succeed())
 
 		By("a new policy plans at once, as a restricted Job beside the registry, deleting nothing")
 		job := activeJob(ns, "ci")
@@ -269,7 +272,6 @@ var _ = Describe("RetentionPolicy", func() {
 			g.Expect(p.Status.LastRunJob).To(Equal(job2))
 			g.Expect(p.Status.LastHandledRunRequest).To(Equal("1"))
 		}, timeout, interval).Should(Succeed())
-		time.Sleep(1100 * time.Millisecond) // run Jobs are named by the second
 		patch := client.MergeFrom(p.DeepCopy())
 		p.Spec.Mode = v1alpha1.RetentionEnforce
 		Expect(k8sClient.Patch(ctx, p, patch)).To(Succeed())
@@ -280,7 +282,6 @@ var _ = Describe("RetentionPolicy", func() {
 		Expect(tagsIn(root, "team-a/app")).To(HaveLen(7))
 
 		By("a request in Enforce deletes what the plan said")
-		time.Sleep(1100 * time.Millisecond)
 		requestRun(ns, "ci", "2")
 		job4 := activeJob(ns, "ci", job, job2, job3)
 		Expect(get(ns, job4, &batchv1.Job{}).Annotations[resources.AnnotationRetentionEnforce]).To(Equal("true"))
@@ -322,7 +323,6 @@ var _ = Describe("RetentionPolicy", func() {
 		}))).To(Succeed())
 		runRetentionJob(ns, activeJob(ns, "strict"), root)
 		expectPolicyCondition(ns, "strict", v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonPlanned)
-		time.Sleep(1100 * time.Millisecond)
 		requestRun(ns, "strict", "now")
 		sum := runRetentionJob(ns, activeJob(ns, "strict"), root)
 		Expect(sum.Result).To(Equal(registryconfig.RetentionCeilingExceeded))

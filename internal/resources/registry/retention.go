@@ -24,11 +24,15 @@ const (
 	RetentionJobTTLSeconds int32 = 24 * 3600
 )
 
-// RetentionJob is one run of policy against reg, named name: `dockyard registry retention`
+// RetentionJobPrefix is the generateName of a policy's run Jobs: the API server appends
+// five random characters (a policy name has at most 40).
+func RetentionJobPrefix(policy string) string { return policy + "-retention-" }
+
+// RetentionJob is one run of policy against reg, generateName'd generateName: `dockyard registry retention`
 // with the run as an argument, beside the serving pods like garbage collection (same
 // storage, same volume rules). Its summary goes to the termination-message path. The Job is
 // owned by the policy.
-func RetentionJob(reg *v1alpha1.Registry, in Inputs, policy *v1alpha1.RetentionPolicy, name string, run registryconfig.RetentionRun) (*batchv1.Job, error) {
+func RetentionJob(reg *v1alpha1.Registry, in Inputs, policy *v1alpha1.RetentionPolicy, generateName string, run registryconfig.RetentionRun) (*batchv1.Job, error) {
 	args, err := registryconfig.RetentionArgs(registryconfig.ConfigPath, registryconfig.TerminationMessagePath, run)
 	if err != nil {
 		return nil, err
@@ -43,10 +47,10 @@ func RetentionJob(reg *v1alpha1.Registry, in Inputs, policy *v1alpha1.RetentionP
 	return &batchv1.Job{
 		TypeMeta: typeMeta("batch/v1", "Job"),
 		ObjectMeta: metav1.ObjectMeta{
-			Name:        name,
-			Namespace:   policy.Namespace,
-			Labels:      labels,
-			Annotations: map[string]string{AnnotationRetentionEnforce: enforce},
+			GenerateName: generateName,
+			Namespace:    policy.Namespace,
+			Labels:       labels,
+			Annotations:  map[string]string{AnnotationRetentionEnforce: enforce},
 			OwnerReferences: []metav1.OwnerReference{{
 				APIVersion: v1alpha1.GroupVersion.String(), Kind: "RetentionPolicy", Name: policy.Name, UID: policy.UID,
 				Controller: ptr(true), BlockOwnerDeletion: ptr(true),

@@ -53,11 +53,11 @@ func TestRetentionJob(t *testing.T) {
 	}
 
 	r := reg()
-	job, err := RetentionJob(r, in, &ci, "ci-retention-1", run)
+	job, err := RetentionJob(r, in, &ci, RetentionJobPrefix("ci"), run)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if job.Namespace != "platform" || len(job.OwnerReferences) != 1 || job.OwnerReferences[0].UID != "uid-ci" || !*job.OwnerReferences[0].Controller {
+	if job.GenerateName != "ci-retention-" || job.Namespace != "platform" || len(job.OwnerReferences) != 1 || job.OwnerReferences[0].UID != "uid-ci" || !*job.OwnerReferences[0].Controller {
 		t.Errorf("job meta = %+v", job.ObjectMeta)
 	}
 	if job.Labels[LabelRetentionPolicy] != "ci" || job.Labels[LabelComponent] != ComponentRetention || job.Annotations[AnnotationRetentionEnforce] != "true" {

@@ -2,62 +2,15 @@ package inventory
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/distribution/distribution/v3/registry/storage/driver/filesystem"
-	"github.com/opencontainers/go-digest"
 
 	"github.com/dockyard-dev/dockyard/internal/retention"
-	"github.com/dockyard-dev/dockyard/internal/workload/layout"
+	"github.com/dockyard-dev/dockyard/internal/testfixture/regstore"
 )
-
-// generate writes a filesystem store of repos repositories with tags tagged images each,
-// directly in distribution's layout (manifests, revision and tag links; the config and
-// layer blobs are not needed to read the inventory). Tag i was pushed i hours ago.
-func generate(tb testing.TB, root string, repos, tags int) {
-	tb.Helper()
-	write := func(p string, data []byte, mtime time.Time) {
-		full := filepath.Join(root, p)
-		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-			tb.Fatal(err)
-		}
-		if err := os.WriteFile(full, data, 0o644); err != nil {
-			tb.Fatal(err)
-		}
-		if !mtime.IsZero() {
-			if err := os.Chtimes(full, mtime, mtime); err != nil {
-				tb.Fatal(err)
-			}
-		}
-	}
-	now := time.Now()
-	for r := range repos {
-		name := fmt.Sprintf("team-%d/app-%d", r%50, r)
-		for t := range tags {
-			layer := digest.FromString(fmt.Sprintf("layer %d/%d", r, t))
-			manifest, _ := json.Marshal(map[string]any{
-				"schemaVersion": 2,
-				"mediaType":     "application/vnd.oci.image.manifest.v1+json",
-				"config":        map[string]any{"mediaType": "application/vnd.oci.image.config.v1+json", "digest": digest.FromString("config"), "size": 100},
-				"layers":        []any{map[string]any{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": layer, "size": 1 << 20}},
-			})
-			d := digest.FromBytes(manifest)
-			pushed := now.Add(-time.Duration(t) * time.Hour)
-			write(layout.BlobDataPath(d), manifest, time.Time{})
-			write(layout.RevisionLinkPath(name, d), []byte(d.String()), pushed)
-			tag := fmt.Sprintf("main-%d", t)
-			if t%10 == 0 {
-				tag = fmt.Sprintf("v1.%d.0", t)
-			}
-			write(filepath.Join(layout.RepositoryPath(name), "_manifests", "tags", tag, "current", "link"), []byte(d.String()), pushed)
-		}
-	}
-}
 
 // BenchmarkReadAndPlan reads a generated filesystem store and plans "keep the last 10
 // main-* and every release" over it: 500 and 2,000 repositories of 25 tags (12,500 and
@@ -69,7 +22,7 @@ func BenchmarkReadAndPlan(b *testing.B) {
 	}}
 	for _, repos := range []int{500, 2000} {
 		root := b.TempDir()
-		generate(b, root, repos, 25)
+		regstore.Generate(b, root, repos, 25)
 		driver := filesystem.New(filesystem.DriverParameters{RootDirectory: root, MaxThreads: 100})
 		b.Run(fmt.Sprintf("tags=%d", repos*25), func(b *testing.B) {
 			b.ReportAllocs()
@@ -92,7 +45,7 @@ func BenchmarkReadAndPlan(b *testing.B) {
 // a store the reader understands).
 func TestGeneratedStore(t *testing.T) {
 	root := t.TempDir()
-	generate(t, root, 3, 12)
+	regstore.Generate(t, root, 3, 12)
 	store, err := Read(context.Background(), filesystem.New(filesystem.DriverParameters{RootDirectory: root, MaxThreads: 10}))
 	if err != nil {
 		t.Fatal(err)
