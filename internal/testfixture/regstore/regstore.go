@@ -57,4 +57,3 @@ func Generate(tb testing.TB, root string, repos, tags int) {
 		}
 	}
 }
-
