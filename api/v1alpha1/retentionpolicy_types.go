@@ -90,6 +90,13 @@ type RetentionPolicySpec struct {
 	// +optional
 	Suspend bool `json:"suspend,omitempty"`
 
+	// collectGarbage starts the Registry's garbage collection (a Job from its
+	// garbageCollection CronJob) after an enforced run that deleted something, so the
+	// space comes back without waiting for the next scheduled collection. Needs
+	// spec.garbageCollection on the Registry.
+	// +optional
+	CollectGarbage bool `json:"collectGarbage,omitempty"`
+
 	// safety bounds what one enforced run may delete.
 	// +optional
 	Safety RetentionSafety `json:"safety,omitempty"`
@@ -336,6 +343,10 @@ type RetentionEnforcement struct {
 	// reclaimableBytes is what the next garbage collection frees from this run.
 	// +optional
 	ReclaimableBytes int64 `json:"reclaimableBytes"`
+	// garbageCollectionJob is the garbage collection started after the run
+	// (spec.collectGarbage); its result is the Registry's status.lastGarbageCollection.
+	// +optional
+	GarbageCollectionJob string `json:"garbageCollectionJob,omitempty"`
 	// errors are the first few failures.
 	// +kubebuilder:validation:MaxItems=5
 	// +listType=atomic

@@ -365,10 +365,60 @@ func (r *RetentionPolicyReconciler) record(ctx context.Context, policy *v1alpha1
 				sum.ManifestsDeleted, sum.TagsRemoved, sum.Skipped, humanBytes(sum.ReclaimableBytes))
 			r.Recorder.Eventf(policy, nil, corev1.EventTypeNormal, "RetentionEnforced", "Enforce", "run %s %s", job.Name, message)
 		}
+		if policy.Spec.CollectGarbage && sum.ManifestsDeleted > 0 {
+			gc, err := r.collectGarbage(ctx, policy)
+			if err != nil {
+				return err
+			}
+			st.LastEnforcement.GarbageCollectionJob = gc
+		}
 	}
 	setCondition(st, policy.Generation, v1alpha1.ConditionReady, metav1.ConditionTrue, reason, message)
 	setCondition(st, policy.Generation, v1alpha1.ConditionDegraded, degraded, dReason, dMessage)
 	return nil
+}
+
+// collectGarbage starts a garbage collection of the policy's Registry from its CronJob, as
+// `kubectl create job --from=cronjob/...` does, unless one is running. It returns the Job's
+// name ("" when none was started; an event says why).
+func (r *RetentionPolicyReconciler) collectGarbage(ctx context.Context, policy *v1alpha1.RetentionPolicy) (string, error) {
+	regName := policy.Spec.RegistryRef.Name
+	cj := &batchv1.CronJob{}
+	if err := r.Client.Get(ctx, client.ObjectKey{Namespace: policy.Namespace, Name: regName + "-gc"}, cj); err != nil {
+		if !apierrors.IsNotFound(err) {
+			return "", fmt.Errorf("get the garbage-collection CronJob of Registry %s: %w", regName, err)
+		}
+		r.Recorder.Eventf(policy, nil, corev1.EventTypeWarning, "GarbageCollectionNotStarted", "CollectGarbage",
+			"Registry %s has no spec.garbageCollection; the deleted images' blobs stay until one runs", regName)
+		return "", nil
+	}
+	var jobs batchv1.JobList
+	if err := r.Client.List(ctx, &jobs, client.InNamespace(policy.Namespace), client.MatchingLabels{
+		resources.LabelRegistry: regName, resources.LabelComponent: resources.ComponentGC,
+	}); err != nil {
+		return "", fmt.Errorf("list garbage-collection Jobs: %w", err)
+	}
+	for i := range jobs.Items {
+		if jobFinished(&jobs.Items[i]) == nil {
+			r.Recorder.Eventf(policy, nil, corev1.EventTypeNormal, "GarbageCollectionRunning", "CollectGarbage",
+				"garbage collection %s is already running; it or the next one frees the deleted images' blobs", jobs.Items[i].Name)
+			return jobs.Items[i].Name, nil
+		}
+	}
+	tmpl := cj.Spec.JobTemplate
+	job := &batchv1.Job{
+		ObjectMeta: metav1.ObjectMeta{
+			GenerateName: cj.Name + "-retention-", Namespace: cj.Namespace,
+			Labels: tmpl.Labels, Annotations: map[string]string{"cronjob.kubernetes.io/instantiate": "retention"},
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: "batch/v1", Kind: "CronJob", Name: cj.Name, UID: cj.UID, Controller: ptrTo(true), BlockOwnerDeletion: ptrTo(true)}},
+		},
+		Spec: *tmpl.Spec.DeepCopy(),
+	}
+	if err := r.Client.Create(ctx, job); err != nil {
+		return "", fmt.Errorf("start garbage collection of Registry %s: %w", regName, err)
+	}
+	r.Recorder.Eventf(policy, nil, corev1.EventTypeNormal, "GarbageCollectionStarted", "CollectGarbage", "started garbage collection %s", job.Name)
+	return job.Name, nil
 }
 
 func firstOr(ss []string, def string) string {

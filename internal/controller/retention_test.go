@@ -197,9 +197,9 @@ func activeJob(ns, policy string, not ...string) string {
 	return name
 }
 
-func readyRegistry(ns, name string) {
+func readyRegistry(ns, name string, opts ...registryOption) {
 	GinkgoHelper()
-	Expect(k8sClient.Create(ctx, newRegistry(ns, name))).To(Succeed())
+	Expect(k8sClient.Create(ctx, newRegistry(ns, name, opts...))).To(Succeed())
 	markPVCBound(ns, name+"-data")
 	markDeploymentAvailable(ns, name)
 	expectCondition(ns, name, v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonAvailable)
@@ -224,10 +224,11 @@ var _ = Describe("RetentionPolicy", func() {
 	})
 
 	It("plans in DryRun, shows the plan in status, and deletes exactly that when enforced on request", func() {
-		readyRegistry(ns, "r")
+		readyRegistry(ns, "r", withGC("@daily"))
 		digests := seedImages(root, "team-a/app", "main-1", "main-2", "main-3", "main-4", "main-5", "v1.0.0", "nightly")
 		Expect(k8sClient.Create(ctx, newPolicy(ns, "ci", "r", func(p *v1alpha1.RetentionPolicy) {
 			p.Spec.Safety.MaxDeletionPercent = ptrTo(int32(60)) // 4 of 7
+			p.Spec.CollectGarbage = true
 		}))).To(Succeed())
 
 		By("a new policy plans at once, as a restricted Job beside the registry, deleting nothing")
@@ -297,6 +298,13 @@ var _ = Describe("RetentionPolicy", func() {
 		Expect(p.Status.LastEnforcement.JobName).To(Equal(job4))
 		Expect(p.Status.LastEnforcement.ManifestsDeleted).To(Equal(int64(4)))
 		Expect(p.Status.LastEnforcement.Result).To(Equal(registryconfig.RetentionSucceeded))
+
+		By("collectGarbage starts the Registry's garbage collection from its CronJob")
+		gcJob := p.Status.LastEnforcement.GarbageCollectionJob
+		Expect(gcJob).To(HavePrefix("r-gc-retention-"))
+		gj := get(ns, gcJob, &batchv1.Job{})
+		Expect(gj.Labels[resources.LabelComponent]).To(Equal(resources.ComponentGC))
+		Expect(gj.Spec.Template.Spec.Containers[0].Args).To(ContainElement("gc"))
 		Eventually(func(g Gomega) {
 			var evs eventsv1.EventList
 			g.Expect(k8sClient.List(ctx, &evs, client.InNamespace(ns))).To(Succeed())

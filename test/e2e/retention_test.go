@@ -104,6 +104,7 @@ var _ = Describe("a RetentionPolicy on a real cluster", Ordered, Label("retentio
 					{Name: "stable", Tags: &v1alpha1.TagSelector{Glob: "stable"}},
 					{Name: "releases", Tags: &v1alpha1.TagSelector{Semver: ">=1.0.0"}},
 				},
+				CollectGarbage: true,
 			},
 		})).To(Succeed())
 		run("kubectl", "-n", ns, "wait", "--for=condition=Ready", "retentionpolicy/builds", "--timeout=300s")
@@ -168,9 +169,9 @@ var _ = Describe("a RetentionPolicy on a real cluster", Ordered, Label("retentio
 			Expect(err).NotTo(HaveOccurred())
 		}
 
-		By("garbage collection frees the bytes the plan predicted")
-		job := fmt.Sprintf("%s-gc-retention-%d", name, time.Now().Unix()%10000)
-		run("kubectl", "-n", ns, "create", "job", job, "--from=cronjob/"+name+"-gc")
+		By("the garbage collection the run started frees the bytes the plan predicted")
+		job := p.Status.LastEnforcement.GarbageCollectionJob
+		Expect(job).To(HavePrefix(name + "-gc-retention-"))
 		Eventually(func(g Gomega) {
 			r := &v1alpha1.Registry{}
 			g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, r)).To(Succeed())
