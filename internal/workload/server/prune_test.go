@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"encoding/pem"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -12,12 +13,15 @@ import (
 
 	"github.com/distribution/distribution/v3/registry/storage/driver/filesystem"
 	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 	ggcrv1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/dockyard-dev/dockyard/internal/registryconfig"
+	"github.com/dockyard-dev/dockyard/internal/testfixture/cosign"
 	"github.com/dockyard-dev/dockyard/internal/workload/gc"
 	"github.com/dockyard-dev/dockyard/internal/workload/layout"
 	"github.com/dockyard-dev/dockyard/internal/workload/prune"
@@ -41,8 +45,13 @@ func newPruneFixture(t *testing.T) *pruneFixture {
 	f := &pruneFixture{reg: startRegistry(t, nil, nil), images: map[string]ggcrv1.Image{}}
 	f.root = filepath.Join(f.reg.dir, "data")
 	opts := f.reg.opts("", "")
+	// main-1 (deleted) and main-3 (kept) share a base layer: it is not reclaimable.
+	shared, _ := random.Layer(8<<10, types.DockerLayer)
 	for _, tg := range []string{"main-1", "main-2", "main-3", "main-4", "v1.0.0", "v2.0.0-rc.1"} {
 		img, _ := random.Image(4<<10, 2)
+		if tg == "main-1" || tg == "main-3" {
+			img, _ = mutate.AppendLayers(img, shared)
+		}
 		if err := remote.Write(mustTag(t, f.reg.host+"/team-a/app:"+tg), img, opts...); err != nil {
 			t.Fatal(err)
 		}
@@ -405,5 +414,73 @@ func TestRetentionOnS3(t *testing.T) {
 	}
 	if _, err := driver.List(ctx, "/dockyard/retention/team-a/app/_journal"); err == nil {
 		t.Error("the journal is still there")
+	}
+}
+
+// Images signed with the real cosign: the enforced run deletes an old build together with
+// its cosign signature (the sha256-<digest>.sig tag), keeps the newest build with its
+// signature, and cosign still verifies the kept image after garbage collection.
+func TestRetentionWithCosignSignatures(t *testing.T) {
+	reg := startRegistry(t, nil, nil)
+	signer := cosign.New(t, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: reg.ca.cert.Raw}))
+	root := filepath.Join(reg.dir, "data")
+	opts := reg.opts("", "")
+	refs := map[string]string{}
+	for _, tg := range []string{"main-1", "main-2"} {
+		img, _ := random.Image(32<<10, 2)
+		if err := remote.Write(mustTag(t, reg.host+"/team-a/app:"+tg), img, opts...); err != nil {
+			t.Fatal(err)
+		}
+		d, _ := img.Digest()
+		refs[tg] = reg.host + "/team-a/app@" + d.String()
+		if err := signer.Sign(refs[tg]); err != nil {
+			t.Fatal(err)
+		}
+		if err := signer.Verify(refs[tg]); err != nil {
+			t.Fatalf("cosign verify before the run: %v", err)
+		}
+	}
+	// main-1 and its signature were pushed two days ago.
+	old := time.Now().Add(-48 * time.Hour)
+	d1 := digest.Digest(strings.TrimPrefix(refs["main-1"], reg.host+"/team-a/app@"))
+	sigTag := "sha256-" + d1.Encoded() + ".sig"
+	sigLink := filepath.Join(root, layout.RepositoryPath("team-a/app"), "_manifests", "tags", sigTag, "current", "link")
+	raw, err := os.ReadFile(sigLink)
+	if err != nil {
+		t.Fatalf("cosign pushed no %s tag: %v", sigTag, err)
+	}
+	for _, p := range []string{
+		filepath.Join(root, layout.RepositoryPath("team-a/app"), "_manifests", "tags", "main-1", "current", "link"), sigLink,
+		filepath.Join(root, layout.RevisionLinkPath("team-a/app", d1)),
+		filepath.Join(root, layout.RevisionLinkPath("team-a/app", digest.Digest(strings.TrimSpace(string(raw))))),
+	} {
+		if err := os.Chtimes(p, old, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	run := retentionRun(true)
+	run.Policies[0].Rules = []registryconfig.RetentionRule{{Name: "last", Glob: "main-*", KeepLast: 1}}
+	run.Policies[0].MaxDeletionPercent = 100
+	driver := filesystem.New(filesystem.DriverParameters{RootDirectory: root, MaxThreads: 10})
+	sum, err := prune.Run(context.Background(), prune.Options{Driver: driver, Run: run})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The image and its signature; main-1 and cosign's tag.
+	if sum.Result != registryconfig.RetentionSucceeded || sum.ManifestsDeleted != 2 || sum.TagsRemoved != 2 {
+		t.Fatalf("run = %+v", sum)
+	}
+	if _, err := os.Stat(sigLink); !os.IsNotExist(err) {
+		t.Errorf("the deleted image's signature tag is still there: %v", err)
+	}
+	if err := signer.Verify(refs["main-1"]); err == nil {
+		t.Error("cosign still verifies the deleted image")
+	}
+	if _, err := gc.Collect(context.Background(), gc.Options{Driver: driver, GracePeriod: time.Hour, Now: func() time.Time { return time.Now().Add(2 * time.Hour) }}); err != nil {
+		t.Fatal(err)
+	}
+	if err := signer.Verify(refs["main-2"]); err != nil {
+		t.Errorf("cosign no longer verifies the kept image: %v", err)
 	}
 }
