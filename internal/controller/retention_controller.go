@@ -170,6 +170,11 @@ func (r *RetentionPolicyReconciler) reconcile(ctx context.Context, policy *v1alp
 		return ctrl.Result{}, nil
 	}
 
+	// Nothing blocks runs (any more): Ready reports the last run again.
+	if c := meta.FindStatusCondition(st.Conditions, v1alpha1.ConditionReady); c != nil && blockingReason(c.Reason) && st.Plan != nil && st.ObservedGeneration == gen {
+		setCondition(st, gen, v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonPlanned, planMessage(policy))
+	}
+
 	// Schedule.
 	var next time.Time
 	due := false
@@ -346,7 +351,7 @@ func (r *RetentionPolicyReconciler) record(ctx context.Context, policy *v1alpha1
 	if gen > 0 {
 		st.ObservedGeneration = max(st.ObservedGeneration, gen)
 	}
-	reason, message := v1alpha1.ReasonPlanned, fmt.Sprintf("%d of %d artifacts in scope would be deleted (%s reclaimable); mode %s", sum.ArtifactsToDelete, sum.Artifacts, humanBytes(sum.ReclaimableBytes), policy.GetMode())
+	reason, message := v1alpha1.ReasonPlanned, planMessage(policy)
 	degraded, dReason, dMessage := metav1.ConditionFalse, v1alpha1.ReasonAsExpected, ""
 	if enforced {
 		st.LastEnforcement = enforcementOf(job.Name, completed, sum)
@@ -419,6 +424,21 @@ func (r *RetentionPolicyReconciler) collectGarbage(ctx context.Context, policy *
 	}
 	r.Recorder.Eventf(policy, nil, corev1.EventTypeNormal, "GarbageCollectionStarted", "CollectGarbage", "started garbage collection %s", job.Name)
 	return job.Name, nil
+}
+
+// blockingReason: a Ready reason that says runs cannot start.
+func blockingReason(r string) bool {
+	switch r {
+	case v1alpha1.ReasonRegistryNotFound, v1alpha1.ReasonRegistryNotReady, v1alpha1.ReasonStorageNotShared, v1alpha1.ReasonInvalidSpec, v1alpha1.ReasonReconcileFailed:
+		return true
+	}
+	return false
+}
+
+// planMessage summarises status.plan for the Ready condition.
+func planMessage(policy *v1alpha1.RetentionPolicy) string {
+	p := policy.Status.Plan
+	return fmt.Sprintf("%d of %d artifacts in scope would be deleted (%s reclaimable); mode %s", p.ArtifactsToDelete, p.Artifacts, p.Reclaimable, policy.GetMode())
 }
 
 func firstOr(ss []string, def string) string {

@@ -17,6 +17,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
@@ -305,6 +306,21 @@ var _ = Describe("RetentionPolicy", func() {
 		gj := get(ns, gcJob, &batchv1.Job{})
 		Expect(gj.Labels[resources.LabelComponent]).To(Equal(resources.ComponentGC))
 		Expect(gj.Spec.Template.Spec.Containers[0].Args).To(ContainElement("gc"))
+		By("while the Registry is not Ready the policy says so, and recovers with it")
+		Eventually(func() error {
+			d := &appsv1.Deployment{}
+			if err := k8sClient.Get(ctx, key(ns, "r"), d); err != nil {
+				return err
+			}
+			d.Status = appsv1.DeploymentStatus{ObservedGeneration: d.Generation, Replicas: 1, UpdatedReplicas: 1, UnavailableReplicas: 1,
+				Conditions: []appsv1.DeploymentCondition{{Type: appsv1.DeploymentAvailable, Status: corev1.ConditionFalse, Reason: "MinimumReplicasUnavailable", LastUpdateTime: metav1.Now(), LastTransitionTime: metav1.Now()}}}
+			return k8sClient.Status().Update(ctx, d)
+		}, timeout, interval).Should(Succeed())
+		expectPolicyCondition(ns, "ci", v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonRegistryNotReady)
+		markDeploymentAvailable(ns, "r")
+		c = expectPolicyCondition(ns, "ci", v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonPlanned)
+		Expect(c.Message).To(ContainSubstring("artifacts in scope would be deleted"))
+
 		Eventually(func(g Gomega) {
 			var evs eventsv1.EventList
 			g.Expect(k8sClient.List(ctx, &evs, client.InNamespace(ns))).To(Succeed())

@@ -12,11 +12,17 @@ import (
 // keeps what any of them keeps, and which one it runs — and reads the RetentionSummary the
 // job writes to its termination-message path.
 
+// MaxRetentionRunBytes bounds the run's JSON (one process argument may hold 128 KiB).
+const MaxRetentionRunBytes = 100 << 10
+
 // RetentionArgs returns the container args of one retention run.
 func RetentionArgs(configPath, summaryPath string, run RetentionRun) ([]string, error) {
 	b, err := json.Marshal(run)
 	if err != nil {
 		return nil, fmt.Errorf("encode retention run: %w", err)
+	}
+	if len(b) > MaxRetentionRunBytes {
+		return nil, fmt.Errorf("the Registry's %d RetentionPolicies take %d bytes, more than a run Job's argument may (%d): merge some of them", len(run.Policies), len(b), MaxRetentionRunBytes)
 	}
 	return []string{"registry", "retention", "--config", configPath, "--summary-file", summaryPath, "--run", string(b)}, nil
 }
