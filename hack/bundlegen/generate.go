@@ -313,6 +313,7 @@ and Dockyard turns it into a running registry:
 * HTTPS with a certificate from cert-manager (issuerRef) or an existing Secret;
 * users from an htpasswd Secret, groups, and Manager / Viewer roles per repository pattern;
 * scheduled garbage collection that never deletes a blob an in-flight push needs;
+* retention policies (` + "`RetentionPolicy`" + `) that show their deletion plan in status before an enforced run deletes anything;
 * status conditions (` + "`kubectl wait --for=condition=Ready registry/<name>`" + `) and Prometheus metrics.
 
 One image carries both the operator and the registry workload, so air-gapped clusters
