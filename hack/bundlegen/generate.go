@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"unicode"
@@ -201,6 +203,7 @@ func Generate(objs []Object, o Options) (*Bundle, error) {
 	// Everything else OLM can install as is: Services and Roles/ClusterRoles that are not
 	// the operator's own (the aggregated viewer/editor roles for people).
 	var examples []any
+	sampled := map[string]bool{}
 	for _, obj := range rest {
 		switch groupKind(obj) {
 		case "Namespace", "ServiceAccount":
@@ -213,6 +216,7 @@ func Generate(objs []Object, o Options) (*Bundle, error) {
 		default:
 			if owned[groupKind(obj)] {
 				examples = append(examples, stripNamespace(obj))
+				sampled[groupKind(obj)] = true
 				continue
 			}
 			return nil, fmt.Errorf("%s %q: OLM bundles cannot carry this kind", groupKind(obj), name(obj))
@@ -227,8 +231,10 @@ func Generate(objs []Object, o Options) (*Bundle, error) {
 			return nil, err
 		}
 	}
-	if len(examples) == 0 {
-		return nil, errors.New("no sample of an owned kind in the input (config/samples): alm-examples would be empty")
+	for _, gk := range slices.Sorted(maps.Keys(owned)) {
+		if !sampled[gk] {
+			return nil, fmt.Errorf("no sample of the owned kind %s in the input (config/samples): alm-examples would not show it", gk)
+		}
 	}
 	almExamples, err := json.MarshalIndent(examples, "", "  ")
 	if err != nil {
