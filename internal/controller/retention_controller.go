@@ -175,67 +175,31 @@ func (r *RetentionPolicyReconciler) reconcile(ctx context.Context, policy *v1alp
 		setCondition(st, gen, v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonPlanned, planMessage(policy))
 	}
 
-	// Schedule.
-	var next time.Time
-	due := false
+	var sched cron.Schedule
 	if policy.Spec.Schedule != "" {
-		sched, err := cron.ParseStandard(policy.Spec.Schedule)
-		if err != nil { // CEL admits only what parses; an old object may not
+		var err error
+		if sched, err = cron.ParseStandard(policy.Spec.Schedule); err != nil { // CEL admits only what parses; an old object may not
 			setCondition(st, gen, v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonInvalidSpec, "schedule: "+err.Error())
 			return ctrl.Result{}, nil
 		}
-		switch {
-		case st.NextScheduleTime == nil:
-			next = sched.Next(now)
-		case !now.Before(st.NextScheduleTime.Time):
-			due = !policy.Spec.Suspend
-			next = sched.Next(now)
-		default:
-			next = st.NextScheduleTime.Time
-		}
-		st.NextScheduleTime = &metav1.Time{Time: next}
-	} else {
-		st.NextScheduleTime = nil
 	}
-	requeue := func() ctrl.Result {
-		if next.IsZero() {
-			return ctrl.Result{}
-		}
-		return ctrl.Result{RequeueAfter: max(next.Sub(now), time.Second)}
+	d := decideRun(policy, sched, now, active != "", lastFailedAt, failedGeneration(owned))
+	st.NextScheduleTime = d.next
+	result := ctrl.Result{RequeueAfter: d.requeueAfter}
+	if d.handleRequest {
+		st.LastHandledRunRequest = policy.Annotations[v1alpha1.RetentionRunAnnotation]
 	}
-
-	request := policy.Annotations[v1alpha1.RetentionRunAnnotation]
-	requested := request != "" && request != st.LastHandledRunRequest
+	if d.ignoredRequest {
+		r.Recorder.Eventf(policy, nil, corev1.EventTypeNormal, "RunRequestIgnored", "Run", "the policy is suspended; the run requested with %s=%s was not started", v1alpha1.RetentionRunAnnotation, st.LastHandledRunRequest)
+	}
+	if active != "" && (st.Plan == nil || st.ObservedGeneration != gen) {
+		setCondition(st, gen, v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonRunning, "run "+active+" is in progress")
+	}
+	if !d.start {
+		return result, nil
+	}
+	enforce := d.enforce
 	planNeeded := st.ObservedGeneration != gen
-	if active != "" {
-		if due {
-			log := ctrl.LoggerFrom(ctx)
-			log.Info("Scheduled run skipped: a run is in progress", "job", active)
-		}
-		if st.Plan == nil || planNeeded {
-			setCondition(st, gen, v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonRunning, "run "+active+" is in progress")
-		}
-		return requeue(), nil
-	}
-	var enforce bool
-	switch {
-	case requested && policy.Spec.Suspend:
-		st.LastHandledRunRequest = request
-		r.Recorder.Eventf(policy, nil, corev1.EventTypeNormal, "RunRequestIgnored", "Run", "the policy is suspended; the run requested with %s=%s was not started", v1alpha1.RetentionRunAnnotation, request)
-		return requeue(), nil
-	case requested:
-		st.LastHandledRunRequest = request
-		enforce = policy.GetMode() == v1alpha1.RetentionEnforce
-	case due:
-		enforce = policy.GetMode() == v1alpha1.RetentionEnforce
-	case planNeeded:
-		if !lastFailedAt.IsZero() && now.Sub(lastFailedAt) < retentionRetryAfter && failedGeneration(owned) == gen {
-			return ctrl.Result{RequeueAfter: retentionRetryAfter - now.Sub(lastFailedAt)}, nil
-		}
-		enforce = false
-	default:
-		return requeue(), nil
-	}
 	name, err := r.startRun(ctx, policy, reg, enforce)
 	if err != nil {
 		return ctrl.Result{}, err
@@ -244,7 +208,74 @@ func (r *RetentionPolicyReconciler) reconcile(ctx context.Context, policy *v1alp
 	if st.Plan == nil || planNeeded {
 		setCondition(st, gen, v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonRunning, "run "+name+" is in progress")
 	}
-	return requeue(), nil
+	return result, nil
+}
+
+// runDecision is what a reconcile does about runs.
+type runDecision struct {
+	// start a run; enforce: in Enforce mode (else a plan).
+	start, enforce bool
+	// handleRequest records the run-now annotation's value as handled; ignoredRequest: it
+	// was handled by ignoring it (suspended).
+	handleRequest, ignoredRequest bool
+	// next is status.nextScheduleTime (nil without a schedule).
+	next *metav1.Time
+	// requeueAfter is when to look again (0: only on a change).
+	requeueAfter time.Duration
+}
+
+// decideRun decides, from the policy and its status, whether a run starts now and of
+// which kind. In order: a run in progress blocks everything (a due schedule stays due); a
+// new spec is planned first, whatever the mode (nothing is deleted by rules nobody has
+// seen a plan for; a request or a due schedule waits for that plan); then a run request;
+// then the schedule. suspend stops requested and scheduled runs, not plans. A plan that
+// failed for this generation is retried after retentionRetryAfter.
+func decideRun(p *v1alpha1.RetentionPolicy, sched cron.Schedule, now time.Time, active bool, lastFailedAt time.Time, failedGen int64) runDecision {
+	st := p.Status
+	d := runDecision{next: st.NextScheduleTime}
+	due := false
+	if sched == nil {
+		d.next = nil
+	} else if st.NextScheduleTime == nil {
+		d.next = &metav1.Time{Time: sched.Next(now)}
+	} else {
+		due = !now.Before(st.NextScheduleTime.Time)
+	}
+	consume := func() { d.next = &metav1.Time{Time: sched.Next(now)} }
+	request := p.Annotations[v1alpha1.RetentionRunAnnotation]
+	requested := request != "" && request != st.LastHandledRunRequest
+	planNeeded := st.ObservedGeneration != p.Generation
+	enforce := p.GetMode() == v1alpha1.RetentionEnforce
+
+	switch {
+	case active:
+		// The Job's completion brings the next reconcile.
+	case planNeeded:
+		if !lastFailedAt.IsZero() && now.Sub(lastFailedAt) < retentionRetryAfter && failedGen == p.Generation {
+			d.requeueAfter = retentionRetryAfter - now.Sub(lastFailedAt)
+			return d
+		}
+		d.start = true
+	case p.Spec.Suspend && (requested || due):
+		if due {
+			consume()
+		}
+		if requested {
+			d.handleRequest, d.ignoredRequest = true, true
+		}
+	case requested:
+		d.start, d.enforce, d.handleRequest = true, enforce, true
+		if due {
+			consume() // one run serves both
+		}
+	case due:
+		d.start, d.enforce = true, enforce
+		consume()
+	}
+	if d.next != nil && !active && !d.next.Time.Before(now) {
+		d.requeueAfter = max(d.next.Sub(now), time.Second)
+	}
+	return d
 }
 
 // newestFinishedRun is the finished run Job started last.

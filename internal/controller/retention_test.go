@@ -274,8 +274,11 @@ var _ = Describe("RetentionPolicy", func() {
 			g.Expect(p.Status.LastRunJob).To(Equal(job2))
 			g.Expect(p.Status.LastHandledRunRequest).To(Equal("1"))
 		}, timeout, interval).Should(Succeed())
+		// Mode and a run request in one change: the new spec is planned first, and the
+		// requested (enforced) run follows that plan.
 		patch := client.MergeFrom(p.DeepCopy())
 		p.Spec.Mode = v1alpha1.RetentionEnforce
+		p.Annotations[v1alpha1.RetentionRunAnnotation] = "2"
 		Expect(k8sClient.Patch(ctx, p, patch)).To(Succeed())
 		job3 := activeJob(ns, "ci", job, job2)
 		Expect(get(ns, job3, &batchv1.Job{}).Annotations[resources.AnnotationRetentionEnforce]).To(Equal("false"))
@@ -283,8 +286,7 @@ var _ = Describe("RetentionPolicy", func() {
 		expectPolicyCondition(ns, "ci", v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonPlanned)
 		Expect(tagsIn(root, "team-a/app")).To(HaveLen(7))
 
-		By("a request in Enforce deletes what the plan said")
-		requestRun(ns, "ci", "2")
+		By("then the requested run in Enforce deletes what the plan said")
 		job4 := activeJob(ns, "ci", job, job2, job3)
 		Expect(get(ns, job4, &batchv1.Job{}).Annotations[resources.AnnotationRetentionEnforce]).To(Equal("true"))
 		enforced := runRetentionJob(ns, job4, root)
