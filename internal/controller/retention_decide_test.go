@@ -22,7 +22,9 @@ func TestDecideRun(t *testing.T) {
 	enforce := func(p *v1alpha1.RetentionPolicy) { p.Spec.Mode = v1alpha1.RetentionEnforce }
 	suspend := func(p *v1alpha1.RetentionPolicy) { p.Spec.Suspend = true }
 	request := func(v string) pol {
-		return func(p *v1alpha1.RetentionPolicy) { p.Annotations = map[string]string{v1alpha1.RetentionRunAnnotation: v} }
+		return func(p *v1alpha1.RetentionPolicy) {
+			p.Annotations = map[string]string{v1alpha1.RetentionRunAnnotation: v}
+		}
 	}
 	handled := func(v string) pol { return func(p *v1alpha1.RetentionPolicy) { p.Status.LastHandledRunRequest = v } }
 	nextAt := func(t metav1.Time) pol { return func(p *v1alpha1.RetentionPolicy) { p.Status.NextScheduleTime = &t } }
@@ -37,10 +39,10 @@ func TestDecideRun(t *testing.T) {
 		wantNext                *time.Time
 		wantRequeue             time.Duration
 	}{
-		"a new policy plans, even in Enforce":            {mut: []pol{enforce}, wantStart: true},
-		"a planned policy without schedule waits":        {mut: []pol{planned}},
-		"the first reconcile with a schedule sets it":    {mut: []pol{planned}, sched: daily, wantNext: &tomorrow, wantRequeue: tomorrow.Sub(now)},
-		"not due yet":                                    {mut: []pol{planned, nextAt(future)}, sched: daily, wantNext: &future.Time, wantRequeue: time.Hour},
+		"a new policy plans, even in Enforce":         {mut: []pol{enforce}, wantStart: true},
+		"a planned policy without schedule waits":     {mut: []pol{planned}},
+		"the first reconcile with a schedule sets it": {mut: []pol{planned}, sched: daily, wantNext: &tomorrow, wantRequeue: tomorrow.Sub(now)},
+		"not due yet": {mut: []pol{planned, nextAt(future)}, sched: daily, wantNext: &future.Time, wantRequeue: time.Hour},
 		"due in Enforce: enforces, next is tomorrow":     {mut: []pol{planned, enforce, nextAt(past)}, sched: daily, wantStart: true, wantEnforce: true, wantNext: &tomorrow, wantRequeue: tomorrow.Sub(now)},
 		"due in DryRun: plans":                           {mut: []pol{planned, nextAt(past)}, sched: daily, wantStart: true, wantNext: &tomorrow, wantRequeue: tomorrow.Sub(now)},
 		"due while a run is in progress: stays due":      {mut: []pol{planned, enforce, nextAt(past)}, sched: daily, active: true, wantNext: &past.Time},
@@ -52,7 +54,7 @@ func TestDecideRun(t *testing.T) {
 			wantStart: true, wantNext: &past.Time},
 		"a request and a due schedule: one run": {mut: []pol{planned, enforce, request("d"), nextAt(past)}, sched: daily,
 			wantStart: true, wantEnforce: true, wantHandled: true, wantNext: &tomorrow, wantRequeue: tomorrow.Sub(now)},
-		"a plan failed two minutes ago: wait": {mut: []pol{}, failedAt: now.Add(-2 * time.Minute), wantRequeue: 3 * time.Minute},
+		"a plan failed two minutes ago: wait":  {mut: []pol{}, failedAt: now.Add(-2 * time.Minute), wantRequeue: 3 * time.Minute},
 		"a plan failed ten minutes ago: retry": {mut: []pol{}, failedAt: now.Add(-10 * time.Minute), wantStart: true},
 		"suspended, a new spec still plans":    {mut: []pol{suspend}, wantStart: true},
 	}
