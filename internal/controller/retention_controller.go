@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -107,7 +108,7 @@ func (r *RetentionPolicyReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 func equalStatus(a, b v1alpha1.RetentionPolicyStatus) bool {
 	ja, _ := json.Marshal(a)
 	jb, _ := json.Marshal(b)
-	return string(ja) == string(jb)
+	return bytes.Equal(ja, jb)
 }
 
 func setCondition(st *v1alpha1.RetentionPolicyStatus, gen int64, typ string, status metav1.ConditionStatus, reason, msg string) {
@@ -175,13 +176,10 @@ func (r *RetentionPolicyReconciler) reconcile(ctx context.Context, policy *v1alp
 		setCondition(st, gen, v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonPlanned, planMessage(policy))
 	}
 
-	var sched cron.Schedule
-	if policy.Spec.Schedule != "" {
-		var err error
-		if sched, err = cron.ParseStandard(policy.Spec.Schedule); err != nil { // CEL admits only what parses; an old object may not
-			setCondition(st, gen, v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonInvalidSpec, "schedule: "+err.Error())
-			return ctrl.Result{}, nil
-		}
+	sched, problem := parseSchedule(policy.Spec.Schedule)
+	if problem != "" { // CEL admits only what parses; an object stored before may not
+		setCondition(st, gen, v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonInvalidSpec, problem)
+		return ctrl.Result{}, nil
 	}
 	d := decideRun(policy, sched, now, active != "", lastFailedAt, failedGeneration(owned))
 	st.NextScheduleTime = d.next
@@ -211,6 +209,18 @@ func (r *RetentionPolicyReconciler) reconcile(ctx context.Context, policy *v1alp
 	return result, nil
 }
 
+// parseSchedule parses spec.schedule (nil when empty); a problem is a message for status.
+func parseSchedule(spec string) (cron.Schedule, string) {
+	if spec == "" {
+		return nil, ""
+	}
+	sched, err := cron.ParseStandard(spec)
+	if err != nil {
+		return nil, "schedule: " + err.Error()
+	}
+	return sched, ""
+}
+
 // runDecision is what a reconcile does about runs.
 type runDecision struct {
 	// start a run; enforce: in Enforce mode (else a plan).
@@ -234,11 +244,12 @@ func decideRun(p *v1alpha1.RetentionPolicy, sched cron.Schedule, now time.Time, 
 	st := p.Status
 	d := runDecision{next: st.NextScheduleTime}
 	due := false
-	if sched == nil {
+	switch {
+	case sched == nil:
 		d.next = nil
-	} else if st.NextScheduleTime == nil {
+	case st.NextScheduleTime == nil:
 		d.next = &metav1.Time{Time: sched.Next(now)}
-	} else {
+	default:
 		due = !now.Before(st.NextScheduleTime.Time)
 	}
 	consume := func() { d.next = &metav1.Time{Time: sched.Next(now)} }
@@ -540,7 +551,8 @@ func (r *RetentionPolicyReconciler) pruneJobs(ctx context.Context, jobs []batchv
 	}
 	slices.SortFunc(finished, func(a, b batchv1.Job) int { return b.CreationTimestamp.Compare(a.CreationTimestamp.Time) })
 	for i := retentionJobsKept; i < len(finished); i++ {
-		if err := r.Client.Delete(ctx, &finished[i], client.PropagationPolicy(metav1.DeletePropagationBackground)); client.IgnoreNotFound(err) != nil {
+		err := r.Client.Delete(ctx, &finished[i], client.PropagationPolicy(metav1.DeletePropagationBackground))
+		if client.IgnoreNotFound(err) != nil {
 			return fmt.Errorf("delete old run Job %s: %w", finished[i].Name, err)
 		}
 	}
