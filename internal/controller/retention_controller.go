@@ -58,6 +58,8 @@ type RetentionPolicyReconciler struct {
 	Recorder  events.EventRecorder
 	// Image is the dockyard image when the Registry's spec.image is empty.
 	Image string
+	// ClusterDomain is the cluster's DNS suffix (for the names pods pull by).
+	ClusterDomain string
 	// Clock returns the time; time.Now when nil.
 	Clock func() time.Time
 }
@@ -65,6 +67,7 @@ type RetentionPolicyReconciler struct {
 // +kubebuilder:rbac:groups=registry.dockyard.dev,resources=retentionpolicies,verbs=get;list;watch
 // +kubebuilder:rbac:groups=registry.dockyard.dev,resources=retentionpolicies/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=batch,resources=jobs,verbs=get;list;watch;create;delete
+// +kubebuilder:rbac:groups="",resources=pods,verbs=list
 
 func (r *RetentionPolicyReconciler) now() time.Time {
 	if r.Clock != nil {
@@ -330,7 +333,13 @@ func (r *RetentionPolicyReconciler) startRun(ctx context.Context, policy *v1alph
 			policies = append(policies, p)
 		}
 	}
-	job, err := resources.RetentionJob(reg, resources.Inputs{Image: r.Image}, policy, resources.RetentionJobPrefix(policy.Name), resources.RetentionRunOf(policy, policies, enforce))
+	run := resources.RetentionRunOf(policy, policies, enforce)
+	inUse, err := r.imagesInUse(ctx, reg)
+	if err != nil {
+		return "", err
+	}
+	run.InUse = inUse
+	job, err := resources.RetentionJob(reg, resources.Inputs{Image: r.Image}, policy, resources.RetentionJobPrefix(policy.Name), run)
 	if err != nil {
 		return "", err
 	}

@@ -382,6 +382,46 @@ var _ = Describe("RetentionPolicy", func() {
 	})
 })
 
+var _ = Describe("RetentionPolicy and the cluster's pods", func() {
+	It("keeps the images pods run (by image ID) or are about to run (by tag), however old", func() {
+		ns := newNamespace()
+		root := GinkgoT().TempDir()
+		readyRegistry(ns, "r")
+		digests := seedImages(root, "team-a/app", "main-0", "main-1", "main-2", "main-3")
+		// A running pod in another namespace started from main-1 (the tag may move on;
+		// its image ID names the digest), and a pod here not started yet names main-2.
+		other := newNamespace()
+		running := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: other, Name: "running"},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: fmt.Sprintf("r.%s.svc:5000/team-a/app:main-1", ns)}}}}
+		Expect(k8sClient.Create(ctx, running)).To(Succeed())
+		running.Status.Phase = corev1.PodRunning
+		running.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "c", Image: running.Spec.Containers[0].Image,
+			ImageID: fmt.Sprintf("r.%s.svc.cluster.local:5000/team-a/app@%s", ns, digests["main-1"]), Ready: true}}
+		Expect(k8sClient.Status().Update(ctx, running)).To(Succeed())
+		Expect(k8sClient.Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "pending"},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: fmt.Sprintf("r.%s.svc:5000/team-a/app:main-2", ns)}}}})).To(Succeed())
+
+		Expect(k8sClient.Create(ctx, newPolicy(ns, "ci", "r", func(p *v1alpha1.RetentionPolicy) {
+			p.Spec.Rules = []v1alpha1.RetentionRule{{Tags: &v1alpha1.TagSelector{Glob: "main-*"}, KeepLast: ptrTo(int32(1))}}
+			p.Spec.Safety.MaxDeletionPercent = ptrTo(int32(100))
+		}))).To(Succeed())
+		job := activeJob(ns, "ci")
+		args := get(ns, job, &batchv1.Job{}).Spec.Template.Spec.Containers[0].Args
+		var run registryconfig.RetentionRun
+		Expect(json.Unmarshal([]byte(args[len(args)-1]), &run)).To(Succeed())
+		Expect(run.InUse).To(ConsistOf(
+			registryconfig.ImageInUse{Repository: "team-a/app", Tag: "main-1"},
+			registryconfig.ImageInUse{Repository: "team-a/app", Digest: digests["main-1"]},
+			registryconfig.ImageInUse{Repository: "team-a/app", Tag: "main-2"},
+		))
+		runRetentionJob(ns, job, root)
+		expectPolicyCondition(ns, "ci", v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonPlanned)
+		p := get(ns, "ci", &v1alpha1.RetentionPolicy{})
+		Expect(p.Status.Plan.ArtifactsToDelete).To(Equal(int64(1)))
+		Expect(p.Status.Plan.Sample).To(ConsistOf(HaveField("Digest", digests["main-0"])))
+	})
+})
+
 var _ = Describe("RetentionPolicy validation at apply time", func() {
 	var ns string
 	BeforeEach(func() { ns = newNamespace() })

@@ -155,7 +155,7 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 	if err := (&controller.AccessReconciler{ClusterDomain: o.ClusterDomain}).SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("set up Registry access controller: %w", err)
 	}
-	if err := (&controller.RetentionPolicyReconciler{Image: o.Image}).SetupWithManager(context.Background(), mgr); err != nil {
+	if err := (&controller.RetentionPolicyReconciler{Image: o.Image, ClusterDomain: o.ClusterDomain}).SetupWithManager(context.Background(), mgr); err != nil {
 		return nil, fmt.Errorf("set up RetentionPolicy controller: %w", err)
 	}
 	return mgr, nil

@@ -35,6 +35,16 @@ type RetentionRun struct {
 	Enforce bool `json:"enforce,omitempty"`
 	// Policies are all RetentionPolicies of the Registry.
 	Policies []RetentionPolicy `json:"policies"`
+	// InUse are the Registry's images the cluster's pods run or are about to run: always
+	// kept.
+	InUse []ImageInUse `json:"inUse,omitempty"`
+}
+
+// ImageInUse is an image of the Registry a pod uses: by digest (its image ID) or by tag.
+type ImageInUse struct {
+	Repository string `json:"repository"`
+	Digest     string `json:"digest,omitempty"`
+	Tag        string `json:"tag,omitempty"`
 }
 
 // RetentionPolicy is a RetentionPolicy's spec as the planner reads it.

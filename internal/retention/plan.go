@@ -100,10 +100,20 @@ type Policy struct {
 	// next run finishes what the last one began. Anything else that keeps them still does.
 	Unfinished map[string]map[string]bool
 
+	// InUse are images pods of the cluster run or are about to run, per repository: their
+	// digests (from the pods' image IDs) and tags (from their specs). They are always kept,
+	// however old: a pod rescheduled to another node pulls its image again.
+	InUse map[string]InUse
+
 	// alsoKeep is what other policies of the same registry keep (set by MakeAll).
 	alsoKeep map[string]keepSet
 	// alsoKeepBy names them, for reasons.
 	alsoKeepBy map[string]map[string]string
+}
+
+// InUse is what pods use of one repository.
+type InUse struct {
+	Digests, Tags map[string]bool
 }
 
 // keepSet is what a policy keeps in one repository: tag names and manifest digests.
@@ -388,7 +398,11 @@ func planRepository(plan *Plan, repo Repository, p Policy, rules []compiled, now
 	// Rules keep tags.
 	kept, why := keepTags(userTags, p.Rules, rules, byDigest, pulled, now)
 	also := p.alsoKeep[repo.Name]
+	used := p.InUse[repo.Name]
 	for _, t := range userTags {
+		if used.Tags[t.Name] || used.Digests[t.Digest] {
+			kept[t.Name] = true
+		}
 		if also.tags[t.Name] && !kept[t.Name] {
 			kept[t.Name] = true
 			why[t.Name] = "kept by RetentionPolicy " + p.alsoKeepBy[repo.Name][t.Name]
@@ -419,7 +433,7 @@ func planRepository(plan *Plan, repo Repository, p Policy, rules []compiled, now
 		}
 	}
 	for _, m := range repo.Manifests {
-		if (p.MinAge > 0 && now.Sub(m.PushedAt) < p.MinAge) || also.digests[m.Digest] {
+		if (p.MinAge > 0 && now.Sub(m.PushedAt) < p.MinAge) || also.digests[m.Digest] || used.Digests[m.Digest] || usedAlias(used, m) {
 			push(m.Digest)
 		}
 	}
@@ -496,6 +510,16 @@ func planRepository(plan *Plan, repo Repository, p Policy, rules []compiled, now
 		reason := deleteReason(tags, why, artifacts[m.Digest], referrerTagged[m.Digest] || isReferrer(m.Digest))
 		plan.Actions = append(plan.Actions, Action{Kind: Delete, Repository: repo.Name, Digest: m.Digest, Tags: tags, Reason: reason})
 	}
+}
+
+// usedAlias: a pod runs the manifest under another name (its sha512 digest).
+func usedAlias(used InUse, m Manifest) bool {
+	for _, a := range m.Aliases {
+		if used.Digests[a] {
+			return true
+		}
+	}
+	return false
 }
 
 func deleteReason(tags []string, why map[string]string, artifact, referrer bool) string {

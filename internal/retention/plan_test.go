@@ -345,3 +345,20 @@ func TestUnfinishedDeletionsAreFinished(t *testing.T) {
 		t.Fatalf("got %q", got)
 	}
 }
+
+// Images pods use are kept however old: by digest (a running pod's image ID, also when
+// the tag moved since) and by tag (a pod not started yet).
+func TestImagesInUseAreKept(t *testing.T) {
+	repo := Repository{Name: "app"}
+	names := []string{"old-1", "old-2", "old-3", "new"}
+	for _, n := range names {
+		repo.Manifests = append(repo.Manifests, img(n, 100*time.Hour))
+	}
+	repo.Tags = []Tag{tag("old-2", "old-2", 100*time.Hour), tag("old-3", "old-3", 100*time.Hour), tag("latest", "new", 100*time.Hour)}
+	p := policy(Rule{Selector: TagSelector{Glob: "latest"}})
+	p.InUse = map[string]InUse{"app": {Digests: map[string]bool{dg("old-1"): true}, Tags: map[string]bool{"old-2": true}}}
+	got := actions(mustPlan(t, Store{[]Repository{repo}}, p), names...)
+	if !slices.Equal(got, []string{"Delete app old-3 old-3"}) {
+		t.Fatalf("got %q: the untagged old-1 a pod runs and the old-2 tag a pod names must stay", got)
+	}
+}

@@ -155,6 +155,20 @@ func policies(run registryconfig.RetentionRun, immutable []registryconfig.Immuta
 	if target == nil {
 		return retention.Policy{}, nil, nil, fmt.Errorf("policy %q is not among the run's policies", run.Policy)
 	}
+	target.InUse = map[string]retention.InUse{}
+	for _, u := range run.InUse {
+		in, ok := target.InUse[u.Repository]
+		if !ok {
+			in = retention.InUse{Digests: map[string]bool{}, Tags: map[string]bool{}}
+			target.InUse[u.Repository] = in
+		}
+		if u.Digest != "" {
+			in.Digests[u.Digest] = true
+		}
+		if u.Tag != "" {
+			in.Tags[u.Tag] = true
+		}
+	}
 	return *target, others, names, nil
 }
 
