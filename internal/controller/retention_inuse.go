@@ -92,11 +92,12 @@ func imageOf(ref string, hosts map[string]bool) (registryconfig.ImageInUse, bool
 		return registryconfig.ImageInUse{}, false
 	}
 	u := registryconfig.ImageInUse{Repository: reference.Path(named)}
-	if c, ok := named.(reference.Canonical); ok {
-		u.Digest = c.Digest().String()
-	} else if t, ok := named.(reference.Tagged); ok {
-		u.Tag = t.Tag()
-	} else {
+	switch n := named.(type) {
+	case reference.Canonical:
+		u.Digest = n.Digest().String()
+	case reference.Tagged:
+		u.Tag = n.Tag()
+	default:
 		u.Tag = "latest"
 	}
 	return u, true
