@@ -518,12 +518,21 @@ func finishGCJob(ns, reg, name string, succeeded bool, summary registryconfig.GC
 	Expect(k8sClient.Create(ctx, job)).To(Succeed())
 	msg, err := json.Marshal(summary)
 	Expect(err).NotTo(HaveOccurred())
+	finishJob(job, "gc", testImage, succeeded, string(msg), time.Minute)
+}
+
+// finishJob plays the kubelet and the Job controller for a created Job: one pod whose
+// container terminated (exit 0 or 1) with msg as its termination message, after running
+// for took, and the Job's completion or failure.
+func finishJob(job *batchv1.Job, container, image string, succeeded bool, msg string, took time.Duration) {
+	GinkgoHelper()
+	ns, name := job.Namespace, job.Name
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name + "-abcde", Labels: map[string]string{batchv1.JobNameLabel: name}},
 		Spec:       *job.Spec.Template.Spec.DeepCopy(),
 	}
 	Expect(k8sClient.Create(ctx, pod)).To(Succeed())
-	start, end := metav1.NewTime(time.Now().Add(-time.Minute).Truncate(time.Second)), metav1.NewTime(time.Now().Truncate(time.Second))
+	start, end := metav1.NewTime(time.Now().Add(-took).Truncate(time.Second)), metav1.NewTime(time.Now().Truncate(time.Second))
 	exit := int32(0)
 	if !succeeded {
 		exit = 1
@@ -532,7 +541,7 @@ func finishGCJob(ns, reg, name string, succeeded bool, summary registryconfig.GC
 	if !succeeded {
 		pod.Status.Phase = corev1.PodFailed
 	}
-	pod.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "gc", Image: testImage, ImageID: "sha256:00", State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: exit, StartedAt: start, FinishedAt: end, Message: string(msg), Reason: "Completed"}}}}
+	pod.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: container, Image: image, ImageID: "sha256:00", State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: exit, StartedAt: start, FinishedAt: end, Message: msg, Reason: "Completed"}}}}
 	Expect(k8sClient.Status().Update(ctx, pod)).To(Succeed())
 
 	job.Status.StartTime = &start

@@ -113,36 +113,7 @@ func runRetentionJob(ns, name, root string) registryconfig.RetentionSummary {
 	var s registryconfig.RetentionSummary
 	Expect(json.Unmarshal(msg, &s)).To(Succeed())
 
-	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name + "-xyz12", Labels: map[string]string{batchv1.JobNameLabel: name}},
-		Spec:       *job.Spec.Template.Spec.DeepCopy(),
-	}
-	Expect(k8sClient.Create(ctx, pod)).To(Succeed())
-	start, end := metav1.NewTime(time.Now().Add(-time.Second).Truncate(time.Second)), metav1.NewTime(time.Now().Truncate(time.Second))
-	exit := int32(0)
-	pod.Status.Phase = corev1.PodSucceeded
-	if err != nil {
-		exit, pod.Status.Phase = 1, corev1.PodFailed
-	}
-	pod.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: c.Name, Image: c.Image, ImageID: "sha256:00",
-		State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: exit, StartedAt: start, FinishedAt: end, Message: string(msg)}}}}
-	Expect(k8sClient.Status().Update(ctx, pod)).To(Succeed())
-	job.Status.StartTime = &start
-	if err == nil {
-		job.Status.Succeeded = 1
-		job.Status.CompletionTime = &end
-		job.Status.Conditions = []batchv1.JobCondition{
-			{Type: batchv1.JobSuccessCriteriaMet, Status: corev1.ConditionTrue, LastTransitionTime: end, LastProbeTime: end},
-			{Type: batchv1.JobComplete, Status: corev1.ConditionTrue, LastTransitionTime: end, LastProbeTime: end},
-		}
-	} else {
-		job.Status.Failed = 1
-		job.Status.Conditions = []batchv1.JobCondition{
-			{Type: batchv1.JobFailureTarget, Status: corev1.ConditionTrue, Reason: "BackoffLimitExceeded", LastTransitionTime: end, LastProbeTime: end},
-			{Type: batchv1.JobFailed, Status: corev1.ConditionTrue, Reason: "BackoffLimitExceeded", Message: "Job has reached the specified backoff limit", LastTransitionTime: end, LastProbeTime: end},
-		}
-	}
-	Expect(k8sClient.Status().Update(ctx, job)).To(Succeed())
+	finishJob(job, c.Name, c.Image, err == nil, string(msg), time.Second)
 	return s
 }
 
