@@ -28,17 +28,60 @@ const PullCredentialUserPrefix = "pull-secret:"
 // token, nor an access token as a pull credential.
 func PullCredentialAudience(service string) string { return service + "#pull" }
 
-// PullCredentialClaims are the claims of a pull credential.
+// PullCredentialClaims are the claims of a pull or a replication credential.
 type PullCredentialClaims struct {
 	jwt.RegisteredClaims
-	// Repositories are the patterns it may pull.
+	// Repositories are the patterns it may act on.
 	Repositories []string `json:"repos"`
+	// Actions a replication credential grants on them (pull, push, delete); a pull
+	// credential has none and may only pull.
+	Actions []string `json:"acts,omitempty"`
+}
+
+// A replication credential is what the operator's replicator presents to a Dockyard
+// Registry it copies from or to: like a pull credential (a JWT signed with the Registry's
+// token keys, repository patterns), with audience Service#replication, subject
+// replication:<namespace>/<rule>, and the actions the rule needs. It lives minutes; the
+// operator signs a new one for every run.
+
+// ReplicationCredentialUserPrefix starts the user name a replication credential stands for.
+const ReplicationCredentialUserPrefix = "replication:"
+
+// ReplicationCredentialAudience is the aud claim of replication credentials.
+func ReplicationCredentialAudience(service string) string { return service + "#replication" }
+
+// SignReplicationCredential signs a replication credential for the rule namespace/name
+// granting actions on repositories, valid from now for ttl.
+func SignReplicationCredential(keys TokenKeys, issuer, service, rule string, repositories, actions []string, now time.Time, ttl time.Duration) (string, error) {
+	if len(repositories) == 0 || len(actions) == 0 {
+		return "", errors.New("a replication credential needs repositories and actions")
+	}
+	tok, _, err := signCredential(keys, PullCredentialClaims{
+		RegisteredClaims: jwt.RegisteredClaims{
+			Issuer: issuer, Subject: ReplicationCredentialUserPrefix + rule,
+			Audience: jwt.ClaimStrings{ReplicationCredentialAudience(service)},
+		},
+		Repositories: repositories, Actions: actions,
+	}, now, ttl)
+	return tok, err
 }
 
 // SignPullCredential signs a pull credential for namespace granting pull on repositories,
 // valid from now for ttl, with the key replicas sign with at now. It returns the token and
 // the ID of the key that signed it (a credential signed with a retiring key is reissued).
 func SignPullCredential(keys TokenKeys, issuer, service, namespace string, repositories []string, now time.Time, ttl time.Duration) (string, string, error) {
+	return signCredential(keys, PullCredentialClaims{
+		RegisteredClaims: jwt.RegisteredClaims{
+			Issuer: issuer, Subject: PullCredentialUserPrefix + namespace,
+			Audience: jwt.ClaimStrings{PullCredentialAudience(service)},
+		},
+		Repositories: repositories,
+	}, now, ttl)
+}
+
+// signCredential completes claims (times, ID) and signs them with the key replicas sign
+// with at now.
+func signCredential(keys TokenKeys, claims PullCredentialClaims, now time.Time, ttl time.Duration) (string, string, error) {
 	k, err := SigningKey(keys, now)
 	if err != nil {
 		return "", "", err
@@ -59,23 +102,15 @@ func SignPullCredential(keys TokenKeys, issuer, service, namespace string, repos
 	if _, err := rand.Read(jti); err != nil {
 		return "", "", err
 	}
-	claims := PullCredentialClaims{
-		RegisteredClaims: jwt.RegisteredClaims{
-			Issuer:    issuer,
-			Subject:   PullCredentialUserPrefix + namespace,
-			Audience:  jwt.ClaimStrings{PullCredentialAudience(service)},
-			ExpiresAt: jwt.NewNumericDate(now.Add(ttl)),
-			NotBefore: jwt.NewNumericDate(now.Add(-time.Minute)),
-			IssuedAt:  jwt.NewNumericDate(now),
-			ID:        base64.RawURLEncoding.EncodeToString(jti),
-		},
-		Repositories: repositories,
-	}
+	claims.ExpiresAt = jwt.NewNumericDate(now.Add(ttl))
+	claims.NotBefore = jwt.NewNumericDate(now.Add(-time.Minute))
+	claims.IssuedAt = jwt.NewNumericDate(now)
+	claims.ID = base64.RawURLEncoding.EncodeToString(jti)
 	t := jwt.NewWithClaims(jwt.SigningMethodES256, claims)
 	t.Header["kid"] = k.ID
 	signed, err := t.SignedString(ec)
 	if err != nil {
-		return "", "", fmt.Errorf("sign pull credential: %w", err)
+		return "", "", fmt.Errorf("sign credential: %w", err)
 	}
 	return signed, k.ID, nil
 }

@@ -31,7 +31,7 @@ func (c *Controller) permits(ctx context.Context, id Identity, repository, actio
 	if c.rulesAllow(id, repository, action) {
 		return true, "", nil
 	}
-	if c.kube == nil || c.kube.cfg.RBAC == nil || id.anonymous() || id.Provider == ProviderPullSecret ||
+	if c.kube == nil || c.kube.cfg.RBAC == nil || id.anonymous() || id.Provider == ProviderPullSecret || id.Provider == ProviderReplication ||
 		(id.Provider == ProviderRobot && !c.robotKnown(id.User)) {
 		return false, "", nil
 	}
@@ -50,6 +50,11 @@ func (c *Controller) rulesAllow(id Identity, repository, action string) bool {
 	case ProviderPullSecret:
 		// A pull credential pulls what it names and nothing else.
 		return action == ActionPull && slices.ContainsFunc(id.repositories, func(p string) bool {
+			return MatchRepository(p, repository)
+		})
+	case ProviderReplication:
+		// A replication credential does the actions it names on what it names.
+		return slices.Contains(id.actions, action) && slices.ContainsFunc(id.repositories, func(p string) bool {
 			return MatchRepository(p, repository)
 		})
 	case ProviderRobot:

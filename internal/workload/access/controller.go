@@ -224,6 +224,7 @@ func (p jwtPeek) hasAudience(a string) bool {
 const (
 	jwtRegistryToken  = "token"
 	jwtPullCredential = ProviderPullSecret
+	jwtReplication    = ProviderReplication
 	jwtOIDC           = ProviderOIDC
 	jwtServiceAccount = ProviderServiceAccount
 )
@@ -237,6 +238,9 @@ func (c *Controller) jwtKind(raw string) string {
 	case c.tokens != nil && p.Iss == c.tokens.cfg.Issuer:
 		if p.hasAudience(registryconfig.PullCredentialAudience(c.tokens.cfg.Service)) {
 			return jwtPullCredential
+		}
+		if p.hasAudience(registryconfig.ReplicationCredentialAudience(c.tokens.cfg.Service)) {
+			return jwtReplication
 		}
 		return jwtRegistryToken
 	case c.oidc != nil && p.Iss == c.oidc.cfg.IssuerURL:
@@ -254,6 +258,8 @@ func (c *Controller) verifyJWT(ctx context.Context, kind, raw string) (Identity,
 		return c.tokens.verify(raw)
 	case jwtPullCredential:
 		return c.tokens.verifyPull(raw)
+	case jwtReplication:
+		return c.tokens.verifyReplication(raw)
 	case jwtOIDC:
 		id, err := c.oidc.authenticate(ctx, raw)
 		if err == nil {
@@ -286,8 +292,10 @@ type Identity struct {
 	// access that token carries.
 	token  bool
 	grants grants
-	// repositories limits a pull credential's identity to pulling these patterns.
+	// repositories limits a pull or replication credential's identity to these patterns.
 	repositories []string
+	// actions are what a replication credential's identity may do on repositories.
+	actions []string
 	// expires is when the credential that proved the identity expires (ServiceAccount
 	// tokens, pull credentials); tokens issued for it end no later.
 	expires time.Time

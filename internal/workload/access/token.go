@@ -43,6 +43,9 @@ type tokenClaims struct {
 	// Repos limits a pull credential (and the tokens issued for it) to pulling these
 	// repository patterns.
 	Repos []string `json:"repos,omitempty"`
+	// Acts are the actions a replication credential (and the tokens issued for it) grants
+	// on Repos.
+	Acts []string `json:"acts,omitempty"`
 }
 
 // tokenAccess is one resource and the actions granted on it.
@@ -192,6 +195,7 @@ func (ts *tokenService) issue(id Identity, access []tokenAccess, maxTTL time.Dur
 		Groups:   id.Groups,
 		Provider: id.Provider,
 		Repos:    id.repositories,
+		Acts:     id.actions,
 	}
 	t := jwt.NewWithClaims(jwt.SigningMethodES256, claims)
 	t.Header["kid"] = k.id
@@ -264,9 +268,12 @@ func (ts *tokenService) verify(raw string) (Identity, error) {
 		g[k] = append(g[k], a.Actions...)
 	}
 	id := Identity{User: claims.Subject, Groups: claims.Groups, Provider: claims.Provider, grants: g, token: true,
-		repositories: claims.Repos}
+		repositories: claims.Repos, actions: claims.Acts}
 	if id.Provider == ProviderPullSecret && len(id.repositories) == 0 {
 		return Identity{}, errors.New("a pull credential's token names no repository")
+	}
+	if id.Provider == ProviderReplication && (len(id.repositories) == 0 || len(id.actions) == 0) {
+		return Identity{}, errors.New("a replication credential's token names no repository or action")
 	}
 	ts.cache.put(sum, cachedToken{id: id, keys: ks}, claims.ExpiresAt.Time, now)
 	return id, nil
@@ -294,6 +301,34 @@ func (ts *tokenService) verifyPull(raw string) (Identity, error) {
 		return Identity{}, fmt.Errorf("%w: not a pull credential", errBadPassword)
 	}
 	id := Identity{User: claims.Subject, Provider: ProviderPullSecret, repositories: claims.Repos, expires: claims.ExpiresAt.Time}
+	ts.cache.put(sum, cachedToken{id: id, keys: ks}, claims.ExpiresAt.Time, now)
+	return id, nil
+}
+
+// ProviderReplication names replication credentials (the operator's replicator) in logs,
+// metrics and tokens.
+const ProviderReplication = "replication"
+
+// verifyReplication checks a replication credential (see
+// registryconfig.SignReplicationCredential): signed with a token key, audience
+// Service#replication. Its identity may do the actions it names on the patterns it names,
+// nothing else.
+func (ts *tokenService) verifyReplication(raw string) (Identity, error) {
+	sum := sha256.Sum256([]byte(raw))
+	now := ts.now()
+	ks := ts.keys.Load()
+	if c, hit := ts.cache.get(sum, now); hit && c.keys == ks {
+		return c.id, nil
+	}
+	claims, err := ts.parse(ks, raw, registryconfig.ReplicationCredentialAudience(ts.cfg.Service))
+	if err != nil {
+		return Identity{}, fmt.Errorf("%w: %w", errBadPassword, err)
+	}
+	if !strings.HasPrefix(claims.Subject, registryconfig.ReplicationCredentialUserPrefix) || len(claims.Repos) == 0 || len(claims.Acts) == 0 {
+		return Identity{}, fmt.Errorf("%w: not a replication credential", errBadPassword)
+	}
+	id := Identity{User: claims.Subject, Provider: ProviderReplication, repositories: claims.Repos,
+		actions: claims.Acts, expires: claims.ExpiresAt.Time}
 	ts.cache.put(sum, cachedToken{id: id, keys: ks}, claims.ExpiresAt.Time, now)
 	return id, nil
 }

@@ -189,7 +189,7 @@ func providerLabel(id Identity) string {
 func (c *Controller) tokenIdentity(id Identity) Identity {
 	if c.kube != nil && c.kube.cfg.RBAC != nil {
 		// Kubernetes RBAC may bind any group: keep them all.
-		return Identity{User: id.User, Groups: id.Groups, Provider: id.Provider, repositories: id.repositories}
+		return Identity{User: id.User, Groups: id.Groups, Provider: id.Provider, repositories: id.repositories, actions: id.actions}
 	}
 	var groups []string
 	for _, g := range id.Groups {
@@ -197,7 +197,7 @@ func (c *Controller) tokenIdentity(id Identity) Identity {
 			groups = append(groups, g)
 		}
 	}
-	return Identity{User: id.User, Groups: groups, Provider: id.Provider, repositories: id.repositories}
+	return Identity{User: id.User, Groups: groups, Provider: id.Provider, repositories: id.repositories, actions: id.actions}
 }
 
 // grant computes, for each requested scope, the actions the access rules (and Kubernetes

@@ -260,3 +260,48 @@ func TestPullCredentials(t *testing.T) {
 	_, err = remote.Image(mustTag(t, reg.host+"/team-a/app:v1"), reg.opts("dockyard-pull", forged)...)
 	wantStatus(t, "pull credential signed by an unknown key", err, http.StatusUnauthorized, "")
 }
+
+func TestReplicationCredentials(t *testing.T) {
+	_, auth := authFixture(t, testUsers)
+	key := newKey(t, time.Now().Add(-time.Minute))
+	withTokens(t, auth, key)
+	reg := startRegistry(t, auth, nil)
+	img, _ := random.Image(8<<10, 2)
+	if err := remote.Write(mustTag(t, reg.host+"/team-b/app:v1"), img, reg.opts("admin", "admin-pw")...); err != nil {
+		t.Fatal(err)
+	}
+	keys := registryconfig.TokenKeys{Keys: []registryconfig.TokenKey{key}}
+	cred, err := registryconfig.SignReplicationCredential(keys, testIssuer, testService, "ns/rule", []string{"mirror/**"},
+		[]string{"pull", "push"}, time.Now(), 10*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// It pushes and pulls what it names, through the token flow as clients do.
+	if err := remote.Write(mustTag(t, reg.host+"/mirror/app:v1"), img, reg.opts("replicator", cred)...); err != nil {
+		t.Fatalf("push with a replication credential: %v", err)
+	}
+	if _, err := remote.Image(mustTag(t, reg.host+"/mirror/app:v1"), reg.opts("replicator", cred)...); err != nil {
+		t.Errorf("pull with a replication credential: %v", err)
+	}
+	// Nothing else: another repository, or an action it does not name.
+	_, err = remote.Image(mustTag(t, reg.host+"/team-b/app:v1"), reg.opts("replicator", cred)...)
+	if code, _ := statusOf(err); code != http.StatusForbidden && code != http.StatusUnauthorized {
+		t.Errorf("pull outside its repositories: %v", err)
+	}
+	d, _ := img.Digest()
+	err = remote.Delete(mustTag(t, reg.host+"/mirror/app:v1").Context().Digest(d.String()), reg.opts("replicator", cred)...)
+	if code, _ := statusOf(err); code != http.StatusForbidden && code != http.StatusUnauthorized {
+		t.Errorf("delete without the delete action: %v", err)
+	}
+	// A pull credential is not a replication credential, nor the other way round.
+	pull, _, _ := registryconfig.SignPullCredential(keys, testIssuer, testService, "mirror", []string{"mirror/**"}, time.Now(), time.Hour)
+	err = remote.Write(mustTag(t, reg.host+"/mirror/app:v2"), img, reg.opts("replicator", pull)...)
+	if code, _ := statusOf(err); code != http.StatusForbidden && code != http.StatusUnauthorized {
+		t.Errorf("push with a pull credential: %v", err)
+	}
+	other := registryconfig.TokenKeys{Keys: []registryconfig.TokenKey{newKey(t, time.Now().Add(-time.Minute))}}
+	forged, _ := registryconfig.SignReplicationCredential(other, testIssuer, testService, "ns/rule", []string{"**"},
+		[]string{"pull", "push", "delete"}, time.Now(), time.Hour)
+	_, err = remote.Image(mustTag(t, reg.host+"/mirror/app:v1"), reg.opts("replicator", forged)...)
+	wantStatus(t, "replication credential signed by an unknown key", err, http.StatusUnauthorized, "")
+}
