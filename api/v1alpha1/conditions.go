@@ -156,3 +156,40 @@ const (
 	// an object stored before a validation rule existed).
 	ReasonInvalidSpec = "InvalidSpec"
 )
+
+// Condition reasons of a ReplicationRule. Ready says whether the last run left the
+// destination with everything the filters matched; Degraded names what failed;
+// Progressing is True while a run is in progress. ReasonRegistryNotFound,
+// ReasonRegistryNotReady, ReasonReconcileFailed and ReasonAsExpected apply too.
+const (
+	// ReasonSynced (Ready=True): the last run copied everything the filters matched; the
+	// message gives the counts.
+	ReasonSynced = "Synced"
+	// ReasonNothingMatched (Ready=True): the filters matched no repository or tag at the
+	// source. Check filters.repositories against the source's names.
+	ReasonNothingMatched = "NothingMatched"
+	// ReasonSyncing (Progressing=True; Ready=False before the first run of a spec): a run
+	// is in progress.
+	ReasonSyncing = "Syncing"
+	// ReasonRemoteUnreachable (Ready=False, Degraded=True): the remote did not answer
+	// (DNS, connection refused, timeout, 5xx).
+	ReasonRemoteUnreachable = "RemoteUnreachable"
+	// ReasonAuthenticationFailed (Ready=False, Degraded=True): a registry refused the
+	// credentials (401).
+	ReasonAuthenticationFailed = "AuthenticationFailed"
+	// ReasonTLSUntrusted (Ready=False, Degraded=True): the remote's certificate is not
+	// signed by caBundle (or the system roots), or does not name the host.
+	ReasonTLSUntrusted = "TLSUntrusted"
+	// ReasonPermissionDenied (Ready=False, Degraded=True): a registry refused an action
+	// (403, DENIED) or a quota (TOOMANYREQUESTS, 429).
+	ReasonPermissionDenied = "PermissionDenied"
+	// ReasonCredentialsNotFound (Ready=False): credentialsSecretRef or caBundle names a
+	// Secret or ConfigMap (or key) that does not exist, or a Secret without usable
+	// credentials for the remote.
+	ReasonCredentialsNotFound = "CredentialsNotFound"
+	// ReasonSyncFailed (Ready=False, Degraded=True): the last run failed for another
+	// reason; the message has the first error.
+	ReasonSyncFailed = "SyncFailed"
+	// ReasonSuspended (Ready keeps its value; Progressing=False): spec.suspend is set.
+	ReasonSuspended = "Suspended"
+)

@@ -22,7 +22,7 @@ var (
 )
 
 func addKnownTypes(s *runtime.Scheme) error {
-	s.AddKnownTypes(GroupVersion, &Registry{}, &RegistryList{}, &RetentionPolicy{}, &RetentionPolicyList{})
+	s.AddKnownTypes(GroupVersion, &Registry{}, &RegistryList{}, &RetentionPolicy{}, &RetentionPolicyList{}, &ReplicationRule{}, &ReplicationRuleList{})
 	metav1.AddToGroupVersion(s, GroupVersion)
 	return nil
 }

@@ -506,3 +506,13 @@ func deleteReason(tags []string, why map[string]string, artifact, referrer bool)
 	}
 	return "no rule keeps its tags"
 }
+
+// Matcher checks a selector and returns its match function (replication filters tags
+// with the same grammar).
+func (s TagSelector) Matcher() (func(tag string) bool, error) {
+	c, err := s.compile()
+	if err != nil {
+		return nil, err
+	}
+	return c.match, nil
+}
