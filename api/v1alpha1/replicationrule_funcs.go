@@ -26,7 +26,9 @@ func (r *ReplicationRule) RemoteHost() string {
 }
 
 // RemotePlainHTTP reports an http:// remote.
-func (r *ReplicationRule) RemotePlainHTTP() bool { return strings.HasPrefix(r.Spec.Remote.URL, "http://") }
+func (r *ReplicationRule) RemotePlainHTTP() bool {
+	return strings.HasPrefix(r.Spec.Remote.URL, "http://")
+}
 
 // DestinationRepository maps a source repository to its destination name ("" when
 // stripSegments leaves nothing).

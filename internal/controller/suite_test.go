@@ -76,7 +76,8 @@ var _ = BeforeSuite(func() {
 	mgrCfg := rest.CopyConfig(mgrUser.Config())
 	// The manager's writes are counted at its transport.
 	mgrCfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { return writes.wrap(rt) })
-	mgr, err := manager.New(mgrCfg, manager.Options{MetricsAddr: "0", ProbeAddr: "0", Image: testImage, ClusterDomain: "cluster.local"})
+	mgr, err := manager.New(mgrCfg, manager.Options{MetricsAddr: "0", ProbeAddr: "0", Image: testImage, ClusterDomain: "cluster.local",
+		RegistryAddress: registryAddress})
 	Expect(err).NotTo(HaveOccurred())
 	go func() {
 		defer GinkgoRecover()

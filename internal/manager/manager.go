@@ -53,6 +53,9 @@ type Options struct {
 	Image                   string
 	ClusterDomain           string
 	MaxConcurrentReconciles int
+	// RegistryAddress, when set, is where the manager reaches a Registry's API for
+	// replication (tests that run registries on 127.0.0.1); its Service otherwise.
+	RegistryAddress func(*v1alpha1.Registry) string
 }
 
 // NewScheme returns the scheme with every type the operator reads or writes.
@@ -157,6 +160,9 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 	}
 	if err := (&controller.RetentionPolicyReconciler{Image: o.Image, ClusterDomain: o.ClusterDomain}).SetupWithManager(context.Background(), mgr); err != nil {
 		return nil, fmt.Errorf("set up RetentionPolicy controller: %w", err)
+	}
+	if err := (&controller.ReplicationReconciler{RegistryAddress: o.RegistryAddress}).SetupWithManager(context.Background(), mgr); err != nil {
+		return nil, fmt.Errorf("set up ReplicationRule controller: %w", err)
 	}
 	return mgr, nil
 }

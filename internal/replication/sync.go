@@ -100,6 +100,14 @@ func Sync(ctx context.Context, src, dst Endpoint, rule Rule, opt Options) (Resul
 	r := &run{src: src, dst: dst, f: f}
 	r.srcOpt = options(ctx, src, nil, opt.Jobs)
 	r.dstOpt = options(ctx, dst, &r.sent, opt.Jobs)
+	// Both ends answer and accept the credentials before anything is listed: a wrong
+	// password or an untrusted certificate fails the run even when nothing is to be copied.
+	if err := preflight(ctx, src, Source); err != nil {
+		return Result{}, err
+	}
+	if err := preflight(ctx, dst, Destination); err != nil {
+		return Result{}, err
+	}
 
 	repos, literal := f.literalRepositories()
 	if !literal {
@@ -157,6 +165,43 @@ func options(ctx context.Context, e Endpoint, sent *atomic.Int64, jobs int) []re
 	}
 	return []remote.Option{remote.WithContext(ctx), remote.WithTransport(rt), remote.WithAuth(a),
 		remote.WithJobs(jobs), remote.WithUserAgent("dockyard-replicator")}
+}
+
+// preflight checks that an endpoint answers /v2/ over trusted TLS and, when it has
+// credentials, accepts them (a token registry's token endpoint, or Basic on /v2/).
+func preflight(ctx context.Context, e Endpoint, side Side) error {
+	reg, err := registry(e)
+	if err != nil {
+		return &EndpointError{side, e.Host, err}
+	}
+	rt := e.Transport
+	if rt == nil {
+		rt = http.DefaultTransport
+	}
+	a := e.Auth
+	if a == nil {
+		a = authn.Anonymous
+	}
+	t, err := transport.NewWithContext(ctx, reg, a, rt, nil)
+	if err != nil {
+		return &EndpointError{side, e.Host, err}
+	}
+	if a == authn.Anonymous {
+		return nil // anonymous callers may be refused /v2/ and still pull
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, reg.Scheme()+"://"+reg.RegistryStr()+"/v2/", nil)
+	if err != nil {
+		return &EndpointError{side, e.Host, err}
+	}
+	resp, err := t.RoundTrip(req)
+	if err != nil {
+		return &EndpointError{side, e.Host, err}
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if err := transport.CheckError(resp, http.StatusOK); err != nil {
+		return &EndpointError{side, e.Host, err}
+	}
+	return nil
 }
 
 func registry(e Endpoint) (name.Registry, error) {
