@@ -250,7 +250,7 @@ var _ = Describe("ReplicationRule", func() {
 		Expect(k8sClient.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "upstream-ca"},
 			Data: map[string][]byte{"ca.crt": upstream.caPEM}})).To(Succeed())
 		Expect(k8sClient.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "upstream-creds"},
-			Type: corev1.SecretTypeDockerConfigJson,
+			Type:       corev1.SecretTypeDockerConfigJson,
 			StringData: map[string]string{corev1.DockerConfigJsonKey: `{"auths":{"https://` + upstream.host + `":{"username":"admin","password":"admin-pw"}}}`}})).To(Succeed())
 		Expect(k8sClient.Create(ctx, newRule(ns, "mirror", "main", upstream.host, func(r *v1alpha1.ReplicationRule) {
 			r.Spec.Direction = v1alpha1.ReplicationPull
@@ -329,7 +329,9 @@ var _ = Describe("ReplicationRule", func() {
 		Entry("no repositories", func(r *v1alpha1.ReplicationRule) { r.Spec.Filters.Repositories = nil }, "spec.filters.repositories"),
 		Entry("an upper-case repository pattern", func(r *v1alpha1.ReplicationRule) { r.Spec.Filters.Repositories = []string{"Team-A/**"} }, "repositories: each pattern is lowercase path segments"),
 		Entry("a bad tag regex", func(r *v1alpha1.ReplicationRule) { r.Spec.Filters.Tags = &v1alpha1.TagSelector{Regex: "v(["} }, "regex: not a valid RE2 regular expression"),
-		Entry("a bad semver range", func(r *v1alpha1.ReplicationRule) { r.Spec.Filters.Tags = &v1alpha1.TagSelector{Semver: "bigger than 1"} }, "semver: not a version constraint"),
+		Entry("a bad semver range", func(r *v1alpha1.ReplicationRule) {
+			r.Spec.Filters.Tags = &v1alpha1.TagSelector{Semver: "bigger than 1"}
+		}, "semver: not a version constraint"),
 		Entry("a destination prefix with a trailing slash", func(r *v1alpha1.ReplicationRule) {
 			r.Spec.Destination = &v1alpha1.ReplicationDestination{Prefix: "mirror/"}
 		}, "destination.prefix: lowercase path segments"),
