@@ -32,6 +32,8 @@ type Config struct {
 	ImmutableTags []ImmutableTagRule `json:"immutableTags,omitempty"`
 	// Log configures logging.
 	Log Log `json:"log"`
+	// Events, when set, sends pushes and deletes to the operator.
+	Events *Events `json:"events,omitempty"`
 }
 
 // HTTP is the registry API listener.
@@ -215,6 +217,9 @@ func (c *Config) Validate() error {
 	}
 	if c.HTTP.Addr == "" {
 		add("http.addr: required (e.g. \":5000\")")
+	}
+	if e := c.Events; e != nil && (e.URL == "" || e.TokenFile == "" || e.Registry == "") {
+		add("events: url, tokenFile and registry are all required")
 	}
 	if t := c.HTTP.TLS; t != nil && (t.CertFile == "" || t.KeyFile == "") {
 		add("http.tls: certFile and keyFile are both required")

@@ -23,6 +23,7 @@ import (
 
 	"github.com/dockyard-dev/dockyard/internal/registryconfig"
 	"github.com/dockyard-dev/dockyard/internal/workload/access"
+	"github.com/dockyard-dev/dockyard/internal/workload/events"
 	"github.com/dockyard-dev/dockyard/internal/workload/referrers"
 	"github.com/dockyard-dev/dockyard/internal/workload/storage"
 )
@@ -56,6 +57,7 @@ type Server struct {
 
 	api, metricsSrv  *http.Server
 	apiLn, metricsLn net.Listener
+	notifier         *events.Notifier
 }
 
 // New builds the registry and opens its listeners.
@@ -129,6 +131,10 @@ func New(ctx context.Context, cfg *registryconfig.Config, opts Options) (*Server
 		}
 		s.setCertExpiry()
 	}
+	if e := cfg.Events; e != nil {
+		s.notifier = events.New(*e, nil, s.log.With("component", "events"))
+		s.metrics.reg.MustRegister(s.notifier.Collectors()...)
+	}
 	if err := s.listen(s.apiHandler(touch)); err != nil {
 		cancel()
 		return nil, err
@@ -154,6 +160,9 @@ func (s *Server) apiHandler(touch *toucher) http.Handler {
 	h = s.immutable.middleware(h)
 	refs := &referrersAPI{index: referrers.Index{Driver: s.driver}, users: s.users, log: s.log.With("component", "referrers")}
 	h = refs.middleware(h)
+	if s.notifier != nil {
+		h = eventsMiddleware(s.notifier, h)
+	}
 	if s.users != nil {
 		h = s.users.Middleware(h)
 	}
@@ -234,6 +243,12 @@ func (s *Server) Run(ctx context.Context) error {
 	defer stopBg()
 	if s.users != nil {
 		go s.users.Watch(bg, s.interval)
+	}
+	if s.notifier != nil {
+		done := make(chan struct{})
+		go func() { defer close(done); s.notifier.Run(bg) }()
+		defer func() { <-done }() // the last events leave before the process does
+		defer stopBg()
 	}
 	if s.certs != nil {
 		go func() {
