@@ -12,7 +12,20 @@ const (
 	ReplicationTriggerSchedule = "Schedule"
 	ReplicationTriggerRequest  = "Request"
 	ReplicationTriggerRetry    = "Retry"
+	ReplicationTriggerPush     = "Push"
+	ReplicationTriggerStartup  = "Startup"
 )
+
+// DefaultOnPushSchedule is the backstop schedule of onPush rules without one.
+const DefaultOnPushSchedule = "*/15 * * * *"
+
+// EffectiveSchedule is spec.schedule with its onPush default.
+func (r *ReplicationRule) EffectiveSchedule() string {
+	if r.Spec.Schedule == "" && r.Spec.OnPush {
+		return DefaultOnPushSchedule
+	}
+	return r.Spec.Schedule
+}
 
 // IncludeReferrers is spec.filters.includeReferrers with its default (true).
 func (r *ReplicationRule) IncludeReferrers() bool {

@@ -29,6 +29,7 @@ const ReplicationRunAnnotation = RetentionRunAnnotation
 // digests never change. Blobs the destination has are not sent again, so an interrupted
 // run resumes where it stopped. A manifest is pushed only after all it references, and a
 // tag only after its manifest: the destination never shows a partial artifact.
+// +kubebuilder:validation:XValidation:rule="!(has(self.onPush) && self.onPush) || self.direction == 'Push'",message="onPush: only Push rules react to pushes (the local Registry sees them); a Pull rule runs on its schedule"
 // +kubebuilder:validation:XValidation:rule="!has(self.destination) || !has(self.destination.stripSegments) || self.destination.stripSegments == 0 || self.filters.repositories.all(p, size(p.split('/')) > self.destination.stripSegments || p.contains('**'))",message="destination.stripSegments: every repository pattern must keep at least one segment after stripping"
 type ReplicationRuleSpec struct {
 	// registryRef names the local Registry, in this namespace: the source of a Push rule,
@@ -53,10 +54,19 @@ type ReplicationRuleSpec struct {
 	// +optional
 	Destination *ReplicationDestination `json:"destination,omitempty"`
 
+	// onPush copies each push to the local Registry within seconds: the Registry tells the
+	// operator what it acknowledged, and the operator copies the repositories pushed to.
+	// Push rules only. Events missed while the operator was away are caught up when it
+	// starts and by the schedule, which defaults to every 15 minutes for onPush rules.
+	// +optional
+	OnPush bool `json:"onPush,omitempty"`
+
 	// schedule runs the rule in cron format: five fields (minute hour day-of-month month
 	// day-of-week), or one of @yearly, @monthly, @weekly, @daily, @hourly, in the
-	// controller-manager's time zone (usually UTC). The rule also runs when its spec
-	// changes and when asked with the registry.dockyard.dev/run-now annotation.
+	// controller-manager's time zone (usually UTC). A run compares everything the filters
+	// select. The rule also runs when its spec changes and when asked with the
+	// registry.dockyard.dev/run-now annotation. Defaults to "*/15 * * * *" with onPush
+	// (the backstop for lost events); no default otherwise.
 	// +kubebuilder:validation:MaxLength=128
 	// +kubebuilder:validation:XValidation:rule="self.matches('^@(yearly|annually|monthly|weekly|daily|midnight|hourly)$') || self.matches('^[0-9A-Za-z*/,?-]+( +[0-9A-Za-z*/,?-]+){4}$')",message="schedule: use five cron fields (minute hour day-of-month month day-of-week, e.g. \"0 3 * * *\") or @yearly, @monthly, @weekly, @daily or @hourly"
 	// +kubebuilder:validation:XValidation:rule="self.startsWith('@') || self.matches('(?i)^([*]|([0-5]?[0-9])(-([0-5]?[0-9]))?)(/0*[1-9][0-9]{0,3})?(,([*]|([0-5]?[0-9])(-([0-5]?[0-9]))?)(/0*[1-9][0-9]{0,3})?)* +([*]|([01]?[0-9]|2[0-3])(-([01]?[0-9]|2[0-3]))?)(/0*[1-9][0-9]{0,3})?(,([*]|([01]?[0-9]|2[0-3])(-([01]?[0-9]|2[0-3]))?)(/0*[1-9][0-9]{0,3})?)* +([*]|[?]|(0?[1-9]|[12][0-9]|3[01])(-(0?[1-9]|[12][0-9]|3[01]))?)(/0*[1-9][0-9]{0,3})?(,([*]|[?]|(0?[1-9]|[12][0-9]|3[01])(-(0?[1-9]|[12][0-9]|3[01]))?)(/0*[1-9][0-9]{0,3})?)* +([*]|(0?[1-9]|1[0-2]|jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)(-(0?[1-9]|1[0-2]|jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec))?)(/0*[1-9][0-9]{0,3})?(,([*]|(0?[1-9]|1[0-2]|jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)(-(0?[1-9]|1[0-2]|jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec))?)(/0*[1-9][0-9]{0,3})?)* +([*]|[?]|([0-6]|sun|mon|tue|wed|thu|fri|sat)(-([0-6]|sun|mon|tue|wed|thu|fri|sat))?)(/0*[1-9][0-9]{0,3})?(,([*]|[?]|([0-6]|sun|mon|tue|wed|thu|fri|sat)(-([0-6]|sun|mon|tue|wed|thu|fri|sat))?)(/0*[1-9][0-9]{0,3})?)*$')",message="schedule: a field is out of range or has an unknown token: minute 0-59, hour 0-23, day-of-month 1-31, month 1-12 or JAN-DEC, day-of-week 0-6 or SUN-SAT; each field is *, a value, a range a-b, a list a,b, optionally with a step /n"
@@ -246,7 +256,8 @@ type ReplicationRun struct {
 	StartTime *metav1.Time `json:"startTime,omitempty"`
 	// +optional
 	CompletionTime *metav1.Time `json:"completionTime,omitempty"`
-	// trigger is what started it: Spec, Schedule, Request or Retry.
+	// trigger is what started it: Spec, Schedule, Request, Retry, Push (only the
+	// repositories pushed to) or Startup (the operator started: catch up).
 	// +optional
 	Trigger string `json:"trigger,omitempty"`
 	// result is Succeeded, PartiallyFailed or Failed.
@@ -268,14 +279,15 @@ type ReplicationRun struct {
 	Errors []string `json:"errors,omitempty"`
 }
 
-// ReplicationRule copies images between a Registry and another registry, on a schedule and
-// on request, with per-run status.
+// ReplicationRule copies images between a Registry and another registry, on push, on a
+// schedule and on request, with per-run status.
 //
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=rr,categories=dockyard
 // +kubebuilder:printcolumn:name="Registry",type=string,JSONPath=`.spec.registryRef.name`
 // +kubebuilder:printcolumn:name="Direction",type=string,JSONPath=`.spec.direction`
+// +kubebuilder:printcolumn:name="On push",type=boolean,JSONPath=`.spec.onPush`,priority=1
 // +kubebuilder:printcolumn:name="Remote",type=string,JSONPath=`.spec.remote.url`
 // +kubebuilder:printcolumn:name="Lag",type=string,JSONPath=`.status.lag`
 // +kubebuilder:printcolumn:name="Last sync",type=date,JSONPath=`.status.lastSyncTime`

@@ -30,6 +30,7 @@ func (r *RegistryReconciler) reconcileChildren(ctx context.Context, s *scope) (c
 		Image:           r.Image,
 		ClusterDomain:   r.ClusterDomain,
 		UsersHaveGroups: s.usersGroups,
+		EventsURL:       r.EventsURL,
 	}
 	rendered, err := resources.Config(reg, in).Marshal()
 	if err != nil {

@@ -50,6 +50,9 @@ type RegistryReconciler struct {
 	CertManager bool
 	// MaxConcurrentReconciles bounds parallel reconciles. Default 4.
 	MaxConcurrentReconciles int
+	// EventsURL is the operator's events endpoint registries send pushes to (see
+	// registryconfig.Events); empty: they send none.
+	EventsURL string
 	// Clock returns the time (token key rotation, directory checks); time.Now when nil.
 	Clock func() time.Time
 	// LDAPCheck binds to a directory as the service account; access.CheckLDAP when nil.

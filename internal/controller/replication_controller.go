@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -20,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/dockyard-dev/dockyard/api/v1alpha1"
 	"github.com/dockyard-dev/dockyard/internal/replication"
@@ -52,6 +54,14 @@ type ReplicationReconciler struct {
 	Clock func() time.Time
 	// MaxConcurrentReconciles is how many rules run at once (default 2).
 	MaxConcurrentReconciles int
+	// EventsAddr is where the leader receives registry events for onPush rules (see
+	// EventReceiver); empty: none are received, onPush rules run on their schedule only.
+	EventsAddr string
+
+	pending *pendingPushes
+	// started holds the onPush rules this process has compared in full once: the first
+	// reconcile after a start catches up on what happened while no manager listened.
+	started sync.Map
 }
 
 // +kubebuilder:rbac:groups=registry.dockyard.dev,resources=replicationrules,verbs=get;list;watch
@@ -71,12 +81,14 @@ func (r *ReplicationReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	if err := r.Client.Get(ctx, req.NamespacedName, rule); err != nil {
 		if apierrors.IsNotFound(err) {
 			forgetRule(req.Namespace, req.Name)
+			r.pending.forget(req.NamespacedName)
+			r.started.Delete(req.NamespacedName)
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	before := rule.Status.DeepCopy()
 	now := r.now()
-	sched, problem := parseSchedule(rule.Spec.Schedule)
+	sched, problem := parseSchedule(rule.EffectiveSchedule())
 	if problem != "" {
 		r.setCondition(rule, v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonInvalidSpec, problem, now)
 		return ctrl.Result{}, r.writeStatus(ctx, rule, before)
@@ -107,14 +119,31 @@ func (r *ReplicationReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	}
 
 	d := decideReplication(rule, sched, now)
+	var pushed *pendingRun
+	if d.trigger == "" && rule.Spec.OnPush {
+		if _, ok := r.started.Load(req.NamespacedName); !ok {
+			d.trigger = v1alpha1.ReplicationTriggerStartup
+		} else if pushed = r.pending.take(req.NamespacedName); pushed != nil {
+			d.trigger = v1alpha1.ReplicationTriggerPush
+		}
+	}
 	if d.trigger == "" {
 		return ctrl.Result{RequeueAfter: d.requeueAfter}, r.writeStatus(ctx, rule, before)
 	}
+	putBack := func() {
+		if pushed != nil {
+			r.pending.putBack(req.NamespacedName, pushed)
+		}
+	}
 	local, err := r.localEndpoint(ctx, rule, reg)
 	if err != nil {
+		putBack()
 		return ctrl.Result{}, fmt.Errorf("reach Registry %s: %w", reg.Name, err)
 	}
 	remote, err := r.remoteEndpoint(ctx, rule)
+	if err != nil {
+		putBack()
+	}
 	if errors.Is(err, errMissingInput) {
 		// A Secret's creation brings the next reconcile; a ConfigMap (not watched: the
 		// operator caches only its own) is looked for again in a minute.
@@ -132,9 +161,21 @@ func (r *ReplicationReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 		r.setCondition(rule, v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonSyncing, "the first run for this spec is in progress", now)
 	}
 	if err := r.writeStatus(ctx, rule, before); err != nil {
+		putBack()
 		return ctrl.Result{}, err
 	}
 	before = rule.Status.DeepCopy()
+	erule := engineRule(rule)
+	complete := pushed == nil || pushed.all
+	if !complete {
+		erule.Only = make([]string, 0, len(pushed.repos))
+		for repo := range pushed.repos {
+			erule.Only = append(erule.Only, repo)
+		}
+	}
+	if complete && rule.Spec.OnPush {
+		r.started.Store(req.NamespacedName, true)
+	}
 
 	src, dst := local, remote
 	if rule.Spec.Direction == v1alpha1.ReplicationPull {
@@ -143,7 +184,7 @@ func (r *ReplicationReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	log := ctrl.LoggerFrom(ctx)
 	log.Info("Replicating", "trigger", d.trigger, "source", src.Host, "destination", dst.Host)
 	runCtx, cancel := context.WithTimeout(ctx, replicationRunTimeout)
-	res, runErr := replication.Sync(runCtx, src, dst, engineRule(rule), replication.Options{})
+	res, runErr := replication.Sync(runCtx, src, dst, erule, replication.Options{})
 	cancel()
 	end := r.now()
 	if runErr == nil && res.FirstErr == nil {
@@ -151,7 +192,10 @@ func (r *ReplicationReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	} else {
 		log.Info("Replication failed", "failed", res.Failed, "reason", replication.Reason(firstErr(runErr, res.FirstErr)))
 	}
-	recordRun(&rule.Status, rule.Generation, d.trigger, now, end, res, runErr)
+	if runErr != nil || res.FirstErr != nil {
+		putBack()
+	}
+	recordRun(&rule.Status, rule.Generation, d.trigger, now, end, res, runErr, complete)
 	observeRun(rule, res)
 	switch d.trigger {
 	case v1alpha1.ReplicationTriggerRequest:
@@ -245,6 +289,12 @@ func (r *ReplicationReconciler) SetupWithManager(ctx context.Context, mgr ctrl.M
 	if r.MaxConcurrentReconciles == 0 {
 		r.MaxConcurrentReconciles = 2
 	}
+	r.pending = newPendingPushes()
+	if r.EventsAddr != "" {
+		if err := mgr.Add(&EventReceiver{Addr: r.EventsAddr, Client: mgr.GetClient(), pending: r.pending}); err != nil {
+			return fmt.Errorf("add the registry events receiver: %w", err)
+		}
+	}
 	idx := mgr.GetFieldIndexer()
 	if err := idx.IndexField(ctx, &v1alpha1.ReplicationRule{}, IndexReplicationRegistry, func(o client.Object) []string {
 		return []string{o.(*v1alpha1.ReplicationRule).Spec.RegistryRef.Name}
@@ -279,6 +329,7 @@ func (r *ReplicationReconciler) SetupWithManager(ctx context.Context, mgr ctrl.M
 		For(&v1alpha1.ReplicationRule{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
 		Watches(&v1alpha1.Registry{}, rulesBy(IndexReplicationRegistry), builder.WithPredicates(readyChanged())).
 		Watches(&corev1.Secret{}, rulesBy(IndexReplicationInputs), builder.OnlyMetadata).
+		WatchesRawSource(source.Channel(r.pending.ch, &handler.TypedEnqueueRequestForObject[*v1alpha1.ReplicationRule]{})).
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.MaxConcurrentReconciles}).
 		Complete(r)
 }

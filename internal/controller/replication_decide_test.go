@@ -76,7 +76,7 @@ func TestRecordRun(t *testing.T) {
 
 	t.Run("a complete run: Ready Synced, lag zero, counts added up", func(t *testing.T) {
 		st := v1alpha1.ReplicationRuleStatus{FailedRuns: 2, Total: v1alpha1.ReplicationCounts{ArtifactsCopied: 5}}
-		recordRun(&st, 3, v1alpha1.ReplicationTriggerSchedule, start, end, replication.Result{Repositories: 2, Artifacts: 4, Copied: 1, Skipped: 3, Bytes: 2048}, nil)
+		recordRun(&st, 3, v1alpha1.ReplicationTriggerSchedule, start, end, replication.Result{Repositories: 2, Artifacts: 4, Copied: 1, Skipped: 3, Bytes: 2048}, nil, true)
 		wantCondition(t, st, v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonSynced,
 			"4 artifacts in 2 repositories at the destination: 1 copied (2.0KiB), 3 already there")
 		wantCondition(t, st, v1alpha1.ConditionDegraded, metav1.ConditionFalse, v1alpha1.ReasonAsExpected, "the last run succeeded")
@@ -89,14 +89,14 @@ func TestRecordRun(t *testing.T) {
 	})
 	t.Run("nothing matched: Ready with its own reason", func(t *testing.T) {
 		var st v1alpha1.ReplicationRuleStatus
-		recordRun(&st, 1, v1alpha1.ReplicationTriggerSpec, start, end, replication.Result{Repositories: 0}, nil)
+		recordRun(&st, 1, v1alpha1.ReplicationTriggerSpec, start, end, replication.Result{Repositories: 0}, nil, true)
 		wantCondition(t, st, v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonNothingMatched,
 			"the filters matched no artifact in 0 repositories at the source")
 	})
 	t.Run("a partial failure: Ready False with the failure's reason, lag since the last complete run", func(t *testing.T) {
 		st := v1alpha1.ReplicationRuleStatus{InSyncAsOf: &metav1.Time{Time: start.Add(-time.Hour)}}
 		res := replication.Result{Artifacts: 3, Copied: 1, Failed: 2, FirstErr: authErr, Errors: []string{authErr.Error()}}
-		recordRun(&st, 1, v1alpha1.ReplicationTriggerRetry, start, end, res, nil)
+		recordRun(&st, 1, v1alpha1.ReplicationTriggerRetry, start, end, res, nil, true)
 		msg := "2 of 3 artifacts failed; first: destination r.example.com: " + authErr.Err.Error() + " (retry in 30s)"
 		wantCondition(t, st, v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonAuthenticationFailed, msg)
 		wantCondition(t, st, v1alpha1.ConditionDegraded, metav1.ConditionTrue, v1alpha1.ReasonAuthenticationFailed, msg)
@@ -108,7 +108,7 @@ func TestRecordRun(t *testing.T) {
 	t.Run("a run that could not start: Failed, its error first", func(t *testing.T) {
 		var st v1alpha1.ReplicationRuleStatus
 		err := &replication.EndpointError{Side: replication.Source, Host: "127.0.0.1:1", Err: errors.New("dial tcp: connection refused")}
-		recordRun(&st, 1, v1alpha1.ReplicationTriggerSpec, start, end, replication.Result{}, err)
+		recordRun(&st, 1, v1alpha1.ReplicationTriggerSpec, start, end, replication.Result{}, err, true)
 		if st.LastRun.Result != v1alpha1.ReplicationFailed || len(st.LastRun.Errors) != 1 || st.Lag != nil {
 			t.Errorf("last run %+v, lag %v", st.LastRun, st.Lag)
 		}

@@ -74,8 +74,10 @@ func decideReplication(r *v1alpha1.ReplicationRule, sched cron.Schedule, now tim
 }
 
 // recordRun writes a finished run into status: counts, times, lag and conditions. err is
-// a failure before any artifact (listing the source, resolving credentials).
-func recordRun(st *v1alpha1.ReplicationRuleStatus, gen int64, trigger string, start, end time.Time, res replication.Result, err error) {
+// a failure before any artifact (listing the source, resolving credentials). complete is
+// false for an onPush run, which looks only at the repositories pushed to: its success
+// does not clear the failures of an earlier complete run (their retry still comes).
+func recordRun(st *v1alpha1.ReplicationRuleStatus, gen int64, trigger string, start, end time.Time, res replication.Result, err error, complete bool) {
 	run := &v1alpha1.ReplicationRun{
 		StartTime: &metav1.Time{Time: start}, CompletionTime: &metav1.Time{Time: end}, Trigger: trigger,
 		Repositories: res.Repositories, Artifacts: res.Artifacts,
@@ -96,13 +98,17 @@ func recordRun(st *v1alpha1.ReplicationRuleStatus, gen int64, trigger string, st
 	t.TagsDeleted += res.TagsDeleted
 	t.BytesCopied += res.Bytes
 	st.ObservedGeneration = gen
-	st.LastSyncTime = &metav1.Time{Time: end}
 	st.LastRun = run
-
 	failure := err
 	if failure == nil && res.FirstErr != nil {
 		failure = res.FirstErr
 	}
+	if failure == nil && !complete && st.FailedRuns > 0 {
+		run.Result = v1alpha1.ReplicationSucceeded
+		return // Ready and the retry of the failed complete run stay as they are
+	}
+	st.LastSyncTime = &metav1.Time{Time: end}
+
 	set := func(typ string, status metav1.ConditionStatus, reason, msg string) {
 		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: typ, Status: status, Reason: reason,
 			Message: msg, ObservedGeneration: gen, LastTransitionTime: metav1.Time{Time: end}})

@@ -5,11 +5,13 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -20,6 +22,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -42,6 +45,22 @@ func registryAddress(reg *v1alpha1.Registry) string {
 	return "127.0.0.1:1" // nothing listens: a Registry no test started fails as unreachable
 }
 
+var (
+	eventsOnce sync.Once
+	eventsHost string
+)
+
+// eventsAddr is where the suite's manager receives registry events: a free port on
+// 127.0.0.1, chosen once.
+func eventsAddr() string {
+	eventsOnce.Do(func() {
+		port, err := testfixture.FreePort()
+		Expect(err).NotTo(HaveOccurred())
+		eventsHost = fmt.Sprintf("127.0.0.1:%d", port)
+	})
+	return eventsHost
+}
+
 // liveRegistry is a real registry (`dockyard registry serve` as a library) on 127.0.0.1.
 type liveRegistry struct {
 	host  string
@@ -50,8 +69,9 @@ type liveRegistry struct {
 }
 
 // startLiveRegistry runs a registry with TLS from a fresh CA and htpasswd users; tokens,
-// when set, turns on the token service with those keys, issuer and service.
-func startLiveRegistry(users map[string]string, tokens *registryconfig.Token, keys []byte) *liveRegistry {
+// when set, turns on the token service with those keys, issuer and service; events, when
+// set, sends its pushes to the operator.
+func startLiveRegistry(users map[string]string, tokens *registryconfig.Token, keys []byte, events ...*registryconfig.Events) *liveRegistry {
 	GinkgoHelper()
 	dir := GinkgoT().TempDir()
 	files, err := testfixture.Write(dir)
@@ -76,6 +96,9 @@ func startLiveRegistry(users map[string]string, tokens *registryconfig.Token, ke
 		Storage:    registryconfig.Storage{Filesystem: &registryconfig.FilesystemStorage{RootDirectory: filepath.Join(dir, "data")}},
 		Auth:       auth,
 		Log:        registryconfig.Log{Level: "error"},
+	}
+	if len(events) > 0 {
+		cfg.Events = events[0]
 	}
 	cfg.Defaults()
 	Expect(cfg.Validate()).To(Succeed())
@@ -122,8 +145,9 @@ func (l *liveRegistry) digestAt(ref string) string {
 
 // localRegistry makes a Ready Registry with TLS and users, and starts the real registry
 // its pods would run: its certificate in the Registry's TLS Secret, its token keys those
-// the operator generated.
-func localRegistry(ns, regName string) *liveRegistry {
+// the operator generated and, with sendEvents, its pushes sent to the operator with a
+// token of its ServiceAccount, as its pods would.
+func localRegistry(ns, regName string, sendEvents ...bool) *liveRegistry {
 	GinkgoHelper()
 	Expect(k8sClient.Create(ctx, usersSecret(ns, "users", map[string]string{registryconfig.UsersHtpasswdKey: htpasswdLine("admin", "admin-pw")}))).To(Succeed())
 	reg := newRegistry(ns, regName, withTLSSecret("tls"), withUsers("users"))
@@ -137,8 +161,14 @@ func localRegistry(ns, regName string) *liveRegistry {
 		keys = sec.Data[registryconfig.TokenKeysKey]
 		g.Expect(keys).NotTo(BeEmpty())
 	}, timeout, interval).Should(Succeed())
+	var events *registryconfig.Events
+	if len(sendEvents) > 0 && sendEvents[0] {
+		tokenFile := filepath.Join(GinkgoT().TempDir(), "token")
+		Expect(os.WriteFile(tokenFile, []byte(serviceAccountToken(ns, regName, registryconfig.EventsAudience)), 0o600)).To(Succeed())
+		events = &registryconfig.Events{URL: "http://" + eventsAddr() + registryconfig.EventsPath, TokenFile: tokenFile, Registry: ns + "/" + regName}
+	}
 	live := startLiveRegistry(map[string]string{"admin": "admin-pw"},
-		&registryconfig.Token{Issuer: reg.TokenIssuer(), Service: reg.TokenService()}, keys)
+		&registryconfig.Token{Issuer: reg.TokenIssuer(), Service: reg.TokenService()}, keys, events)
 	Expect(k8sClient.Create(ctx, &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "tls"}, Type: corev1.SecretTypeTLS,
 		Data: map[string][]byte{corev1.TLSCertKey: []byte("cert"), corev1.TLSPrivateKeyKey: []byte("key"), "ca.crt": live.caPEM},
@@ -148,6 +178,19 @@ func localRegistry(ns, regName string) *liveRegistry {
 	markDeploymentAvailable(ns, regName)
 	expectCondition(ns, regName, v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonAvailable)
 	return live
+}
+
+// serviceAccountToken is a token of a ServiceAccount (created when missing) for audience.
+func serviceAccountToken(ns, sa, audience string) string {
+	GinkgoHelper()
+	acct := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: sa}}
+	if err := k8sClient.Get(ctx, key(ns, sa), acct); err != nil {
+		Expect(k8sClient.Create(ctx, acct)).To(Succeed())
+	}
+	seconds := int64(3600)
+	tr := &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{Audiences: []string{audience}, ExpirationSeconds: &seconds}}
+	Expect(k8sClient.SubResource("token").Create(ctx, acct, tr)).To(Succeed())
+	return tr.Status.Token
 }
 
 func newRule(ns, ruleName, registry, url string, mutate ...func(*v1alpha1.ReplicationRule)) *v1alpha1.ReplicationRule {
@@ -239,6 +282,48 @@ var _ = Describe("ReplicationRule", func() {
 			g.Expect(got.Status.Total.ArtifactsCopied).To(Equal(int64(2)))
 		}, timeout, interval).Should(Succeed())
 		Expect(remoteReg.digestAt("prod/app:v2")).To(Equal(d2))
+	})
+
+	It("copies a push within seconds on push (onPush), and refuses events from anyone but the Registry", func() {
+		local := localRegistry(ns, "main", true)
+		remoteReg := startLiveRegistry(map[string]string{"admin": "admin-pw"}, nil, nil)
+		Expect(k8sClient.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "remote"},
+			StringData: map[string]string{"username": "admin", "password": "admin-pw", "ca.crt": string(remoteReg.caPEM)}})).To(Succeed())
+		Expect(k8sClient.Create(ctx, newRule(ns, "live", "main", "https://"+remoteReg.host, func(r *v1alpha1.ReplicationRule) {
+			r.Spec.OnPush = true
+			r.Spec.Remote.CredentialsSecretRef = &v1alpha1.SecretReference{Name: "remote"}
+			r.Spec.Remote.CABundle = &v1alpha1.CABundleSource{SecretKeyRef: &v1alpha1.SecretKeyReference{Name: "remote", Key: "ca.crt"}}
+		}))).To(Succeed())
+		expectRuleCondition(ns, "live", v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonNothingMatched)
+		Expect(get(ns, "live", &v1alpha1.ReplicationRule{}).Status.NextScheduleTime).NotTo(BeNil(), "onPush rules get a backstop schedule")
+
+		img, _ := random.Image(4<<10, 1)
+		d := local.push("team-a/app:v1", img)
+		local.push("team-b/app:v1", img) // not selected: no run
+		Eventually(func() string { return remoteReg.digestAt("team-a/app:v1") }, 10*time.Second, 50*time.Millisecond).Should(Equal(d))
+		Eventually(func(g Gomega) {
+			got := &v1alpha1.ReplicationRule{}
+			g.Expect(k8sClient.Get(ctx, key(ns, "live"), got)).To(Succeed())
+			g.Expect(got.Status.LastRun.Trigger).To(Equal(v1alpha1.ReplicationTriggerPush))
+			g.Expect(got.Status.LastRun.Repositories).To(Equal(int64(1)))
+			g.Expect(got.Status.Lag.Duration).To(BeZero())
+		}, timeout, interval).Should(Succeed())
+
+		By("events from another ServiceAccount, or without a token, are refused")
+		post := func(token string) int {
+			body := `{"registry":"` + ns + `/main","events":[{"action":"push","repository":"team-a/app","tag":"v1"}]}`
+			req, _ := http.NewRequest(http.MethodPost, "http://"+eventsAddr()+registryconfig.EventsPath, strings.NewReader(body))
+			if token != "" {
+				req.Header.Set("Authorization", "Bearer "+token)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			Expect(err).NotTo(HaveOccurred())
+			_ = resp.Body.Close()
+			return resp.StatusCode
+		}
+		Expect(post("")).To(Equal(http.StatusUnauthorized))
+		Expect(post(serviceAccountToken(ns, "intruder", registryconfig.EventsAudience))).To(Equal(http.StatusForbidden))
+		Expect(post(serviceAccountToken(ns, "main", "some-other-audience"))).To(Equal(http.StatusForbidden))
 	})
 
 	It("pulls from a remote into the Registry with a replication credential of its own", func() {

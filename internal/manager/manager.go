@@ -56,6 +56,12 @@ type Options struct {
 	// RegistryAddress, when set, is where the manager reaches a Registry's API for
 	// replication (tests that run registries on 127.0.0.1); its Service otherwise.
 	RegistryAddress func(*v1alpha1.Registry) string
+	// EventsAddr is where the leader receives registry events (onPush replication); empty
+	// or "0" turns the receiver off.
+	EventsAddr string
+	// EventsURL is the URL registries send events to (rendered into their config); empty:
+	// registries send none.
+	EventsURL string
 }
 
 // NewScheme returns the scheme with every type the operator reads or writes.
@@ -80,6 +86,8 @@ func Run(ctx context.Context, args []string, version string) error {
 	fs.StringVar(&o.Image, "registry-image", envOr("DOCKYARD_IMAGE", DefaultImage), "image of registry pods and GC jobs when a Registry sets none (env DOCKYARD_IMAGE)")
 	fs.StringVar(&o.ClusterDomain, "cluster-domain", v1alpha1.DefaultClusterDomain, "the cluster's DNS domain, for certificate names")
 	fs.IntVar(&o.MaxConcurrentReconciles, "max-concurrent-reconciles", 4, "Registries reconciled in parallel")
+	fs.StringVar(&o.EventsAddr, "events-bind-address", "0", "address the leader receives registry events on (onPush replication), e.g. :8082; 0 disables it")
+	fs.StringVar(&o.EventsURL, "events-url", "", "URL registries send events to, e.g. http://dockyard-events.dockyard-system.svc:8082/v1/events (the Service in front of --events-bind-address); empty: registries send none")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(fs)
 	if err := fs.Parse(args); err != nil {
@@ -151,6 +159,7 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 		ClusterDomain:           o.ClusterDomain,
 		CertManager:             certManager,
 		MaxConcurrentReconciles: o.MaxConcurrentReconciles,
+		EventsURL:               o.EventsURL,
 	}
 	if err := r.SetupWithManager(context.Background(), mgr); err != nil {
 		return nil, fmt.Errorf("set up Registry controller: %w", err)
@@ -161,7 +170,11 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 	if err := (&controller.RetentionPolicyReconciler{Image: o.Image, ClusterDomain: o.ClusterDomain}).SetupWithManager(context.Background(), mgr); err != nil {
 		return nil, fmt.Errorf("set up RetentionPolicy controller: %w", err)
 	}
-	if err := (&controller.ReplicationReconciler{RegistryAddress: o.RegistryAddress}).SetupWithManager(context.Background(), mgr); err != nil {
+	events := o.EventsAddr
+	if events == "0" {
+		events = ""
+	}
+	if err := (&controller.ReplicationReconciler{RegistryAddress: o.RegistryAddress, EventsAddr: events}).SetupWithManager(context.Background(), mgr); err != nil {
 		return nil, fmt.Errorf("set up ReplicationRule controller: %w", err)
 	}
 	return mgr, nil

@@ -26,6 +26,14 @@ type Rule struct {
 	Rename func(string) string
 	// PropagateDeletes removes destination tags the filters match that the source lacks.
 	PropagateDeletes bool
+	// Only, when set, limits the run to these source repositories (those the filters
+	// select): an onPush run looks only where pushes happened, without the catalog.
+	Only []string
+}
+
+// Selects reports whether the rule's repository filters select a source repository.
+func (r Rule) Selects(repo string) bool {
+	return (&filter{rule: r}).repository(repo)
 }
 
 // filter is a Rule ready to match.
@@ -75,6 +83,15 @@ func (f *filter) tag(tag string) bool {
 // the repositories, and the source's catalog is not needed (registries such as Docker Hub
 // have none).
 func (f *filter) literalRepositories() ([]string, bool) {
+	if f.rule.Only != nil {
+		var out []string
+		for _, p := range f.rule.Only {
+			if f.repository(p) {
+				out = append(out, p)
+			}
+		}
+		return out, true
+	}
 	for _, p := range f.rule.Repositories {
 		if strings.Contains(p, "*") {
 			return nil, false

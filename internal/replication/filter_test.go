@@ -37,6 +37,13 @@ func TestFilter(t *testing.T) {
 	if repos, ok := lit.literalRepositories(); !ok || !slices.Equal(repos, []string{"library/nginx"}) {
 		t.Errorf("literal repositories: %v %v", repos, ok)
 	}
+	only, _ := newFilter(Rule{Repositories: []string{"team-a/**"}, Only: []string{"team-a/app", "team-b/app"}})
+	if repos, ok := only.literalRepositories(); !ok || !slices.Equal(repos, []string{"team-a/app"}) {
+		t.Errorf("only: %v %v", repos, ok)
+	}
+	if !(Rule{Repositories: []string{"team-a/**"}}).Selects("team-a/x") || (Rule{Repositories: []string{"team-a/**"}, Exclude: []string{"team-a/x"}}).Selects("team-a/x") {
+		t.Error("Selects")
+	}
 	if _, err := newFilter(Rule{Tags: retention.TagSelector{Regex: "v(["}}); err == nil {
 		t.Error("a bad regex was accepted")
 	}

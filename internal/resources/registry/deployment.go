@@ -21,6 +21,7 @@ const (
 	volLDAP   = "ldap"
 	volOIDC   = "oidc"
 	volRobots = "robots"
+	volEvents = "events-token"
 	volGCS    = "gcs"
 	volTmp    = "tmp"
 )
@@ -117,6 +118,17 @@ func podTemplate(reg *v1alpha1.Registry, in Inputs) corev1.PodTemplateSpec {
 	}
 	if reg.GetReplicas() > 1 && reg.Spec.Affinity == nil {
 		spec.TopologySpreadConstraints = spreadConstraints(reg)
+	}
+	if in.EventsURL != "" {
+		// A token good only for the operator's events endpoint (see registryconfig.Events).
+		spec.Volumes = append(spec.Volumes, corev1.Volume{Name: volEvents, VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
+			Sources: []corev1.VolumeProjection{{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{
+				Audience: registryconfig.EventsAudience, ExpirationSeconds: ptr(registryconfig.EventsTokenSeconds),
+				Path: registryconfig.EventsTokenFile,
+			}}},
+		}}})
+		spec.Containers[0].VolumeMounts = append(spec.Containers[0].VolumeMounts,
+			corev1.VolumeMount{Name: volEvents, MountPath: registryconfig.EventsTokenDir, ReadOnly: true})
 	}
 	annotations := map[string]string{
 		"kubectl.kubernetes.io/default-container": ContainerName,

@@ -40,6 +40,8 @@ type Inputs struct {
 	InputsHash string
 	// UsersHaveGroups is true when the users Secret has a groups key.
 	UsersHaveGroups bool
+	// EventsURL is the operator's events endpoint; empty: the registry sends no events.
+	EventsURL string
 }
 
 // Labels are the labels of every child of reg for component.

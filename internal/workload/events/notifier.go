@@ -43,14 +43,14 @@ type Notifier struct {
 	log    *slog.Logger
 	now    func() time.Time
 
-	mu     sync.Mutex
-	queue  []registryconfig.Event
-	lost   bool
+	mu    sync.Mutex
+	queue []registryconfig.Event
+	lost  bool
 	// ndropped counts drops from the front of queue, so a delivery knows how much of its
 	// batch is still queued.
 	ndropped int
-	wake   chan struct{}
-	closed bool
+	wake     chan struct{}
+	closed   bool
 
 	delivered, dropped, failures prometheus.Counter
 }
