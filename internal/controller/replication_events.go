@@ -131,7 +131,7 @@ const (
 	eventsReviewCacheMax = 1024
 )
 
-// NeedLeaderElection: only the leader receives (it is the one that replicates).
+// NeedLeaderElection is true: only the leader receives (it is the one that replicates).
 func (e *EventReceiver) NeedLeaderElection() bool { return true }
 
 // Listen opens the listener (so tests learn the port before Start).

@@ -68,6 +68,7 @@ type run struct {
 // Side says which registry an error came from.
 type Side string
 
+// The sides of a run.
 const (
 	Source      Side = "source"
 	Destination Side = "destination"
@@ -189,7 +190,7 @@ func preflight(ctx context.Context, e Endpoint, side Side) error {
 	if a == authn.Anonymous {
 		return nil // anonymous callers may be refused /v2/ and still pull
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, reg.Scheme()+"://"+reg.RegistryStr()+"/v2/", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, reg.Scheme()+"://"+reg.RegistryStr()+"/v2/", http.NoBody)
 	if err != nil {
 		return &EndpointError{side, e.Host, err}
 	}

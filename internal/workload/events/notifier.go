@@ -29,9 +29,9 @@ const (
 	QueueSize = 4096
 	// linger gathers the events of a burst into one delivery.
 	linger = 50 * time.Millisecond
-	// backoffMin and backoffMax bound the wait between failed deliveries.
-	backoffMin = 500 * time.Millisecond
-	backoffMax = 30 * time.Second
+	// firstBackoff and maxBackoff bound the wait between failed deliveries.
+	firstBackoff = 500 * time.Millisecond
+	maxBackoff   = 30 * time.Second
 	// requestTimeout bounds one delivery.
 	requestTimeout = 10 * time.Second
 )
@@ -101,7 +101,7 @@ func (n *Notifier) Publish(e registryconfig.Event) {
 
 // Run delivers events until ctx ends, then makes one last attempt for what is queued.
 func (n *Notifier) Run(ctx context.Context) {
-	backoff := backoffMin
+	backoff := firstBackoff
 	for {
 		select {
 		case <-ctx.Done():
@@ -123,7 +123,7 @@ func (n *Notifier) Run(ctx context.Context) {
 		for {
 			err := n.flush(ctx)
 			if err == nil {
-				backoff = backoffMin
+				backoff = firstBackoff
 				break
 			}
 			n.failures.Inc()
@@ -135,7 +135,7 @@ func (n *Notifier) Run(ctx context.Context) {
 			if ctx.Err() != nil {
 				break
 			}
-			backoff = min(2*backoff, backoffMax)
+			backoff = min(2*backoff, maxBackoff)
 		}
 	}
 }
