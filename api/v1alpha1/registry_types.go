@@ -113,6 +113,11 @@ type RegistrySpec struct {
 	// +optional
 	ImmutableTags []ImmutableTagRule `json:"immutableTags,omitempty"`
 
+	// pullThroughCache makes the Registry a cache of upstream registries, each under its
+	// own repository prefix (see PullThroughCacheSpec).
+	// +optional
+	PullThroughCache *PullThroughCacheSpec `json:"pullThroughCache,omitempty"`
+
 	// nodeTrust installs the Registry's CA on every node for the container runtime, so
 	// pods pull from it without hand-written node configuration (see NodeTrustSpec).
 	// Needs tls.

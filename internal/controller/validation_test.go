@@ -290,6 +290,40 @@ var _ = Describe("Registry validation at apply time", func() {
 		Entry("a schedule with a zero step", func(ns string) *v1alpha1.Registry {
 			return newRegistry(ns, "r", withGC("*/0 * * * *"))
 		}, "a field is out of range or has an unknown token"),
+		Entry("cache prefixes that overlap", func(ns string) *v1alpha1.Registry {
+			r := newRegistry(ns, "r")
+			r.Spec.PullThroughCache = &v1alpha1.PullThroughCacheSpec{Upstreams: []v1alpha1.CacheUpstream{
+				{Prefix: "docker.io", URL: "https://registry-1.docker.io"}, {Prefix: "docker.io/library", URL: "https://mirror.example.com"}}}
+			return r
+		}, "one prefix may not contain another"),
+		Entry("a cache prefix twice", func(ns string) *v1alpha1.Registry {
+			r := newRegistry(ns, "r")
+			r.Spec.PullThroughCache = &v1alpha1.PullThroughCacheSpec{Upstreams: []v1alpha1.CacheUpstream{
+				{Prefix: "ghcr", URL: "https://ghcr.io"}, {Prefix: "ghcr", URL: "https://mirror.example.com"}}}
+			return r
+		}, "Duplicate value"),
+		Entry("a cache prefix with a wildcard", func(ns string) *v1alpha1.Registry {
+			r := newRegistry(ns, "r")
+			r.Spec.PullThroughCache = &v1alpha1.PullThroughCacheSpec{Upstreams: []v1alpha1.CacheUpstream{{Prefix: "hub/*", URL: "https://ghcr.io"}}}
+			return r
+		}, "prefix: lowercase repository path segments"),
+		Entry("a cache upstream URL with a path", func(ns string) *v1alpha1.Registry {
+			r := newRegistry(ns, "r")
+			r.Spec.PullThroughCache = &v1alpha1.PullThroughCacheSpec{Upstreams: []v1alpha1.CacheUpstream{{Prefix: "hub", URL: "https://ghcr.io/v2"}}}
+			return r
+		}, "url: a registry address"),
+		Entry("a cache tag TTL of zero", func(ns string) *v1alpha1.Registry {
+			r := newRegistry(ns, "r")
+			r.Spec.PullThroughCache = &v1alpha1.PullThroughCacheSpec{Upstreams: []v1alpha1.CacheUpstream{
+				{Prefix: "hub", URL: "https://ghcr.io", TagTTL: &metav1.Duration{}}}}
+			return r
+		}, "tagTTL: between 1s and 168h"),
+		Entry("a cache CA for a plain-http upstream", func(ns string) *v1alpha1.Registry {
+			r := newRegistry(ns, "r")
+			r.Spec.PullThroughCache = &v1alpha1.PullThroughCacheSpec{Upstreams: []v1alpha1.CacheUpstream{{Prefix: "hub", URL: "http://mirror.example.com",
+				CABundle: &v1alpha1.CABundleSource{ConfigMapKeyRef: &v1alpha1.ConfigMapKeyReference{Name: "ca", Key: "ca.crt"}}}}}
+			return r
+		}, "caBundle needs an https URL"),
 		Entry("an S3 bucket with '..'", func(ns string) *v1alpha1.Registry {
 			st := s3Storage("")
 			st.S3.Bucket = "my..bucket"

@@ -34,6 +34,8 @@ type Config struct {
 	Log Log `json:"log"`
 	// Events, when set, sends pushes and deletes to the operator.
 	Events *Events `json:"events,omitempty"`
+	// Cache, when set, makes repositories under its prefixes a pull-through cache.
+	Cache *Cache `json:"cache,omitempty"`
 }
 
 // HTTP is the registry API listener.
@@ -180,6 +182,13 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 
 // Defaults fills unset optional fields.
 func (c *Config) Defaults() {
+	if c.Cache != nil {
+		for i := range c.Cache.Upstreams {
+			if c.Cache.Upstreams[i].TagTTL.Duration == 0 {
+				c.Cache.Upstreams[i].TagTTL.Duration = DefaultCacheTagTTL
+			}
+		}
+	}
 	if c.HTTP.DrainTimeout.Duration == 0 {
 		c.HTTP.DrainTimeout.Duration = 30 * time.Second
 	}
@@ -217,6 +226,11 @@ func (c *Config) Validate() error {
 	}
 	if c.HTTP.Addr == "" {
 		add("http.addr: required (e.g. \":5000\")")
+	}
+	if c.Cache != nil {
+		if err := c.Cache.validate(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if e := c.Events; e != nil && (e.URL == "" || e.TokenFile == "" || e.Registry == "") {
 		add("events: url, tokenFile and registry are all required")

@@ -31,21 +31,22 @@ var _ = Describe("a ReplicationRule on a real cluster", Ordered, Label("replicat
 		src, dst     *regClient
 	)
 
-	registry := func(ns, name string, robots ...v1alpha1.RobotAccount) *regClient {
+	registry := func(ns, name string, mutate func(*v1alpha1.RegistrySpec), robots ...v1alpha1.RobotAccount) *regClient {
 		GinkgoHelper()
 		Expect(k8s.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "users"}, StringData: map[string]string{
 			"htpasswd": htpasswd("alice", "alice-pw"),
 		}})).To(Succeed())
-		Expect(k8s.Create(ctx, &v1alpha1.Registry{
-			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-			Spec: v1alpha1.RegistrySpec{
-				Storage: v1alpha1.RegistryStorage{Filesystem: &v1alpha1.FilesystemStorage{Size: resource.MustParse("1Gi")}},
-				TLS:     &v1alpha1.TLSSpec{IssuerRef: &v1alpha1.IssuerReference{Kind: "Issuer", Name: "ca"}},
-				Auth: &v1alpha1.AuthSpec{UsersSecretRef: &v1alpha1.SecretReference{Name: "users"}, Access: []v1alpha1.AccessRule{
-					{Subjects: []v1alpha1.Subject{{Kind: "User", Name: "alice"}}, Repositories: []string{"**"}, Role: v1alpha1.RoleManager},
-				}, Robots: robots},
-			},
-		})).To(Succeed())
+		spec := v1alpha1.RegistrySpec{
+			Storage: v1alpha1.RegistryStorage{Filesystem: &v1alpha1.FilesystemStorage{Size: resource.MustParse("1Gi")}},
+			TLS:     &v1alpha1.TLSSpec{IssuerRef: &v1alpha1.IssuerReference{Kind: "Issuer", Name: "ca"}},
+			Auth: &v1alpha1.AuthSpec{UsersSecretRef: &v1alpha1.SecretReference{Name: "users"}, Access: []v1alpha1.AccessRule{
+				{Subjects: []v1alpha1.Subject{{Kind: "User", Name: "alice"}}, Repositories: []string{"**"}, Role: v1alpha1.RoleManager},
+			}, Robots: robots},
+		}
+		if mutate != nil {
+			mutate(&spec)
+		}
+		Expect(k8s.Create(ctx, &v1alpha1.Registry{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: spec})).To(Succeed())
 		run("kubectl", "-n", ns, "wait", "--for=condition=Ready", "registry/"+name, "--timeout=300s")
 		svc := &corev1.Service{}
 		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, svc)).To(Succeed())
@@ -62,8 +63,8 @@ var _ = Describe("a ReplicationRule on a real cluster", Ordered, Label("replicat
 
 	BeforeAll(func() {
 		srcNS, dstNS = namespaceWithCA("repl-src"), namespaceWithCA("repl-dst")
-		src = registry(srcNS, "ci")
-		dst = registry(dstNS, "prod",
+		src = registry(srcNS, "ci", nil)
+		dst = registry(dstNS, "prod", nil,
 			v1alpha1.RobotAccount{Name: "replicator", Repositories: []string{"mirror/**"}, Role: v1alpha1.RoleManager},
 			v1alpha1.RobotAccount{Name: "puller", Repositories: []string{"mirror/**"}, Role: v1alpha1.RoleViewer})
 
@@ -157,5 +158,40 @@ var _ = Describe("a ReplicationRule on a real cluster", Ordered, Label("replicat
 			_, err := remote.Image(dst.ref("mirror/team-a/app:v1"), dst.opts("alice", "alice-pw")...)
 			Expect(err).NotTo(HaveOccurred())
 		}
+	})
+
+	It("serves another Registry's images as a pull-through cache, also when that Registry is gone", func() {
+		cacheNS := namespaceWithCA("repl-cache")
+		ca := &corev1.Secret{}
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: srcNS, Name: "ca"}, ca)).To(Succeed())
+		Expect(k8s.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: cacheNS, Name: "ci-ca"},
+			Data: map[string]string{"ca.crt": string(ca.Data["tls.crt"])}})).To(Succeed())
+		Expect(k8s.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: cacheNS, Name: "ci-pull"},
+			StringData: map[string]string{"username": "alice", "password": "alice-pw"}})).To(Succeed())
+		cache := registry(cacheNS, "cache", func(s *v1alpha1.RegistrySpec) {
+			s.PullThroughCache = &v1alpha1.PullThroughCacheSpec{Upstreams: []v1alpha1.CacheUpstream{{
+				Prefix: "ci", URL: "https://" + src.host, TagTTL: &metav1.Duration{Duration: time.Second}, // the tag is asked for again: stale-if-error
+				CredentialsSecretRef: &v1alpha1.SecretReference{Name: "ci-pull"},
+				CABundle:             &v1alpha1.CABundleSource{ConfigMapKeyRef: &v1alpha1.ConfigMapKeyReference{Name: "ci-ca", Key: "ca.crt"}},
+			}}}
+		})
+		want, err := remote.Head(src.ref("team-a/app:v1"), src.opts("alice", "alice-pw")...)
+		Expect(err).NotTo(HaveOccurred())
+		got, err := remote.Image(cache.ref("ci/team-a/app:v1"), cache.opts("alice", "alice-pw")...)
+		Expect(err).NotTo(HaveOccurred())
+		d, err := got.Digest()
+		Expect(err).NotTo(HaveOccurred())
+		Expect(d).To(Equal(want.Digest), "the cache serves the upstream's digest")
+
+		By("scaling the upstream Registry to zero: the cached image is still served")
+		run("kubectl", "-n", srcNS, "patch", "registry", "ci", "--type=merge", "-p", `{"spec":{"replicas":0}}`)
+		Eventually(func() error {
+			_, err := remote.Head(src.ref("team-a/app:v1"), src.opts("alice", "alice-pw")...)
+			return err
+		}, longWait, poll).ShouldNot(Succeed())
+		_, err = remote.Image(cache.ref("ci/team-a/app:v1"), cache.opts("alice", "alice-pw")...)
+		Expect(err).NotTo(HaveOccurred(), "a cached image with its upstream gone")
+		_, err = remote.Image(cache.ref("ci/team-a/never:v1"), cache.opts("alice", "alice-pw")...)
+		Expect(statusCode(err)).To(Equal(http.StatusServiceUnavailable), "an uncached image with the upstream gone: %v", err)
 	})
 })

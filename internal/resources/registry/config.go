@@ -34,6 +34,7 @@ func Config(reg *v1alpha1.Registry, in Inputs) *registryconfig.Config {
 		Metrics: registryconfig.Metrics{Addr: fmt.Sprintf(":%d", registryconfig.MetricsPort)},
 		Log:     registryconfig.Log{Level: "info", Format: "json"},
 	}
+	c.Cache = cacheConfig(reg)
 	if in.EventsURL != "" {
 		c.Events = &registryconfig.Events{URL: in.EventsURL, TokenFile: registryconfig.EventsTokenDir + "/" + registryconfig.EventsTokenFile,
 			Registry: reg.Namespace + "/" + reg.Name}

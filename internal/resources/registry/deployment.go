@@ -119,6 +119,9 @@ func podTemplate(reg *v1alpha1.Registry, in Inputs) corev1.PodTemplateSpec {
 	if reg.GetReplicas() > 1 && reg.Spec.Affinity == nil {
 		spec.TopologySpreadConstraints = spreadConstraints(reg)
 	}
+	cacheVols, cacheMounts := cacheVolumes(reg)
+	spec.Volumes = append(spec.Volumes, cacheVols...)
+	spec.Containers[0].VolumeMounts = append(spec.Containers[0].VolumeMounts, cacheMounts...)
 	if in.EventsURL != "" {
 		// A token good only for the operator's events endpoint (see registryconfig.Events).
 		spec.Volumes = append(spec.Volumes, corev1.Volume{Name: volEvents, VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{

@@ -1,8 +1,10 @@
 package registry
 
 import (
+	"strings"
 	"testing"
 
+	"github.com/dockyard-dev/dockyard/api/v1alpha1"
 	"github.com/dockyard-dev/dockyard/internal/registryconfig"
 )
 
@@ -47,5 +49,44 @@ func TestEventsTokenAndConfig(t *testing.T) {
 		if v.Name == volEvents {
 			t.Error("events token mounted without an events URL")
 		}
+	}
+}
+
+// A cache's upstream credentials and CA are mounted files named in the config, never
+// values in it.
+func TestPullThroughCacheRendered(t *testing.T) {
+	r := reg(auth, func(r *v1alpha1.Registry) {
+		r.Spec.PullThroughCache = &v1alpha1.PullThroughCacheSpec{Upstreams: []v1alpha1.CacheUpstream{
+			{Prefix: "docker.io", URL: "https://registry-1.docker.io", CredentialsSecretRef: &v1alpha1.SecretReference{Name: "hub"}},
+			{Prefix: "internal", URL: "https://other.platform.svc:5000",
+				CABundle: &v1alpha1.CABundleSource{ConfigMapKeyRef: &v1alpha1.ConfigMapKeyReference{Name: "ca", Key: "ca.crt"}}},
+			{Prefix: "public", URL: "https://public.example.com"},
+		}}
+	})
+	cfg := Config(r, in)
+	cfg.Defaults()
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	u := cfg.Cache.Upstreams
+	if len(u) != 3 || u[0].CredentialsDir != registryconfig.CacheDir+"/0" || u[0].CAFile != "" ||
+		u[1].CAFile != registryconfig.CacheDir+"/1/ca.crt" || u[1].CredentialsDir != "" || u[2].CredentialsDir != "" ||
+		u[0].TagTTL.Duration != registryconfig.DefaultCacheTagTTL {
+		t.Fatalf("cache config: %+v", u)
+	}
+	spec := Deployment(r, in).Spec.Template.Spec
+	var names []string
+	for _, v := range spec.Volumes {
+		if strings.HasPrefix(v.Name, "cache-") {
+			names = append(names, v.Name)
+			for _, src := range v.Projected.Sources {
+				if src.Secret != nil && (src.Secret.Optional == nil || !*src.Secret.Optional) {
+					t.Errorf("%s: a missing Secret would keep the pods from starting", v.Name)
+				}
+			}
+		}
+	}
+	if strings.Join(names, ",") != "cache-0,cache-1" {
+		t.Errorf("cache volumes %v", names)
 	}
 }

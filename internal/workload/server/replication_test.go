@@ -31,7 +31,7 @@ type replicationPair struct {
 	dstKeys  registryconfig.TokenKeys
 }
 
-func newReplicationPair(t *testing.T) *replicationPair {
+func newReplicationPair(t testing.TB) *replicationPair {
 	t.Helper()
 	_, srcAuth := authFixture(t, testUsers)
 	_, dstAuth := authFixture(t, testUsers)
@@ -46,7 +46,7 @@ func (p *replicationPair) srcEndpoint() replication.Endpoint {
 }
 
 // dstEndpoint writes with a replication credential granting pull and push on mirror/**.
-func (p *replicationPair) dstEndpoint(t *testing.T, rt http.RoundTripper) replication.Endpoint {
+func (p *replicationPair) dstEndpoint(t testing.TB, rt http.RoundTripper) replication.Endpoint {
 	t.Helper()
 	cred, err := registryconfig.SignReplicationCredential(p.dstKeys, testIssuer, testService, "ns/rule",
 		[]string{"mirror/**"}, []string{"pull", "push", "delete"}, time.Now(), 10*time.Minute)
@@ -65,7 +65,7 @@ func mirrorRule() replication.Rule {
 		Rename: func(s string) string { return "mirror/" + s }}
 }
 
-func (p *replicationPair) push(t *testing.T, ref string, img ggcrv1.Image) ggcrv1.Hash {
+func (p *replicationPair) push(t testing.TB, ref string, img ggcrv1.Image) ggcrv1.Hash {
 	t.Helper()
 	if err := remote.Write(mustTag(t, p.src.host+"/"+ref), img, p.src.opts("admin", "admin-pw")...); err != nil {
 		t.Fatal(err)
@@ -75,7 +75,7 @@ func (p *replicationPair) push(t *testing.T, ref string, img ggcrv1.Image) ggcrv
 }
 
 // dstDigest is the digest a destination tag names ("" when it has none).
-func (p *replicationPair) dstDigest(t *testing.T, ref string) string {
+func (p *replicationPair) dstDigest(t testing.TB, ref string) string {
 	t.Helper()
 	d, err := remote.Head(mustTag(t, p.dst.host+"/"+ref), p.dst.opts("admin", "admin-pw")...)
 	if code, _ := statusOf(err); code == http.StatusNotFound {

@@ -58,6 +58,7 @@ type Server struct {
 	api, metricsSrv  *http.Server
 	apiLn, metricsLn net.Listener
 	notifier         *events.Notifier
+	cache            *pullThrough
 }
 
 // New builds the registry and opens its listeners.
@@ -123,6 +124,12 @@ func New(ctx context.Context, cfg *registryconfig.Config, opts Options) (*Server
 	if fs := cfg.Storage.Filesystem; fs != nil {
 		touch.fsRoot = fs.RootDirectory
 	}
+	if cfg.Cache != nil && len(cfg.Cache.Upstreams) > 0 {
+		s.cache = newPullThrough(cfg.Cache, ns, driver, s.log.With("component", "pull-through-cache"))
+		if s.users != nil {
+			s.cache.can = s.users.Can
+		}
+	}
 
 	if t := cfg.HTTP.TLS; t != nil {
 		if s.certs, err = newCertReloader(t.CertFile, t.KeyFile, s.log.With("component", "tls")); err != nil {
@@ -158,6 +165,9 @@ func (s *Server) apiHandler(touch *toucher) http.Handler {
 	h = touch.middleware(h)
 	h = s.pulls.middleware(h)
 	h = s.immutable.middleware(h)
+	if s.cache != nil {
+		h = s.cache.middleware(h)
+	}
 	refs := &referrersAPI{index: referrers.Index{Driver: s.driver}, users: s.users, log: s.log.With("component", "referrers")}
 	h = refs.middleware(h)
 	if s.notifier != nil {
