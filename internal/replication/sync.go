@@ -13,6 +13,8 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 )
@@ -63,6 +65,9 @@ type run struct {
 
 	mu  sync.Mutex
 	res Result
+	// where holds, per blob digest, a destination repository that has it, so another
+	// repository gets it by a cross-repository mount instead of an upload.
+	where sync.Map
 }
 
 // Side says which registry an error came from.
@@ -417,13 +422,61 @@ func (r *run) copyManifest(_ context.Context, srcRepo, dstRepo name.Repository, 
 		if err != nil {
 			return nil, &EndpointError{Source, r.src.Host, err}
 		}
-		if err := remote.Write(dst, img, r.dstOpt...); err != nil {
+		if err := remote.Write(dst, &mountable{Image: img, run: r, repo: dstRepo}, r.dstOpt...); err != nil {
 			return nil, writeErr(r, err)
 		}
+		r.remember(img, dstRepo)
 	default:
 		return nil, fmt.Errorf("media type %s is not copied (only OCI and Docker v2 images and indexes)", desc.MediaType)
 	}
 	return desc, nil
+}
+
+// mountable is a source image whose layers, when another destination repository has
+// them, are offered to the destination for a cross-repository mount (the registry then
+// links the blob instead of receiving it again; one that refuses gets an upload).
+type mountable struct {
+	v1.Image
+	run  *run
+	repo name.Repository
+}
+
+func (m *mountable) Layers() ([]v1.Layer, error) {
+	ls, err := m.Image.Layers()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]v1.Layer, len(ls))
+	for i, l := range ls {
+		out[i] = l
+		d, err := l.Digest()
+		if err != nil {
+			continue
+		}
+		if other, ok := m.run.where.Load(d.String()); ok && other.(string) != m.repo.RepositoryStr() {
+			out[i] = &remote.MountableLayer{Layer: l, Reference: m.repo.Registry.Repo(other.(string)).Digest(d.String())}
+		}
+	}
+	return out, nil
+}
+
+// ConfigLayer keeps the source image's lazy config layer (the config is read from the
+// source only when the destination lacks it).
+func (m *mountable) ConfigLayer() (v1.Layer, error) {
+	return partial.ConfigLayer(m.Image)
+}
+
+// remember records the destination repository now holding img's layers.
+func (r *run) remember(img v1.Image, repo name.Repository) {
+	ls, err := img.Layers()
+	if err != nil {
+		return
+	}
+	for _, l := range ls {
+		if d, err := l.Digest(); err == nil {
+			r.where.LoadOrStore(d.String(), repo.RepositoryStr())
+		}
+	}
 }
 
 // writeErr attributes a write's failure: reading a blob from the source, or writing.

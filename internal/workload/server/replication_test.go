@@ -209,6 +209,9 @@ type flakyTransport struct {
 func (f *flakyTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if !f.healed.Load() && strings.Contains(req.URL.Path, "/blobs/uploads/") && req.Method != http.MethodPost {
 		if f.uploads.Add(1) > f.failAfter {
+			if req.Body != nil {
+				_ = req.Body.Close() // as every RoundTripper must, or the source stream stays open
+			}
 			return nil, &net.OpError{Op: "write", Net: "tcp", Err: errors.New("connection reset by peer (test)")}
 		}
 	}
@@ -318,5 +321,29 @@ func TestReplicationFailuresHaveAReason(t *testing.T) {
 				t.Errorf("a credential in the errors: %v", res.Errors)
 			}
 		})
+	}
+}
+
+// Blobs another destination repository already has are mounted, not sent again.
+func TestReplicationMountsAcrossRepositories(t *testing.T) {
+	p := newReplicationPair(t)
+	img, _ := random.Image(256<<10, 2)
+	p.push(t, "team-a/one:v1", img)
+	p.push(t, "team-a/two:v1", img)
+	res, err := replication.Sync(context.Background(), p.srcEndpoint(), p.dstEndpoint(t, nil), mirrorRule(), replication.Options{Parallel: 1})
+	if err != nil || res.Copied != 2 || res.Failed != 0 {
+		t.Fatalf("sync: %v %+v", err, res)
+	}
+	if res.Bytes > 256<<10*2+64<<10 {
+		t.Errorf("sent %d bytes for two repositories sharing 512 KiB of layers: the second should mount them", res.Bytes)
+	}
+	for _, repo := range []string{"one", "two"} {
+		got, err := remote.Image(mustTag(t, p.dst.host+"/mirror/team-a/"+repo+":v1"), p.dst.opts("admin", "admin-pw")...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := verifyImage(got); err != nil {
+			t.Errorf("%s: %v", repo, err)
+		}
 	}
 }
