@@ -169,8 +169,12 @@ func (r *ReplicationReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	complete := pushed == nil || pushed.all
 	if !complete {
 		erule.Only = make([]string, 0, len(pushed.repos))
-		for repo := range pushed.repos {
+		erule.OnlyTags = map[string][]string{}
+		for repo, pr := range pushed.repos {
 			erule.Only = append(erule.Only, repo)
+			if !pr.allTags {
+				erule.OnlyTags[repo] = pr.tags
+			}
 		}
 	}
 	if complete && rule.Spec.OnPush {

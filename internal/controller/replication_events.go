@@ -21,6 +21,7 @@ import (
 
 	"github.com/dockyard-dev/dockyard/api/v1alpha1"
 	"github.com/dockyard-dev/dockyard/internal/registryconfig"
+	"github.com/dockyard-dev/dockyard/internal/replication"
 )
 
 // +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
@@ -36,10 +37,20 @@ type pendingPushes struct {
 
 // pendingRun is what an onPush run has to look at.
 type pendingRun struct {
-	// repos pushed to (or deleted from), with the time of the oldest event.
-	repos map[string]time.Time
+	// repos pushed to (or deleted from).
+	repos map[string]*pendingRepo
 	// all: events were lost, compare everything.
 	all bool
+}
+
+// pendingRepo is what happened in one repository.
+type pendingRepo struct {
+	// since is the time of the oldest event.
+	since time.Time
+	// tags pushed; allTags: something else happened (a push by digest, a signature tag,
+	// a delete), so the whole repository is compared.
+	tags    []string
+	allTags bool
 }
 
 func newPendingPushes() *pendingPushes {
@@ -48,12 +59,12 @@ func newPendingPushes() *pendingPushes {
 }
 
 // add records events for a rule and wakes its reconcile.
-func (p *pendingPushes) add(ctx context.Context, rule *v1alpha1.ReplicationRule, repos map[string]time.Time, all bool) {
+func (p *pendingPushes) add(ctx context.Context, rule *v1alpha1.ReplicationRule, repos map[string]*pendingRepo, all bool) {
 	key := types.NamespacedName{Namespace: rule.Namespace, Name: rule.Name}
 	p.mu.Lock()
 	pr := p.m[key]
 	if pr == nil {
-		pr = &pendingRun{repos: map[string]time.Time{}}
+		pr = &pendingRun{repos: map[string]*pendingRepo{}}
 		p.m[key] = pr
 	}
 	pr.merge(&pendingRun{repos: repos, all: all})
@@ -66,9 +77,20 @@ func (p *pendingPushes) add(ctx context.Context, rule *v1alpha1.ReplicationRule,
 
 func (pr *pendingRun) merge(o *pendingRun) {
 	pr.all = pr.all || o.all
-	for r, t := range o.repos {
-		if old, ok := pr.repos[r]; !ok || t.Before(old) {
-			pr.repos[r] = t
+	for r, o := range o.repos {
+		cur := pr.repos[r]
+		if cur == nil {
+			cur = &pendingRepo{since: o.since}
+			pr.repos[r] = cur
+		}
+		if o.since.Before(cur.since) {
+			cur.since = o.since
+		}
+		cur.allTags = cur.allTags || o.allTags
+		for _, t := range o.tags {
+			if !slices.Contains(cur.tags, t) {
+				cur.tags = append(cur.tags, t)
+			}
 		}
 	}
 }
@@ -252,13 +274,25 @@ func (e *EventReceiver) dispatch(ctx context.Context, ns, name string, batch reg
 			continue
 		}
 		sel := engineRule(rule)
-		repos := map[string]time.Time{}
+		repos := map[string]*pendingRepo{}
 		for _, ev := range batch.Events {
 			if !sel.Selects(ev.Repository) {
 				continue
 			}
-			if t, ok := repos[ev.Repository]; !ok || ev.Time.Before(t) {
-				repos[ev.Repository] = ev.Time
+			pr := repos[ev.Repository]
+			if pr == nil {
+				pr = &pendingRepo{since: ev.Time}
+				repos[ev.Repository] = pr
+			}
+			if ev.Time.Before(pr.since) {
+				pr.since = ev.Time
+			}
+			if ev.Action == registryconfig.EventPush && ev.Tag != "" && !replication.IsReferrerTag(ev.Tag) {
+				if !slices.Contains(pr.tags, ev.Tag) {
+					pr.tags = append(pr.tags, ev.Tag)
+				}
+			} else {
+				pr.allTags = true
 			}
 		}
 		if len(repos) > 0 || batch.Lost {

@@ -29,6 +29,10 @@ type Rule struct {
 	// Only, when set, limits the run to these source repositories (those the filters
 	// select): an onPush run looks only where pushes happened, without the catalog.
 	Only []string
+	// OnlyTags, when set for a repository of Only, limits its run to these tags (with their
+	// artifacts' other selected tags unseen): an onPush run of a tag push looks at that tag
+	// without listing the repository. Deletes are not propagated for such a repository.
+	OnlyTags map[string][]string
 }
 
 // Selects reports whether the rule's repository filters select a source repository.

@@ -277,17 +277,32 @@ func (r *run) repository(ctx context.Context, repo string) {
 	}
 }
 
-func (r *run) copyRepository(ctx context.Context, srcRepo, dstRepo name.Repository) error {
-	srcTags, err := remote.List(srcRepo, r.srcOpt...)
+// tags are the source tags a run looks at in a repository and the destination tags it
+// assumes may exist there (each is checked before use). listed is false for an onPush
+// run given its tags (no listing: deletes are not propagated). A nil srcTags with no
+// error means the source does not have the repository.
+func (r *run) tags(srcRepo, dstRepo name.Repository) (srcTags, dstTags []string, listed bool, err error) {
+	if only, ok := r.f.rule.OnlyTags[srcRepo.RepositoryStr()]; ok {
+		return only, only, false, nil
+	}
+	srcTags, err = remote.List(srcRepo, r.srcOpt...)
 	if err != nil {
 		if notFound(err) {
-			return nil // a literal name the source does not have: nothing to copy
+			return nil, nil, true, nil // a literal name the source does not have: nothing to copy
 		}
-		return &EndpointError{Source, r.src.Host, fmt.Errorf("list tags: %w", err)}
+		return nil, nil, true, &EndpointError{Source, r.src.Host, fmt.Errorf("list tags: %w", err)}
 	}
-	dstTags, err := remote.List(dstRepo, r.dstOpt...)
+	dstTags, err = remote.List(dstRepo, r.dstOpt...)
 	if err != nil && !notFound(err) {
-		return &EndpointError{Destination, r.dst.Host, fmt.Errorf("list tags of %s: %w", dstRepo.RepositoryStr(), err)}
+		return nil, nil, true, &EndpointError{Destination, r.dst.Host, fmt.Errorf("list tags of %s: %w", dstRepo.RepositoryStr(), err)}
+	}
+	return srcTags, dstTags, true, nil
+}
+
+func (r *run) copyRepository(ctx context.Context, srcRepo, dstRepo name.Repository) error {
+	srcTags, dstTags, listed, err := r.tags(srcRepo, dstRepo)
+	if err != nil || srcTags == nil {
+		return err
 	}
 	srcSet := map[string]bool{}
 	byDigest := map[string]*artifact{}
@@ -332,7 +347,7 @@ func (r *run) copyRepository(ctx context.Context, srcRepo, dstRepo name.Reposito
 			r.count(func(res *Result) { res.Skipped++ })
 		}
 	}
-	if r.f.rule.PropagateDeletes {
+	if r.f.rule.PropagateDeletes && listed {
 		for _, t := range dstTags {
 			if srcSet[t] || !r.f.tag(t) {
 				continue

@@ -89,29 +89,30 @@ func BenchmarkReplicatePush200(b *testing.B) {
 }
 
 // onPush latency: a small image pushed to a registry that sends its events to a receiver
-// which copies the repositories pushed to (the operator's path, minus the TokenReview
-// (cached after the first) and the workqueue hop), until the tag answers at the
-// destination. Reports p50 and p99 over the pushes.
+// which copies the tags pushed (the operator's path, minus the TokenReview (cached after
+// the first) and the workqueue hop), until the tag answers at the destination. Reports
+// p50 and p99 over the pushes, all to one repository (whose tag count grows: an onPush run
+// must not list it).
 func BenchmarkReplicateOnPushLatency(b *testing.B) {
 	_, srcAuth := authFixture(b, testUsers)
 	_, dstAuth := authFixture(b, testUsers)
 	key := newKey(b, time.Now().Add(-time.Minute))
 	withTokens(b, dstAuth, key)
 	p := &replicationPair{dst: startRegistry(b, dstAuth, nil), dstKeys: registryconfig.TokenKeys{Keys: []registryconfig.TokenKey{key}}}
-	work := make(chan []string, 1024)
+	work := make(chan map[string][]string, 1024)
 	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var batch registryconfig.EventBatch
 		if err := json.NewDecoder(r.Body).Decode(&batch); err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
-		var repos []string
+		tags := map[string][]string{}
 		for _, e := range batch.Events {
-			if !slices.Contains(repos, e.Repository) {
-				repos = append(repos, e.Repository)
+			if !slices.Contains(tags[e.Repository], e.Tag) {
+				tags[e.Repository] = append(tags[e.Repository], e.Tag)
 			}
 		}
-		work <- repos
+		work <- tags
 		w.WriteHeader(http.StatusAccepted)
 	}))
 	defer recv.Close()
@@ -130,9 +131,12 @@ func BenchmarkReplicateOnPushLatency(b *testing.B) {
 			select {
 			case <-ctx.Done():
 				return
-			case repos := <-work:
+			case tags := <-work:
 				rule := mirrorRule()
-				rule.Only = repos
+				rule.OnlyTags = tags
+				for repo := range tags {
+					rule.Only = append(rule.Only, repo)
+				}
 				_, _ = replication.Sync(ctx, p.srcEndpoint(), dst, rule, replication.Options{})
 			}
 		}
