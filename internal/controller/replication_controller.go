@@ -119,6 +119,15 @@ func (r *ReplicationReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	}
 
 	d := decideReplication(rule, sched, now)
+	// Runs happen inside this reconcile, one per rule at a time: a run still marked in
+	// progress was cut short by a restart of the operator. It runs again now.
+	if meta.IsStatusConditionTrue(rule.Status.Conditions, v1alpha1.ConditionProgressing) {
+		r.setCondition(rule, v1alpha1.ConditionProgressing, metav1.ConditionFalse, v1alpha1.ReasonAsExpected,
+			"the previous run was interrupted (the operator restarted); it runs again", now)
+		if d.trigger == "" {
+			d.trigger = v1alpha1.ReplicationTriggerRetry
+		}
+	}
 	var pushed *pendingRun
 	if d.trigger == "" && rule.Spec.OnPush {
 		if _, ok := r.started.Load(req.NamespacedName); !ok {

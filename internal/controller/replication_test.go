@@ -266,6 +266,24 @@ var _ = Describe("ReplicationRule", func() {
 		Expect(st.LastSuccessfulSyncTime).NotTo(BeNil())
 		Expect(st.InSyncAsOf).NotTo(BeNil())
 
+		By("a run cut short by an operator restart runs again")
+		stale := get(ns, "promote", &v1alpha1.ReplicationRule{})
+		patched := stale.DeepCopy()
+		meta.SetStatusCondition(&patched.Status.Conditions, metav1.Condition{Type: v1alpha1.ConditionProgressing,
+			Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonSyncing, Message: "a run that never finished"})
+		Expect(k8sClient.Status().Patch(ctx, patched, client.MergeFrom(stale))).To(Succeed())
+		poke := get(ns, "promote", &v1alpha1.ReplicationRule{})
+		poked := poke.DeepCopy()
+		poked.Annotations = map[string]string{"example.com/poke": "1"} // any event brings the reconcile a restart brings
+		Expect(k8sClient.Patch(ctx, poked, client.MergeFrom(poke))).To(Succeed())
+		Eventually(func(g Gomega) {
+			got := &v1alpha1.ReplicationRule{}
+			g.Expect(k8sClient.Get(ctx, key(ns, "promote"), got)).To(Succeed())
+			g.Expect(got.Status.LastRun.Trigger).To(Equal(v1alpha1.ReplicationTriggerRetry))
+			g.Expect(meta.IsStatusConditionFalse(got.Status.Conditions, v1alpha1.ConditionProgressing)).To(BeTrue())
+		}, timeout, interval).Should(Succeed())
+		rule = get(ns, "promote", &v1alpha1.ReplicationRule{})
+
 		By("a new push and a run request")
 		img2, _ := random.Image(8<<10, 1)
 		d2 := local.push("team-a/app:v2", img2)
