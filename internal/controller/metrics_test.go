@@ -18,8 +18,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	sigsyaml "sigs.k8s.io/yaml"
 
+	"github.com/dockyard-dev/dockyard/api/v1alpha1"
+	"github.com/dockyard-dev/dockyard/internal/controller"
 	"github.com/dockyard-dev/dockyard/internal/manager"
 )
 
@@ -92,6 +95,59 @@ var _ = Describe("manager metrics", func() {
 			defer resp.Body.Close()
 			Expect(resp.StatusCode).To(Equal(http.StatusBadRequest), "an HTTPS listener answers plain HTTP with 400")
 		}
+	})
+})
+
+// gauge returns the value of a gauge the manager serves, with these label values.
+func gauge(g Gomega, name string, labels map[string]string) (float64, bool) {
+	families, err := metrics.Registry.Gather()
+	g.Expect(err).NotTo(HaveOccurred())
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+	next:
+		for _, m := range f.GetMetric() {
+			have := map[string]string{}
+			for _, l := range m.GetLabel() {
+				have[l.GetName()] = l.GetValue()
+			}
+			for k, v := range labels {
+				if have[k] != v {
+					continue next
+				}
+			}
+			return m.GetGauge().GetValue(), true
+		}
+	}
+	return 0, false
+}
+
+var _ = Describe("the manager's Registry metrics", func() {
+	It("report each Registry's readiness and replicas, and how many Registries are Ready", func() {
+		ns := newNamespace()
+		Expect(k8sClient.Create(ctx, newRegistry(ns, "pending"))).To(Succeed())
+		readyRegistry(ns, "serving")
+		Eventually(func(g Gomega) {
+			v, ok := gauge(g, controller.MetricRegistryReady, map[string]string{"namespace": ns, "registry": "serving"})
+			g.Expect(ok).To(BeTrue())
+			g.Expect(v).To(Equal(1.0))
+			v, ok = gauge(g, controller.MetricRegistryReadyReplicas, map[string]string{"namespace": ns, "registry": "serving"})
+			g.Expect(ok).To(BeTrue())
+			g.Expect(v).To(Equal(1.0))
+			v, ok = gauge(g, controller.MetricRegistryReady, map[string]string{"namespace": ns, "registry": "pending"})
+			g.Expect(ok).To(BeTrue())
+			g.Expect(v).To(Equal(0.0))
+			var list v1alpha1.RegistryList
+			g.Expect(k8sClient.List(ctx, &list)).To(Succeed())
+			total := 0.0
+			for _, s := range []string{"True", "False", "Unknown"} {
+				n, ok := gauge(g, controller.MetricRegistries, map[string]string{"ready": s})
+				g.Expect(ok).To(BeTrue())
+				total += n
+			}
+			g.Expect(total).To(Equal(float64(len(list.Items))))
+		}, timeout, interval).Should(Succeed())
 	})
 })
 

@@ -170,6 +170,9 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 	if err := (&controller.RetentionPolicyReconciler{Image: o.Image, ClusterDomain: o.ClusterDomain}).SetupWithManager(context.Background(), mgr); err != nil {
 		return nil, fmt.Errorf("set up RetentionPolicy controller: %w", err)
 	}
+	if err := controller.RegisterRegistryMetrics(mgr.GetCache()); err != nil {
+		return nil, fmt.Errorf("register Registry metrics: %w", err)
+	}
 	events := o.EventsAddr
 	if events == "0" {
 		events = ""

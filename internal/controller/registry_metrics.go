@@ -1,0 +1,96 @@
+package controller
+
+import (
+	"context"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	"github.com/dockyard-dev/dockyard/api/v1alpha1"
+	"github.com/dockyard-dev/dockyard/internal/registryconfig"
+)
+
+// registryCollector reports every Registry's state from the manager's cache at scrape
+// time, so alerts need no other exporter: how many Registries are Ready, and per Registry
+// its readiness, replicas and last garbage collection.
+type registryCollector struct {
+	reader client.Reader
+
+	count, ready, replicas, readyReplicas, gcTime, gcOK *prometheus.Desc
+}
+
+// Metric names of the manager's Registry collector.
+const (
+	MetricRegistries              = "dockyard_registries"
+	MetricRegistryReady           = "dockyard_registry_ready"
+	MetricRegistryReplicas        = "dockyard_registry_replicas"
+	MetricRegistryReadyReplicas   = "dockyard_registry_ready_replicas"
+	MetricRegistryGCLastRun       = "dockyard_registry_garbage_collection_last_run_timestamp_seconds"
+	MetricRegistryGCLastSucceeded = "dockyard_registry_garbage_collection_last_run_succeeded"
+)
+
+func newRegistryCollector(reader client.Reader) *registryCollector {
+	labels := []string{"namespace", "registry"}
+	return &registryCollector{reader: reader,
+		count: prometheus.NewDesc(MetricRegistries, "Registries by their Ready condition (True, False, Unknown).", []string{"ready"}, nil),
+		ready: prometheus.NewDesc(MetricRegistryReady, "1 when the Registry's Ready condition is True, else 0.", labels, nil),
+		replicas: prometheus.NewDesc(MetricRegistryReplicas, "Registry pods the Registry's Deployment has (status.replicas).",
+			labels, nil),
+		readyReplicas: prometheus.NewDesc(MetricRegistryReadyReplicas, "Registry pods ready to serve (status.readyReplicas).", labels, nil),
+		gcTime: prometheus.NewDesc(MetricRegistryGCLastRun, "When the Registry's last garbage collection finished (Unix time).",
+			labels, nil),
+		gcOK: prometheus.NewDesc(MetricRegistryGCLastSucceeded, "1 when the Registry's last garbage collection succeeded, else 0.",
+			labels, nil),
+	}
+}
+
+func (c *registryCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.count, c.ready, c.replicas, c.readyReplicas, c.gcTime, c.gcOK} {
+		ch <- d
+	}
+}
+
+func (c *registryCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var list v1alpha1.RegistryList
+	if err := c.reader.List(ctx, &list); err != nil {
+		return // the cache is not started yet (or not the leader's): nothing to report
+	}
+	counts := map[metav1.ConditionStatus]float64{metav1.ConditionTrue: 0, metav1.ConditionFalse: 0, metav1.ConditionUnknown: 0}
+	for i := range list.Items {
+		reg := &list.Items[i]
+		status := metav1.ConditionUnknown
+		if cond := meta.FindStatusCondition(reg.Status.Conditions, v1alpha1.ConditionReady); cond != nil {
+			status = cond.Status
+		}
+		counts[status]++
+		ready := 0.0
+		if status == metav1.ConditionTrue {
+			ready = 1
+		}
+		ch <- prometheus.MustNewConstMetric(c.ready, prometheus.GaugeValue, ready, reg.Namespace, reg.Name)
+		ch <- prometheus.MustNewConstMetric(c.replicas, prometheus.GaugeValue, float64(reg.Status.Replicas), reg.Namespace, reg.Name)
+		ch <- prometheus.MustNewConstMetric(c.readyReplicas, prometheus.GaugeValue, float64(reg.Status.ReadyReplicas), reg.Namespace, reg.Name)
+		if gc := reg.Status.LastGarbageCollection; gc != nil && gc.CompletionTime != nil {
+			ok := 0.0
+			if gc.Result != registryconfig.GCResultFailed {
+				ok = 1
+			}
+			ch <- prometheus.MustNewConstMetric(c.gcTime, prometheus.GaugeValue, float64(gc.CompletionTime.Unix()), reg.Namespace, reg.Name)
+			ch <- prometheus.MustNewConstMetric(c.gcOK, prometheus.GaugeValue, ok, reg.Namespace, reg.Name)
+		}
+	}
+	for s, n := range counts {
+		ch <- prometheus.MustNewConstMetric(c.count, prometheus.GaugeValue, n, string(s))
+	}
+}
+
+// RegisterRegistryMetrics serves the Registry collector with the manager's metrics.
+func RegisterRegistryMetrics(reader client.Reader) error {
+	return metrics.Registry.Register(newRegistryCollector(reader))
+}
