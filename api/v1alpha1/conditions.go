@@ -8,6 +8,9 @@ const (
 	ConditionReady = "Ready"
 	// ConditionProgressing is True while the operator waits for a change to roll out.
 	ConditionProgressing = "Progressing"
+	// ConditionMonitoringReady says whether Prometheus is told to scrape the Registry (a
+	// PodMonitor); not part of Ready.
+	ConditionMonitoringReady = "MonitoringReady"
 	// ConditionDegraded is True when something that used to work is failing: pods cannot
 	// become available, or the last garbage collection failed.
 	ConditionDegraded = "Degraded"
@@ -192,4 +195,16 @@ const (
 	ReasonSyncFailed = "SyncFailed"
 	// ReasonSuspended (Ready keeps its value; Progressing=False): spec.suspend is set.
 	ReasonSuspended = "Suspended"
+)
+
+// Condition reasons of MonitoringReady.
+const (
+	// ReasonPodMonitorApplied (MonitoringReady=True): the PodMonitor is in place.
+	ReasonPodMonitorApplied = "PodMonitorApplied"
+	// ReasonPrometheusOperatorMissing (MonitoringReady=False): the Prometheus Operator's
+	// CRDs are not installed; the pods still serve /metrics on port 5001. Restart the
+	// operator after installing them.
+	ReasonPrometheusOperatorMissing = "PrometheusOperatorNotInstalled"
+	// ReasonMonitoringDisabled (MonitoringReady=False): spec.monitoring.disabled is set.
+	ReasonMonitoringDisabled = "MonitoringDisabled"
 )

@@ -113,6 +113,11 @@ type RegistrySpec struct {
 	// +optional
 	ImmutableTags []ImmutableTagRule `json:"immutableTags,omitempty"`
 
+	// monitoring configures the PodMonitor written when the Prometheus Operator is
+	// installed (see MonitoringSpec); on by default.
+	// +optional
+	Monitoring *MonitoringSpec `json:"monitoring,omitempty"`
+
 	// pullThroughCache makes the Registry a cache of upstream registries, each under its
 	// own repository prefix (see PullThroughCacheSpec).
 	// +optional

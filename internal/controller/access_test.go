@@ -233,7 +233,7 @@ var _ = Describe("Node trust", func() {
 			g.Expect(c).NotTo(BeNil())
 			g.Expect(c.Status).To(Equal(metav1.ConditionFalse))
 			g.Expect(c.Reason).To(Equal(v1alpha1.ReasonNodeTrustRollingOut))
-		}).Should(Succeed())
+		}, timeout, interval).Should(Succeed())
 		Expect(ds.Spec.Template.Spec.Volumes).To(ContainElement(HaveField("HostPath.Path", "/var/lib/containerd/certs.d")))
 
 		// The DaemonSet controller (not in envtest) reports every node done.

@@ -12,11 +12,14 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	sigsyaml "sigs.k8s.io/yaml"
@@ -170,4 +173,42 @@ func bind(role *rbacv1.ClusterRole, subject rbacv1.Subject) {
 		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name},
 		Subjects:   []rbacv1.Subject{subject},
 	})).To(Succeed())
+}
+
+var _ = Describe("a Registry's PodMonitor", func() {
+	It("is written when the Prometheus Operator is installed, with the user's labels, and removed when disabled", func() {
+		ns := newNamespace()
+		Expect(k8sClient.Create(ctx, newRegistry(ns, "mon", func(r *v1alpha1.Registry) {
+			r.Spec.Monitoring = &v1alpha1.MonitoringSpec{Labels: map[string]string{"release": "kube-prometheus-stack"}}
+		}))).To(Succeed())
+		pm := &monitoringv1.PodMonitor{}
+		Eventually(func() error { return k8sClient.Get(ctx, key(ns, "mon"), pm) }, timeout, interval).Should(Succeed())
+		Expect(pm.Labels).To(HaveKeyWithValue("release", "kube-prometheus-stack"))
+		Expect(pm.Spec.PodMetricsEndpoints).To(HaveLen(1))
+		c := expectConditionMessage(ns, "mon", v1alpha1.ConditionMonitoringReady, metav1.ConditionTrue, v1alpha1.ReasonPodMonitorApplied)
+		Expect(c).To(ContainSubstring("every 30s"))
+
+		r := get(ns, "mon", &v1alpha1.Registry{})
+		patched := r.DeepCopy()
+		patched.Spec.Monitoring.Disabled = true
+		Expect(k8sClient.Patch(ctx, patched, client.MergeFrom(r))).To(Succeed())
+		Eventually(func() bool {
+			return apierrors.IsNotFound(k8sClient.Get(ctx, key(ns, "mon"), &monitoringv1.PodMonitor{}))
+		},
+			timeout, interval).Should(BeTrue())
+		expectCondition(ns, "mon", v1alpha1.ConditionMonitoringReady, metav1.ConditionFalse, v1alpha1.ReasonMonitoringDisabled)
+	})
+})
+
+// expectConditionMessage waits for a Registry condition and returns its message.
+func expectConditionMessage(ns, name, t string, status metav1.ConditionStatus, reason string) string {
+	GinkgoHelper()
+	expectCondition(ns, name, t, status, reason)
+	r := get(ns, name, &v1alpha1.Registry{})
+	for _, c := range r.Status.Conditions {
+		if c.Type == t {
+			return c.Message
+		}
+	}
+	return ""
 }

@@ -17,6 +17,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 
+	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
+
 	"github.com/dockyard-dev/dockyard/api/v1alpha1"
 	resources "github.com/dockyard-dev/dockyard/internal/resources/registry"
 )
@@ -73,6 +75,13 @@ func (r *RegistryReconciler) reconcileChildren(ctx context.Context, s *scope) (c
 			return ctrl.Result{}, err
 		}
 	}
+	if r.PrometheusOperator {
+		pm := podMonitorOrNil(reg)
+		if err := r.applyOrDelete(ctx, reg, pm, &monitoringv1.PodMonitor{}, reg.ServiceName()); err != nil {
+			return ctrl.Result{}, err
+		}
+		s.podMonitor = pm != nil
+	}
 	if err := r.applyOrDelete(ctx, reg, pdbOrNil(reg), &policyv1.PodDisruptionBudget{}, reg.ServiceName()); err != nil {
 		return ctrl.Result{}, err
 	}
@@ -100,6 +109,14 @@ func (r *RegistryReconciler) reconcileChildren(ctx context.Context, s *scope) (c
 	}
 	s.childrenApplied = true
 	return result, nil
+}
+
+// podMonitorOrNil is the Registry's PodMonitor, or nil when monitoring is disabled.
+func podMonitorOrNil(reg *v1alpha1.Registry) client.Object {
+	if pm := resources.PodMonitor(reg); pm != nil {
+		return pm
+	}
+	return nil
 }
 
 // nodeTrustOrNil is the node-trust DaemonSet, or nil without spec.nodeTrust (deleting it

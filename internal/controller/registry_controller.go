@@ -8,6 +8,7 @@ import (
 	"time"
 
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -48,6 +49,9 @@ type RegistryReconciler struct {
 	// CertManager is true when cert-manager's CRDs are installed; without them a Registry
 	// with tls.issuerRef reports CertificateReady=False/CertManagerNotInstalled.
 	CertManager bool
+	// PrometheusOperator is true when monitoring.coreos.com/v1 PodMonitors exist; each
+	// Registry then gets one (spec.monitoring).
+	PrometheusOperator bool
 	// MaxConcurrentReconciles bounds parallel reconciles. Default 4.
 	MaxConcurrentReconciles int
 	// EventsURL is the operator's events endpoint registries send pushes to (see
@@ -86,6 +90,7 @@ type RegistryReconciler struct {
 // +kubebuilder:rbac:groups=batch,resources=jobs,verbs=list;watch
 // +kubebuilder:rbac:groups=cert-manager.io,resources=certificates,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups=cert-manager.io,resources=issuers;clusterissuers,verbs=get
+// +kubebuilder:rbac:groups=monitoring.coreos.com,resources=podmonitors,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // Reconcile brings one Registry's children in line with its spec and writes its status.
@@ -102,6 +107,7 @@ func (r *RegistryReconciler) Reconcile(ctx context.Context, req ctrl.Request) (r
 	}
 
 	s := newScope(reg)
+	s.promOperator = r.PrometheusOperator
 	defer func() {
 		if err := r.writeStatus(ctx, s, retErr); err != nil {
 			retErr = errors.Join(retErr, err)
@@ -229,6 +235,9 @@ func (r *RegistryReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Mana
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.MaxConcurrentReconciles})
 	if r.CertManager {
 		b = b.Owns(&cmapi.Certificate{})
+	}
+	if r.PrometheusOperator {
+		b = b.Owns(&monitoringv1.PodMonitor{})
 	}
 	return b.Complete(r)
 }

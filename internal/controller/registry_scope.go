@@ -53,6 +53,9 @@ type scope struct {
 	deploymentHeld bool
 	// childrenApplied is true when every child object was applied (or was up to date).
 	childrenApplied bool
+	// podMonitor is true when the PodMonitor was applied; promOperator when the
+	// Prometheus Operator's CRDs are installed.
+	podMonitor, promOperator bool
 
 	// Garbage collection.
 	lastGC *v1alpha1.GarbageCollectionRun

@@ -11,6 +11,7 @@ import (
 
 	"github.com/dockyard-dev/dockyard/api/v1alpha1"
 	"github.com/dockyard-dev/dockyard/internal/registryconfig"
+	resources "github.com/dockyard-dev/dockyard/internal/resources/registry"
 )
 
 // computeStatus derives the whole status from what the reconcile observed. It is pure:
@@ -48,6 +49,7 @@ func computeStatus(reg *v1alpha1.Registry, s *scope, reconcileErr error) *v1alph
 	setOrRemove(v1alpha1.ConditionAuthReady, auth)
 
 	setOrRemove(v1alpha1.ConditionNodeTrustReady, nodeTrustCondition(reg, s))
+	setOrRemove(v1alpha1.ConditionMonitoringReady, monitoringCondition(reg, s))
 
 	deps := []*metav1.Condition{&storage, cert, auth}
 	set(readyCondition(reg, s, deps, reconcileErr))
@@ -69,6 +71,35 @@ func computeStatus(reg *v1alpha1.Registry, s *scope, reconcileErr error) *v1alph
 		st.ObservedGeneration = gen
 	}
 	return st
+}
+
+// monitoringCondition reports whether Prometheus is told to scrape the Registry. It is
+// not part of Ready. Until the children are applied it keeps its last value.
+func monitoringCondition(reg *v1alpha1.Registry, s *scope) *metav1.Condition {
+	if !s.saw(stepChildren) {
+		if old := meta.FindStatusCondition(s.before.Conditions, v1alpha1.ConditionMonitoringReady); old != nil {
+			return old.DeepCopy()
+		}
+		return nil
+	}
+	c := &metav1.Condition{Type: v1alpha1.ConditionMonitoringReady, Status: metav1.ConditionFalse}
+	switch {
+	case !s.promOperator:
+		c.Reason = v1alpha1.ReasonPrometheusOperatorMissing
+		c.Message = "the Prometheus Operator's CRDs (monitoring.coreos.com/v1 PodMonitor) are not installed: no PodMonitor is written; each pod serves /metrics on port 5001"
+	case !s.podMonitor:
+		c.Reason = v1alpha1.ReasonMonitoringDisabled
+		c.Message = "spec.monitoring.disabled is set: no PodMonitor is written"
+	default:
+		c.Status = metav1.ConditionTrue
+		c.Reason = v1alpha1.ReasonPodMonitorApplied
+		interval := resources.DefaultScrapeInterval
+		if m := reg.Spec.Monitoring; m != nil && m.Interval != nil {
+			interval = m.Interval.Duration
+		}
+		c.Message = fmt.Sprintf("PodMonitor %s has Prometheus scrape /metrics on port 5001 of each registry pod every %s", reg.ServiceName(), interval)
+	}
+	return c
 }
 
 // nodeTrustCondition reports the node-trust DaemonSet; nil without spec.nodeTrust. It is

@@ -52,13 +52,17 @@ func TestController(t *testing.T) {
 
 var _ = BeforeSuite(func() {
 	logf.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
+	// Eventually without its own bounds waits as long as the explicit ones: a loaded
+	// machine must not fail a spec that only asked for the default.
+	SetDefaultEventuallyTimeout(timeout)
+	SetDefaultEventuallyPollingInterval(interval)
 	ctx, cancel = context.WithCancel(context.Background())
 
 	Expect(os.Getenv("KUBEBUILDER_ASSETS")).NotTo(BeEmpty(),
 		"KUBEBUILDER_ASSETS is unset: run `make test`, which builds kube-apiserver and etcd into bin/envtest")
 
 	testEnv = &envtest.Environment{
-		CRDDirectoryPaths:     []string{filepath.Join("..", "..", "config", "crd", "bases"), certManagerCRDs()},
+		CRDDirectoryPaths:     []string{filepath.Join("..", "..", "config", "crd", "bases"), certManagerCRDs(), monitoringCRDs()},
 		ErrorIfCRDPathMissing: true,
 	}
 	cfg, err := testEnv.Start()
@@ -118,6 +122,24 @@ func certManagerCRDs() string {
 	Expect(err).NotTo(HaveOccurred(), "locate the cert-manager module")
 	dir := filepath.Join(strings.TrimSpace(string(out)), "deploy", "crds")
 	Expect(dir).To(BeADirectory())
+	return dir
+}
+
+// monitoringCRDs generates the Prometheus Operator's CRDs (PodMonitor and the rest) from
+// the API module this project builds against, with controller-gen, as that project does:
+// the schema the API server enforces on our PodMonitors is the real one.
+func monitoringCRDs() string {
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring").Output()
+	Expect(err).NotTo(HaveOccurred(), "locate the prometheus-operator monitoring API module")
+	gens, _ := filepath.Glob(filepath.Join("..", "..", "bin", "controller-gen-*"))
+	Expect(gens).NotTo(BeEmpty(), "controller-gen is missing: run `make test` (it builds it into bin/)")
+	gen, err := filepath.Abs(gens[0])
+	Expect(err).NotTo(HaveOccurred())
+	dir := GinkgoT().TempDir()
+	cmd := exec.Command(gen, "crd:crdVersions=v1,maxDescLen=0", "paths=./v1", "output:crd:dir="+dir)
+	cmd.Dir = strings.TrimSpace(string(out))
+	b, err := cmd.CombinedOutput()
+	Expect(err).NotTo(HaveOccurred(), "generate the monitoring CRDs: %s", b)
 	return dir
 }
 

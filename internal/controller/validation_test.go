@@ -290,6 +290,11 @@ var _ = Describe("Registry validation at apply time", func() {
 		Entry("a schedule with a zero step", func(ns string) *v1alpha1.Registry {
 			return newRegistry(ns, "r", withGC("*/0 * * * *"))
 		}, "a field is out of range or has an unknown token"),
+		Entry("a scrape interval of a second", func(ns string) *v1alpha1.Registry {
+			r := newRegistry(ns, "r")
+			r.Spec.Monitoring = &v1alpha1.MonitoringSpec{Interval: &metav1.Duration{Duration: time.Second}}
+			return r
+		}, "monitoring.interval: between 5s and 10m"),
 		Entry("cache prefixes that overlap", func(ns string) *v1alpha1.Registry {
 			r := newRegistry(ns, "r")
 			r.Spec.PullThroughCache = &v1alpha1.PullThroughCacheSpec{Upstreams: []v1alpha1.CacheUpstream{

@@ -9,6 +9,7 @@ import (
 	"os"
 
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -70,6 +71,7 @@ func NewScheme() *runtime.Scheme {
 	utilruntime.Must(clientgoscheme.AddToScheme(s))
 	utilruntime.Must(v1alpha1.AddToScheme(s))
 	utilruntime.Must(cmapi.AddToScheme(s))
+	utilruntime.Must(monitoringv1.AddToScheme(s))
 	return s
 }
 
@@ -133,6 +135,10 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 	if err != nil {
 		return nil, err
 	}
+	promOperator, err := prometheusOperatorInstalled(cfg)
+	if err != nil {
+		return nil, err
+	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  scheme,
 		Metrics:                 MetricsOptions(o),
@@ -140,7 +146,7 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 		LeaderElection:          o.LeaderElection,
 		LeaderElectionID:        "dockyard.registry.dockyard.dev",
 		LeaderElectionNamespace: o.LeaderElectionNamespace,
-		Cache:                   CacheOptions(certManager),
+		Cache:                   CacheOptions(certManager, promOperator),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create manager: %w", err)
@@ -151,6 +157,9 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
 		return nil, fmt.Errorf("add ready check: %w", err)
 	}
+	if !promOperator {
+		ctrl.Log.WithName("setup").Info("Prometheus Operator CRDs not found: Registries report MonitoringReady=False (PrometheusOperatorNotInstalled); restart the manager after installing them")
+	}
 	if !certManager {
 		ctrl.Log.WithName("setup").Info("cert-manager CRDs not found: Registries with tls.issuerRef will report CertManagerNotInstalled; restart the manager after installing cert-manager")
 	}
@@ -158,6 +167,7 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 		Image:                   o.Image,
 		ClusterDomain:           o.ClusterDomain,
 		CertManager:             certManager,
+		PrometheusOperator:      promOperator,
 		MaxConcurrentReconciles: o.MaxConcurrentReconciles,
 		EventsURL:               o.EventsURL,
 	}
@@ -188,7 +198,7 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 // are watched as metadata only (see the controller). ServiceAccounts and Namespaces are
 // cached whole: spec.pullSecrets attaches Secrets to ServiceAccounts the operator did not
 // create, in namespaces it learns of from their labels.
-func CacheOptions(certManager bool) cache.Options {
+func CacheOptions(certManager, prometheusOperator bool) cache.Options {
 	managed := labels.SelectorFromSet(labels.Set{resources.LabelManagedBy: resources.ManagedBy})
 	by := cache.ByObject{Label: managed}
 	opts := cache.Options{ByObject: map[client.Object]cache.ByObject{
@@ -206,24 +216,37 @@ func CacheOptions(certManager bool) cache.Options {
 	if certManager {
 		opts.ByObject[&cmapi.Certificate{}] = by
 	}
+	if prometheusOperator {
+		opts.ByObject[&monitoringv1.PodMonitor{}] = by
+	}
 	return opts
 }
 
 // certManagerInstalled asks discovery whether cert-manager.io/v1 Certificates exist.
 func certManagerInstalled(cfg *rest.Config) (bool, error) {
+	return kindInstalled(cfg, cmapi.SchemeGroupVersion.String(), "Certificate")
+}
+
+// prometheusOperatorInstalled asks discovery whether monitoring.coreos.com/v1
+// PodMonitors exist.
+func prometheusOperatorInstalled(cfg *rest.Config) (bool, error) {
+	return kindInstalled(cfg, monitoringv1.SchemeGroupVersion.String(), monitoringv1.PodMonitorsKind)
+}
+
+func kindInstalled(cfg *rest.Config, groupVersion, kind string) (bool, error) {
 	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
 	if err != nil {
 		return false, fmt.Errorf("create discovery client: %w", err)
 	}
-	list, err := dc.ServerResourcesForGroupVersion(cmapi.SchemeGroupVersion.String())
+	list, err := dc.ServerResourcesForGroupVersion(groupVersion)
 	if apierrors.IsNotFound(err) {
 		return false, nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("discover cert-manager.io/v1: %w", err)
+		return false, fmt.Errorf("discover %s: %w", groupVersion, err)
 	}
 	for _, r := range list.APIResources {
-		if r.Kind == "Certificate" {
+		if r.Kind == kind {
 			return true, nil
 		}
 	}

@@ -1,8 +1,12 @@
 package registry
 
 import (
+	"maps"
 	"strings"
 	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/dockyard-dev/dockyard/api/v1alpha1"
 	"github.com/dockyard-dev/dockyard/internal/registryconfig"
@@ -88,5 +92,31 @@ func TestPullThroughCacheRendered(t *testing.T) {
 	}
 	if strings.Join(names, ",") != "cache-0,cache-1" {
 		t.Errorf("cache volumes %v", names)
+	}
+}
+
+// The PodMonitor scrapes the metrics port of exactly this Registry's pods, carries the
+// user's labels without losing ours, and goes away when monitoring is disabled.
+func TestPodMonitor(t *testing.T) {
+	r := reg(func(r *v1alpha1.Registry) {
+		r.Spec.Monitoring = &v1alpha1.MonitoringSpec{Labels: map[string]string{"release": "kube-prometheus-stack", LabelInstance: "spoofed"},
+			Interval: &metav1.Duration{Duration: 15 * time.Second}}
+	})
+	pm := PodMonitor(r)
+	if pm == nil || pm.Labels["release"] != "kube-prometheus-stack" || pm.Labels[LabelInstance] != r.Name || len(pm.OwnerReferences) != 1 {
+		t.Fatalf("PodMonitor metadata: %+v", pm.ObjectMeta)
+	}
+	ep := pm.Spec.PodMetricsEndpoints
+	if len(ep) != 1 || *ep[0].Port != MetricsPortName || ep[0].Path != registryconfig.MetricsPath || ep[0].Interval != "15s" {
+		t.Errorf("endpoints: %+v", ep)
+	}
+	if !maps.Equal(pm.Spec.Selector.MatchLabels, SelectorLabels(r)) {
+		t.Errorf("selector %v", pm.Spec.Selector.MatchLabels)
+	}
+	if got := PodMonitor(reg()).Spec.PodMetricsEndpoints[0].Interval; got != "30s" {
+		t.Errorf("default interval %s", got)
+	}
+	if PodMonitor(reg(func(r *v1alpha1.Registry) { r.Spec.Monitoring = &v1alpha1.MonitoringSpec{Disabled: true} })) != nil {
+		t.Error("a PodMonitor with monitoring disabled")
 	}
 }
