@@ -78,7 +78,9 @@ func (r *ReplicationReconciler) now() time.Time {
 // Reconcile runs the rule when a run is due and records what it did.
 func (r *ReplicationReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	rule := &v1alpha1.ReplicationRule{}
-	if err := r.Client.Get(ctx, req.NamespacedName, rule); err != nil {
+	// Straight from the API server: the cache may still hold the status this controller
+	// wrote moments ago (a run in progress), which would look like an interrupted run.
+	if err := r.APIReader.Get(ctx, req.NamespacedName, rule); err != nil {
 		if apierrors.IsNotFound(err) {
 			forgetRule(req.Namespace, req.Name)
 			r.pending.forget(req.NamespacedName)
@@ -95,7 +97,8 @@ func (r *ReplicationReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	}
 	if sched == nil {
 		rule.Status.NextScheduleTime = nil
-	} else if rule.Status.NextScheduleTime == nil {
+	} else if rule.Status.NextScheduleTime == nil || rule.Status.ObservedGeneration != rule.Generation {
+		// A new spec may carry a new schedule: its next time counts, not the old one's.
 		rule.Status.NextScheduleTime = &metav1.Time{Time: sched.Next(now)}
 	}
 	if rule.Spec.Suspend {
@@ -281,7 +284,7 @@ func (r *ReplicationReconciler) writeStatus(ctx context.Context, rule *v1alpha1.
 	}
 	base := rule.DeepCopy()
 	base.Status = *before
-	if err := r.Client.Status().Patch(ctx, rule, client.MergeFrom(base)); err != nil {
+	if err := r.Client.Status().Patch(ctx, rule, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
 		return fmt.Errorf("update ReplicationRule status: %w", err)
 	}
 	return nil
@@ -304,7 +307,8 @@ func (r *ReplicationReconciler) SetupWithManager(ctx context.Context, mgr ctrl.M
 	}
 	r.pending = newPendingPushes()
 	if r.EventsAddr != "" {
-		if err := mgr.Add(&EventReceiver{Addr: r.EventsAddr, Client: mgr.GetClient(), pending: r.pending}); err != nil {
+		if err := mgr.Add(&EventReceiver{Addr: r.EventsAddr, Client: mgr.GetClient(), pending: r.pending,
+			reviews: make(chan struct{}, eventsReviewsInFlight)}); err != nil {
 			return fmt.Errorf("add the registry events receiver: %w", err)
 		}
 	}

@@ -105,6 +105,15 @@ func TestRecordRun(t *testing.T) {
 			t.Errorf("status: %+v, last run %+v", st, st.LastRun)
 		}
 	})
+	t.Run("an onPush run after failures: nothing in progress, the failure and its retry stand", func(t *testing.T) {
+		st := v1alpha1.ReplicationRuleStatus{FailedRuns: 2, LastSyncTime: &metav1.Time{Time: start.Add(-time.Minute)}}
+		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: v1alpha1.ConditionProgressing, Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonSyncing})
+		recordRun(&st, 1, v1alpha1.ReplicationTriggerPush, start, end, replication.Result{Artifacts: 1, Copied: 1}, nil, false)
+		wantCondition(t, st, v1alpha1.ConditionProgressing, metav1.ConditionFalse, v1alpha1.ReasonAsExpected, "no run in progress")
+		if st.FailedRuns != 2 || !st.LastSyncTime.Time.Equal(start.Add(-time.Minute)) || st.LastRun.Result != v1alpha1.ReplicationSucceeded {
+			t.Errorf("status %+v, last run %+v", st, st.LastRun)
+		}
+	})
 	t.Run("a run that could not start: Failed, its error first", func(t *testing.T) {
 		var st v1alpha1.ReplicationRuleStatus
 		err := &replication.EndpointError{Side: replication.Source, Host: "127.0.0.1:1", Err: errors.New("dial tcp: connection refused")}

@@ -135,9 +135,10 @@ type EventReceiver struct {
 	Clock   func() time.Time
 	pending *pendingPushes
 
-	mu    sync.Mutex
-	known map[[32]byte]reviewed
-	ln    net.Listener
+	mu      sync.Mutex
+	known   map[[32]byte]reviewed
+	reviews chan struct{}
+	ln      net.Listener
 }
 
 // reviewed is a cached TokenReview answer.
@@ -151,6 +152,8 @@ const (
 	eventsMaxBody        = 1 << 20
 	eventsReviewCacheTTL = time.Minute
 	eventsReviewCacheMax = 1024
+	// eventsReviewsInFlight bounds concurrent TokenReviews.
+	eventsReviewsInFlight = 4
 )
 
 // NeedLeaderElection is true: only the leader receives (it is the one that replicates).
@@ -244,6 +247,14 @@ func (e *EventReceiver) review(ctx context.Context, token string) (string, error
 		return c.user, nil
 	}
 	e.mu.Unlock()
+	// At most a few reviews at once: a caller spraying made-up tokens gets 503s, not a
+	// line to the API server.
+	select {
+	case e.reviews <- struct{}{}:
+		defer func() { <-e.reviews }()
+	default:
+		return "", errors.New("too many token reviews in flight")
+	}
 	tr := &authnv1.TokenReview{Spec: authnv1.TokenReviewSpec{Token: token, Audiences: []string{registryconfig.EventsAudience}}}
 	if err := e.Client.Create(ctx, tr); err != nil {
 		return "", err
@@ -253,10 +264,21 @@ func (e *EventReceiver) review(ctx context.Context, token string) (string, error
 		user = tr.Status.User.Username
 	}
 	e.mu.Lock()
-	if e.known == nil || len(e.known) >= eventsReviewCacheMax {
+	if e.known == nil {
 		e.known = map[[32]byte]reviewed{}
 	}
-	e.known[sum] = reviewed{user: user, expires: now.Add(eventsReviewCacheTTL)}
+	if len(e.known) >= eventsReviewCacheMax {
+		for k, v := range e.known {
+			if !now.Before(v.expires) {
+				delete(e.known, k)
+			}
+		}
+	}
+	// Full of live answers: this one is not remembered (the registries' own, already
+	// cached, are never pushed out by made-up tokens).
+	if len(e.known) < eventsReviewCacheMax {
+		e.known[sum] = reviewed{user: user, expires: now.Add(eventsReviewCacheTTL)}
+	}
 	e.mu.Unlock()
 	return user, nil
 }

@@ -103,17 +103,16 @@ func recordRun(st *v1alpha1.ReplicationRuleStatus, gen int64, trigger string, st
 	if failure == nil && res.FirstErr != nil {
 		failure = res.FirstErr
 	}
-	if failure == nil && !complete && st.FailedRuns > 0 {
-		run.Result = v1alpha1.ReplicationSucceeded
-		return // Ready and the retry of the failed complete run stay as they are
-	}
-	st.LastSyncTime = &metav1.Time{Time: end}
-
 	set := func(typ string, status metav1.ConditionStatus, reason, msg string) {
 		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: typ, Status: status, Reason: reason,
 			Message: msg, ObservedGeneration: gen, LastTransitionTime: metav1.Time{Time: end}})
 	}
 	set(v1alpha1.ConditionProgressing, metav1.ConditionFalse, v1alpha1.ReasonAsExpected, "no run in progress")
+	if failure == nil && !complete && st.FailedRuns > 0 {
+		run.Result = v1alpha1.ReplicationSucceeded
+		return // Ready and the retry of the failed complete run stay as they are
+	}
+	st.LastSyncTime = &metav1.Time{Time: end}
 	if failure == nil {
 		run.Result = v1alpha1.ReplicationSucceeded
 		st.FailedRuns = 0

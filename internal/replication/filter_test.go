@@ -2,6 +2,7 @@ package replication
 
 import (
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/dockyard-dev/dockyard/api/v1alpha1"
@@ -80,5 +81,20 @@ func TestDestinationRepository(t *testing.T) {
 		if got := rule(tc.d).DestinationRepository(tc.src); got != tc.dst {
 			t.Errorf("%+v %s: %q, want %q", tc.d, tc.src, got, tc.dst)
 		}
+	}
+}
+
+func TestCollisionsAreNotCopied(t *testing.T) {
+	f, _ := newFilter(Rule{Repositories: []string{"**"}, Rename: func(s string) string {
+		if i := strings.Index(s, "/"); i >= 0 {
+			return s[i+1:]
+		}
+		return s
+	}})
+	r := &run{f: f}
+	got := r.dropCollisions([]string{"team-a/app", "team-b/app", "team-a/web"})
+	if !slices.Equal(got, []string{"team-a/web"}) || r.res.Failed != 2 || len(r.res.Errors) != 2 ||
+		!strings.Contains(r.res.Errors[0], "team-b/app to app too") {
+		t.Errorf("kept %v, result %+v", got, r.res)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -133,6 +134,7 @@ func Sync(ctx context.Context, src, dst Endpoint, rule Rule, opt Options) (Resul
 	}
 	sort.Strings(repos)
 	r.res.Repositories = int64(len(repos))
+	repos = r.dropCollisions(repos)
 
 	sem := make(chan struct{}, opt.Parallel)
 	var wg sync.WaitGroup
@@ -153,6 +155,30 @@ func Sync(ctx context.Context, src, dst Endpoint, rule Rule, opt Options) (Resul
 		r.fail(fmt.Errorf("run stopped: %w", err))
 	}
 	return r.res, nil
+}
+
+// dropCollisions fails, and leaves out, source repositories the rename sends to one
+// destination: copied one after the other they would overwrite (and, with deletes,
+// remove) each other's tags.
+func (r *run) dropCollisions(repos []string) []string {
+	by := map[string][]string{}
+	for _, repo := range repos {
+		if d := r.f.rule.Rename(repo); d != "" {
+			by[d] = append(by[d], repo)
+		}
+	}
+	out := repos[:0:0]
+	for _, repo := range repos {
+		srcs := by[r.f.rule.Rename(repo)]
+		if len(srcs) > 1 {
+			r.count(func(res *Result) { res.Failed++ })
+			r.fail(fmt.Errorf("%s: the destination rule sends %s to %s too; not copied (change destination.stripSegments or prefix)",
+				repo, strings.Join(slices.DeleteFunc(slices.Clone(srcs), func(s string) bool { return s == repo }), ", "), r.f.rule.Rename(repo)))
+			continue
+		}
+		out = append(out, repo)
+	}
+	return out
 }
 
 // options are the client options for an endpoint; sent, when set, counts blob bytes

@@ -160,6 +160,9 @@ func (p *pullThrough) ensureManifest(ctx context.Context, u *upstream, repo, upR
 		return nil
 	}
 	_, err, _ = p.flight.Do(repo+":"+ref, func() (any, error) {
+		// Shared by every waiting pull: it must not end with the first client's request.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fetchTimeout)
+		defer cancel()
 		opts, err := u.options(ctx)
 		if err != nil {
 			return nil, err
@@ -280,6 +283,8 @@ func (p *pullThrough) ensureBlob(ctx context.Context, u *upstream, repo, upRepo,
 		return nil
 	}
 	_, err, _ = p.flight.Do(repo+"@blob:"+d, func() (any, error) {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fetchTimeout)
+		defer cancel()
 		return nil, p.copyBlob(ctx, u, local, upRepo, distribution.Descriptor{Digest: dg, Size: -1})
 	})
 	return err
