@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -145,19 +144,7 @@ func (r *ReplicationReconciler) remoteEndpoint(ctx context.Context, rule *v1alph
 // credentialsFrom reads a dockerconfigjson Secret's entry for host, or username/password keys.
 func credentialsFrom(sec *corev1.Secret, host string) (authn.Authenticator, error) {
 	if raw, ok := sec.Data[corev1.DockerConfigJsonKey]; ok {
-		var cfg struct {
-			Auths map[string]authn.AuthConfig `json:"auths"`
-		}
-		if err := json.Unmarshal(raw, &cfg); err != nil {
-			return nil, fmt.Errorf("%s is not a Docker config", corev1.DockerConfigJsonKey)
-		}
-		for k, v := range cfg.Auths {
-			k = strings.TrimSuffix(strings.TrimPrefix(strings.TrimPrefix(k, "https://"), "http://"), "/")
-			if k == host || (host == "index.docker.io" && k == "index.docker.io/v1") {
-				return authn.FromConfig(v), nil
-			}
-		}
-		return nil, fmt.Errorf("no entry for %s in %s", host, corev1.DockerConfigJsonKey)
+		return replication.DockerConfigAuth(raw, host)
 	}
 	user, pass := sec.Data["username"], sec.Data["password"]
 	if len(user) == 0 || len(pass) == 0 {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"slices"
 	"sort"
@@ -14,8 +13,6 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 )
@@ -179,77 +176,6 @@ func (r *run) dropCollisions(repos []string) []string {
 		out = append(out, repo)
 	}
 	return out
-}
-
-// options are the client options for an endpoint; sent, when set, counts blob bytes
-// uploaded through it.
-func options(ctx context.Context, e Endpoint, sent *atomic.Int64, jobs int) []remote.Option {
-	rt := e.Transport
-	if rt == nil {
-		rt = http.DefaultTransport
-	}
-	if sent != nil {
-		rt = &countingTransport{next: rt, n: sent}
-	}
-	a := e.Auth
-	if a == nil {
-		a = authn.Anonymous
-	}
-	return []remote.Option{remote.WithContext(ctx), remote.WithTransport(rt), remote.WithAuth(a),
-		remote.WithJobs(jobs), remote.WithUserAgent("dockyard-replicator")}
-}
-
-// preflight checks that an endpoint answers /v2/ over trusted TLS and, when it has
-// credentials, accepts them (a token registry's token endpoint, or Basic on /v2/).
-func preflight(ctx context.Context, e Endpoint, side Side) error {
-	reg, err := registry(e)
-	if err != nil {
-		return &EndpointError{side, e.Host, err}
-	}
-	rt := e.Transport
-	if rt == nil {
-		rt = http.DefaultTransport
-	}
-	a := e.Auth
-	if a == nil {
-		a = authn.Anonymous
-	}
-	t, err := transport.NewWithContext(ctx, reg, a, rt, nil)
-	if err != nil {
-		return &EndpointError{side, e.Host, err}
-	}
-	if a == authn.Anonymous {
-		return nil // anonymous callers may be refused /v2/ and still pull
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, reg.Scheme()+"://"+reg.RegistryStr()+"/v2/", http.NoBody)
-	if err != nil {
-		return &EndpointError{side, e.Host, err}
-	}
-	resp, err := t.RoundTrip(req)
-	if err != nil {
-		return &EndpointError{side, e.Host, err}
-	}
-	defer func() { _ = resp.Body.Close() }()
-	if err := transport.CheckError(resp, http.StatusOK); err != nil {
-		return &EndpointError{side, e.Host, err}
-	}
-	return nil
-}
-
-func registry(e Endpoint) (name.Registry, error) {
-	var o []name.Option
-	if e.PlainHTTP {
-		o = append(o, name.Insecure)
-	}
-	return name.NewRegistry(e.Host, o...)
-}
-
-func repository(e Endpoint, repo string) (name.Repository, error) {
-	reg, err := registry(e)
-	if err != nil {
-		return name.Repository{}, err
-	}
-	return reg.Repo(repo), nil
 }
 
 func (r *run) fail(err error) {
@@ -473,53 +399,6 @@ func (r *run) copyManifest(_ context.Context, srcRepo, dstRepo name.Repository, 
 	return desc, nil
 }
 
-// mountable is a source image whose layers, when another destination repository has
-// them, are offered to the destination for a cross-repository mount (the registry then
-// links the blob instead of receiving it again; one that refuses gets an upload).
-type mountable struct {
-	v1.Image
-	run  *run
-	repo name.Repository
-}
-
-func (m *mountable) Layers() ([]v1.Layer, error) {
-	ls, err := m.Image.Layers()
-	if err != nil {
-		return nil, err
-	}
-	out := make([]v1.Layer, len(ls))
-	for i, l := range ls {
-		out[i] = l
-		d, err := l.Digest()
-		if err != nil {
-			continue
-		}
-		if other, ok := m.run.where.Load(d.String()); ok && other.(string) != m.repo.RepositoryStr() {
-			out[i] = &remote.MountableLayer{Layer: l, Reference: m.repo.Registry.Repo(other.(string)).Digest(d.String())}
-		}
-	}
-	return out, nil
-}
-
-// ConfigLayer keeps the source image's lazy config layer (the config is read from the
-// source only when the destination lacks it).
-func (m *mountable) ConfigLayer() (v1.Layer, error) {
-	return partial.ConfigLayer(m.Image)
-}
-
-// remember records the destination repository now holding img's layers.
-func (r *run) remember(img v1.Image, repo name.Repository) {
-	ls, err := img.Layers()
-	if err != nil {
-		return
-	}
-	for _, l := range ls {
-		if d, err := l.Digest(); err == nil {
-			r.where.LoadOrStore(d.String(), repo.RepositoryStr())
-		}
-	}
-}
-
 // writeErr attributes a write's failure: reading a blob from the source, or writing.
 func writeErr(r *run, err error) error {
 	var te *transport.Error
@@ -527,102 +406,4 @@ func writeErr(r *run, err error) error {
 		return &EndpointError{Source, r.src.Host, err}
 	}
 	return &EndpointError{Destination, r.dst.Host, err}
-}
-
-// maxReferrerDepth bounds referrers of referrers (a signature of an SBOM of an image).
-const maxReferrerDepth = 3
-
-// copyReferrers copies the referrers of digest the destination lacks, and cosign's tags
-// for them. It returns how many manifests it wrote.
-func (r *run) copyReferrers(ctx context.Context, srcRepo, dstRepo name.Repository, digest string, depth int) (int, error) {
-	if depth >= maxReferrerDepth {
-		return 0, nil
-	}
-	n := 0
-	idx, err := remote.Referrers(srcRepo.Digest(digest), r.srcOpt...)
-	if err != nil && !notFound(err) {
-		return 0, &EndpointError{Source, r.src.Host, fmt.Errorf("list referrers: %w", err)}
-	}
-	if idx != nil {
-		im, err := idx.IndexManifest()
-		if err != nil {
-			return 0, &EndpointError{Source, r.src.Host, fmt.Errorf("read referrers: %w", err)}
-		}
-		for _, d := range im.Manifests {
-			w, err := r.copyIfMissing(ctx, srcRepo, dstRepo, d.Digest.String())
-			if err != nil {
-				return n, err
-			}
-			n += w
-			m, err := r.copyReferrers(ctx, srcRepo, dstRepo, d.Digest.String(), depth+1)
-			if err != nil {
-				return n, err
-			}
-			n += m
-		}
-	}
-	for _, t := range referrerTagsOf(digest) {
-		sd, err := remote.Head(srcRepo.Tag(t), r.srcOpt...)
-		if notFound(err) {
-			continue
-		}
-		if err != nil {
-			return n, &EndpointError{Source, r.src.Host, fmt.Errorf("resolve tag %s: %w", t, err)}
-		}
-		dd, err := remote.Head(dstRepo.Tag(t), r.dstOpt...)
-		if err == nil && dd.Digest == sd.Digest {
-			continue
-		}
-		if err != nil && !notFound(err) {
-			return n, &EndpointError{Destination, r.dst.Host, fmt.Errorf("resolve tag %s: %w", t, err)}
-		}
-		desc, err := r.copyManifest(ctx, srcRepo, dstRepo, sd.Digest.String())
-		if err != nil {
-			return n, err
-		}
-		if err := remote.Tag(dstRepo.Tag(t), desc, r.dstOpt...); err != nil {
-			return n, &EndpointError{Destination, r.dst.Host, fmt.Errorf("tag %s: %w", t, err)}
-		}
-		n++
-	}
-	return n, nil
-}
-
-// copyIfMissing copies a manifest by digest when the destination lacks it.
-func (r *run) copyIfMissing(ctx context.Context, srcRepo, dstRepo name.Repository, digest string) (int, error) {
-	if _, err := remote.Head(dstRepo.Digest(digest), r.dstOpt...); err == nil {
-		return 0, nil
-	} else if !notFound(err) {
-		return 0, &EndpointError{Destination, r.dst.Host, fmt.Errorf("check manifest: %w", err)}
-	}
-	if _, err := r.copyManifest(ctx, srcRepo, dstRepo, digest); err != nil {
-		return 0, err
-	}
-	return 1, nil
-}
-
-// countingTransport counts the bytes of blob uploads it sends.
-type countingTransport struct {
-	next http.RoundTripper
-	n    *atomic.Int64
-}
-
-func (t *countingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	if req.Body != nil && (req.Method == http.MethodPut || req.Method == http.MethodPatch || req.Method == http.MethodPost) &&
-		strings.Contains(req.URL.Path, "/blobs/uploads/") {
-		req = req.Clone(req.Context())
-		req.Body = &countingBody{ReadCloser: req.Body, n: t.n}
-	}
-	return t.next.RoundTrip(req)
-}
-
-type countingBody struct {
-	io.ReadCloser
-	n *atomic.Int64
-}
-
-func (b *countingBody) Read(p []byte) (int, error) {
-	n, err := b.ReadCloser.Read(p)
-	b.n.Add(int64(n))
-	return n, err
 }

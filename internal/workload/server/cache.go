@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -27,6 +26,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/dockyard-dev/dockyard/internal/registryconfig"
+	"github.com/dockyard-dev/dockyard/internal/replication"
 	"github.com/dockyard-dev/dockyard/internal/workload/access"
 	"github.com/dockyard-dev/dockyard/internal/workload/route"
 )
@@ -399,19 +399,11 @@ func (u *upstream) auth() (authn.Authenticator, error) {
 		return authn.Anonymous, nil
 	}
 	if raw, err := os.ReadFile(filepath.Join(dir, ".dockerconfigjson")); err == nil {
-		var cfg struct {
-			Auths map[string]authn.AuthConfig `json:"auths"`
+		a, err := replication.DockerConfigAuth(raw, u.host)
+		if err != nil {
+			return nil, fmt.Errorf("upstream credentials: %w", err)
 		}
-		if err := json.Unmarshal(raw, &cfg); err != nil {
-			return nil, errors.New("upstream credentials: .dockerconfigjson is not a Docker config")
-		}
-		for k, v := range cfg.Auths {
-			k = strings.TrimSuffix(strings.TrimPrefix(strings.TrimPrefix(k, "https://"), "http://"), "/")
-			if k == u.host {
-				return authn.FromConfig(v), nil
-			}
-		}
-		return nil, fmt.Errorf("upstream credentials: no entry for %s", u.host)
+		return a, nil
 	}
 	user, uerr := os.ReadFile(filepath.Join(dir, "username"))
 	pass, perr := os.ReadFile(filepath.Join(dir, "password"))
