@@ -64,6 +64,13 @@ var _ = Describe("a ReplicationRule on a real cluster", Ordered, Label("replicat
 	BeforeAll(func() {
 		srcNS, dstNS = namespaceWithCA("repl-src"), namespaceWithCA("repl-dst")
 		src = registry(srcNS, "ci", nil)
+		// This cluster runs no Prometheus Operator: the Registry says so instead of failing.
+		ci := &v1alpha1.Registry{}
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: srcNS, Name: "ci"}, ci)).To(Succeed())
+		mon := meta.FindStatusCondition(ci.Status.Conditions, v1alpha1.ConditionMonitoringReady)
+		Expect(mon).NotTo(BeNil())
+		Expect(mon.Status).To(Equal(metav1.ConditionFalse))
+		Expect(mon.Reason).To(Equal(v1alpha1.ReasonPrometheusOperatorMissing), mon.Message)
 		dst = registry(dstNS, "prod", nil,
 			v1alpha1.RobotAccount{Name: "replicator", Repositories: []string{"mirror/**"}, Role: v1alpha1.RoleManager},
 			v1alpha1.RobotAccount{Name: "puller", Repositories: []string{"mirror/**"}, Role: v1alpha1.RoleViewer})
