@@ -66,8 +66,8 @@ verify: tidy generate manifests bundle fmt ## Tidy modules, regenerate code, man
 ##@ Test
 
 .PHONY: test
-test: manifests generate vet envtest-bins versitygw dex cosign test-deps $(KUSTOMIZE) ## Run unit, registry (real HTTP, real S3 server, LDAP directory, OIDC provider, real skopeo and cosign) and envtest tests.
-	DOCKYARD_REQUIRE_CLIENTS=1 KUBEBUILDER_ASSETS="$$(hack/build-envtest.sh)" DOCKYARD_DEX="$$(hack/build-dex.sh)" DOCKYARD_COSIGN="$$(hack/build-cosign.sh)" go test $(GO_TEST_FLAGS) ./... -count=1 -timeout 30m
+test: manifests generate vet envtest-bins versitygw dex cosign promtool test-deps $(KUSTOMIZE) ## Run unit, registry (real HTTP, real S3 server, LDAP directory, OIDC provider, real skopeo and cosign) and envtest tests.
+	DOCKYARD_REQUIRE_CLIENTS=1 KUBEBUILDER_ASSETS="$$(hack/build-envtest.sh)" DOCKYARD_DEX="$$(hack/build-dex.sh)" DOCKYARD_COSIGN="$$(hack/build-cosign.sh)" DOCKYARD_PROMTOOL="$$(hack/build-promtool.sh)" go test $(GO_TEST_FLAGS) ./... -count=1 -timeout 30m
 
 .PHONY: test-deps
 test-deps: ## Install what the tests and checks use from Debian when missing: skopeo (a real registry client), shellcheck, slapd (a real LDAP directory).
@@ -84,6 +84,10 @@ dex: ## Build dex, the OIDC provider the OIDC tests run against (tool cache; ~9 
 .PHONY: cosign
 cosign: ## Build cosign (tool cache; ~10 min cold), which signs test images offline.
 	@hack/build-cosign.sh >/dev/null
+
+.PHONY: promtool
+promtool: ## Put promtool (from Debian's prometheus package; seconds) into the tool cache: it checks and unit-tests the alerts.
+	@hack/build-promtool.sh >/dev/null
 
 .PHONY: versitygw
 versitygw: ## Build the versitygw S3 server (tool cache) the S3 storage tests run against.

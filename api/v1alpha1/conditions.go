@@ -199,7 +199,8 @@ const (
 
 // Condition reasons of MonitoringReady.
 const (
-	// ReasonPodMonitorApplied (MonitoringReady=True): the PodMonitor is in place.
+	// ReasonPodMonitorApplied (MonitoringReady=True): the PodMonitor is in place (and the
+	// PrometheusRule with the alerts, unless spec.monitoring.alerts.disabled is set).
 	ReasonPodMonitorApplied = "PodMonitorApplied"
 	// ReasonPrometheusOperatorMissing (MonitoringReady=False): the Prometheus Operator's
 	// CRDs are not installed; the pods still serve /metrics on port 5001. Restart the

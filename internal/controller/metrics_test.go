@@ -175,21 +175,48 @@ func bind(role *rbacv1.ClusterRole, subject rbacv1.Subject) {
 	})).To(Succeed())
 }
 
-var _ = Describe("a Registry's PodMonitor", func() {
-	It("is written when the Prometheus Operator is installed, with the user's labels, and removed when disabled", func() {
+var _ = Describe("a Registry's PodMonitor and PrometheusRule", func() {
+	It("are written when the Prometheus Operator is installed, with the user's labels; alerts.disabled removes the rule, disabled both", func() {
 		ns := newNamespace()
 		Expect(k8sClient.Create(ctx, newRegistry(ns, "mon", func(r *v1alpha1.Registry) {
-			r.Spec.Monitoring = &v1alpha1.MonitoringSpec{Labels: map[string]string{"release": "kube-prometheus-stack"}}
+			r.Spec.Monitoring = &v1alpha1.MonitoringSpec{Labels: map[string]string{"release": "kube-prometheus-stack"},
+				Alerts: &v1alpha1.AlertsSpec{Labels: map[string]string{"team": "platform"}}}
 		}))).To(Succeed())
 		pm := &monitoringv1.PodMonitor{}
 		Eventually(func() error { return k8sClient.Get(ctx, key(ns, "mon"), pm) }, timeout, interval).Should(Succeed())
 		Expect(pm.Labels).To(HaveKeyWithValue("release", "kube-prometheus-stack"))
 		Expect(pm.Spec.PodMetricsEndpoints).To(HaveLen(1))
+		Expect(pm.Spec.PodMetricsEndpoints[0].RelabelConfigs).To(HaveLen(1))
+		pr := &monitoringv1.PrometheusRule{}
+		Eventually(func() error { return k8sClient.Get(ctx, key(ns, "mon"), pr) }, timeout, interval).Should(Succeed())
+		Expect(pr.Labels).To(HaveKeyWithValue("release", "kube-prometheus-stack"))
+		Expect(pr.OwnerReferences).To(HaveLen(1))
+		Expect(pr.Spec.Groups).To(HaveLen(1))
+		var alerts []string
+		for _, rule := range pr.Spec.Groups[0].Rules {
+			alerts = append(alerts, rule.Alert)
+			Expect(rule.Labels).To(HaveKeyWithValue("team", "platform"))
+			Expect(rule.Expr.String()).To(ContainSubstring(ns))
+		}
+		Expect(alerts).To(ContainElements("DockyardRegistryDown", "DockyardRegistryHighErrorRate"))
 		c := expectConditionMessage(ns, "mon", v1alpha1.ConditionMonitoringReady, metav1.ConditionTrue, v1alpha1.ReasonPodMonitorApplied)
 		Expect(c).To(ContainSubstring("every 30s"))
+		Expect(c).To(ContainSubstring("PrometheusRule mon holds the Registry's alerts"))
 
 		r := get(ns, "mon", &v1alpha1.Registry{})
 		patched := r.DeepCopy()
+		patched.Spec.Monitoring.Alerts.Disabled = true
+		Expect(k8sClient.Patch(ctx, patched, client.MergeFrom(r))).To(Succeed())
+		Eventually(func() bool {
+			return apierrors.IsNotFound(k8sClient.Get(ctx, key(ns, "mon"), &monitoringv1.PrometheusRule{}))
+		}, timeout, interval).Should(BeTrue())
+		Expect(k8sClient.Get(ctx, key(ns, "mon"), &monitoringv1.PodMonitor{})).To(Succeed())
+		Eventually(func() string {
+			return expectConditionMessage(ns, "mon", v1alpha1.ConditionMonitoringReady, metav1.ConditionTrue, v1alpha1.ReasonPodMonitorApplied)
+		}, timeout, interval).Should(ContainSubstring("alerts.disabled is set"))
+
+		r = get(ns, "mon", &v1alpha1.Registry{})
+		patched = r.DeepCopy()
 		patched.Spec.Monitoring.Disabled = true
 		Expect(k8sClient.Patch(ctx, patched, client.MergeFrom(r))).To(Succeed())
 		Eventually(func() bool {

@@ -81,6 +81,11 @@ func (r *RegistryReconciler) reconcileChildren(ctx context.Context, s *scope) (c
 			return ctrl.Result{}, err
 		}
 		s.podMonitor = pm != nil
+		pr := prometheusRuleOrNil(reg)
+		if err := r.applyOrDelete(ctx, reg, pr, &monitoringv1.PrometheusRule{}, reg.ServiceName()); err != nil {
+			return ctrl.Result{}, err
+		}
+		s.prometheusRule = pr != nil
 	}
 	if err := r.applyOrDelete(ctx, reg, pdbOrNil(reg), &policyv1.PodDisruptionBudget{}, reg.ServiceName()); err != nil {
 		return ctrl.Result{}, err
@@ -115,6 +120,15 @@ func (r *RegistryReconciler) reconcileChildren(ctx context.Context, s *scope) (c
 func podMonitorOrNil(reg *v1alpha1.Registry) client.Object {
 	if pm := resources.PodMonitor(reg); pm != nil {
 		return pm
+	}
+	return nil
+}
+
+// prometheusRuleOrNil is the Registry's PrometheusRule, or nil when monitoring or its alerts
+// are disabled.
+func prometheusRuleOrNil(reg *v1alpha1.Registry) client.Object {
+	if pr := resources.PrometheusRule(reg); pr != nil {
+		return pr
 	}
 	return nil
 }

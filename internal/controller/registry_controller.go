@@ -90,7 +90,7 @@ type RegistryReconciler struct {
 // +kubebuilder:rbac:groups=batch,resources=jobs,verbs=list;watch
 // +kubebuilder:rbac:groups=cert-manager.io,resources=certificates,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups=cert-manager.io,resources=issuers;clusterissuers,verbs=get
-// +kubebuilder:rbac:groups=monitoring.coreos.com,resources=podmonitors,verbs=get;list;watch;create;patch;delete
+// +kubebuilder:rbac:groups=monitoring.coreos.com,resources=podmonitors;prometheusrules,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // Reconcile brings one Registry's children in line with its spec and writes its status.
@@ -237,7 +237,7 @@ func (r *RegistryReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Mana
 		b = b.Owns(&cmapi.Certificate{})
 	}
 	if r.PrometheusOperator {
-		b = b.Owns(&monitoringv1.PodMonitor{})
+		b = b.Owns(&monitoringv1.PodMonitor{}).Owns(&monitoringv1.PrometheusRule{})
 	}
 	return b.Complete(r)
 }

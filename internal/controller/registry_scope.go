@@ -55,7 +55,7 @@ type scope struct {
 	childrenApplied bool
 	// podMonitor is true when the PodMonitor was applied; promOperator when the
 	// Prometheus Operator's CRDs are installed.
-	podMonitor, promOperator bool
+	podMonitor, prometheusRule, promOperator bool
 
 	// Garbage collection.
 	lastGC *v1alpha1.GarbageCollectionRun

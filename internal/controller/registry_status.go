@@ -86,10 +86,10 @@ func monitoringCondition(reg *v1alpha1.Registry, s *scope) *metav1.Condition {
 	switch {
 	case !s.promOperator:
 		c.Reason = v1alpha1.ReasonPrometheusOperatorMissing
-		c.Message = "the Prometheus Operator's CRDs (monitoring.coreos.com/v1 PodMonitor) are not installed: no PodMonitor is written; each pod serves /metrics on port 5001"
+		c.Message = "the Prometheus Operator's CRDs (monitoring.coreos.com/v1 PodMonitor) are not installed: no PodMonitor or PrometheusRule is written; each pod serves /metrics on port 5001"
 	case !s.podMonitor:
 		c.Reason = v1alpha1.ReasonMonitoringDisabled
-		c.Message = "spec.monitoring.disabled is set: no PodMonitor is written"
+		c.Message = "spec.monitoring.disabled is set: no PodMonitor or PrometheusRule is written"
 	default:
 		c.Status = metav1.ConditionTrue
 		c.Reason = v1alpha1.ReasonPodMonitorApplied
@@ -98,6 +98,11 @@ func monitoringCondition(reg *v1alpha1.Registry, s *scope) *metav1.Condition {
 			interval = m.Interval.Duration
 		}
 		c.Message = fmt.Sprintf("PodMonitor %s has Prometheus scrape /metrics on port 5001 of each registry pod every %s", reg.ServiceName(), interval)
+		if s.prometheusRule {
+			c.Message += fmt.Sprintf("; PrometheusRule %s holds the Registry's alerts (docs/runbooks.md)", reg.ServiceName())
+		} else {
+			c.Message += "; spec.monitoring.alerts.disabled is set: no PrometheusRule is written"
+		}
 	}
 	return c
 }

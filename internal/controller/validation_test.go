@@ -295,6 +295,26 @@ var _ = Describe("Registry validation at apply time", func() {
 			r.Spec.Monitoring = &v1alpha1.MonitoringSpec{Interval: &metav1.Duration{Duration: time.Second}}
 			return r
 		}, "monitoring.interval: between 5s and 10m"),
+		Entry("an alert label that is no Prometheus label name", func(ns string) *v1alpha1.Registry {
+			r := newRegistry(ns, "r")
+			r.Spec.Monitoring = &v1alpha1.MonitoringSpec{Alerts: &v1alpha1.AlertsSpec{Labels: map[string]string{"team-name": "a"}}}
+			return r
+		}, "alerts.labels: keys must be Prometheus label names"),
+		Entry("an alert label the alerts set themselves", func(ns string) *v1alpha1.Registry {
+			r := newRegistry(ns, "r")
+			r.Spec.Monitoring = &v1alpha1.MonitoringSpec{Alerts: &v1alpha1.AlertsSpec{Labels: map[string]string{"severity": "info"}}}
+			return r
+		}, "alerts.labels: namespace, registry, severity and alertname are set by the operator"),
+		Entry("a reserved alert label", func(ns string) *v1alpha1.Registry {
+			r := newRegistry(ns, "r")
+			r.Spec.Monitoring = &v1alpha1.MonitoringSpec{Alerts: &v1alpha1.AlertsSpec{Labels: map[string]string{"__name__": "x"}}}
+			return r
+		}, "names starting with __ are reserved"),
+		Entry("an alert label value over 256 characters", func(ns string) *v1alpha1.Registry {
+			r := newRegistry(ns, "r")
+			r.Spec.Monitoring = &v1alpha1.MonitoringSpec{Alerts: &v1alpha1.AlertsSpec{Labels: map[string]string{"team": strings.Repeat("a", 257)}}}
+			return r
+		}, "alerts.labels: values are at most 256 characters"),
 		Entry("cache prefixes that overlap", func(ns string) *v1alpha1.Registry {
 			r := newRegistry(ns, "r")
 			r.Spec.PullThroughCache = &v1alpha1.PullThroughCacheSpec{Upstreams: []v1alpha1.CacheUpstream{

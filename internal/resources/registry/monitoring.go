@@ -26,23 +26,36 @@ func PodMonitor(reg *v1alpha1.Registry) *monitoringv1.PodMonitor {
 	if m != nil && m.Interval != nil {
 		interval = m.Interval.Duration
 	}
-	om := objectMeta(reg, reg.ServiceName(), ComponentServer)
-	if m != nil && len(m.Labels) > 0 {
-		labels := maps.Clone(m.Labels)
-		maps.Copy(labels, om.Labels) // ours win: they select and own
-		om.Labels = labels
-	}
 	port := MetricsPortName
 	return &monitoringv1.PodMonitor{
 		TypeMeta:   typeMeta(monitoringv1.SchemeGroupVersion.String(), monitoringv1.PodMonitorsKind),
-		ObjectMeta: om,
+		ObjectMeta: monitoringMeta(reg),
 		Spec: monitoringv1.PodMonitorSpec{
 			Selector: metav1.LabelSelector{MatchLabels: SelectorLabels(reg)},
 			PodMetricsEndpoints: []monitoringv1.PodMetricsEndpoint{{
 				Port:     &port,
 				Path:     registryconfig.MetricsPath,
 				Interval: monitoringv1.Duration(interval.String()),
+				// Every series carries the Registry's name as label registry (Prometheus
+				// adds namespace): the alerts and the dashboard select by both.
+				RelabelConfigs: []monitoringv1.RelabelConfig{{
+					SourceLabels: []monitoringv1.LabelName{"__meta_kubernetes_pod_label_app_kubernetes_io_instance"},
+					TargetLabel:  "registry",
+					Action:       "replace",
+				}},
 			}},
 		},
 	}
+}
+
+// monitoringMeta names the PodMonitor and the PrometheusRule after the Service, with the
+// user's spec.monitoring.labels (for a Prometheus that selects by label) under ours.
+func monitoringMeta(reg *v1alpha1.Registry) metav1.ObjectMeta {
+	om := objectMeta(reg, reg.ServiceName(), ComponentServer)
+	if m := reg.Spec.Monitoring; m != nil && len(m.Labels) > 0 {
+		labels := maps.Clone(m.Labels)
+		maps.Copy(labels, om.Labels) // ours win: they select and own
+		om.Labels = labels
+	}
+	return om
 }

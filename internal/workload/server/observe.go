@@ -23,6 +23,8 @@ type metrics struct {
 	duration *prometheus.HistogramVec
 	inFlight prometheus.Gauge
 	certExp  prometheus.Gauge
+	sent     *prometheus.CounterVec
+	received *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -46,7 +48,15 @@ func newMetrics() *metrics {
 			Help: "NotAfter of the serving certificate, as a Unix timestamp.",
 		}),
 	}
-	m.reg.MustRegister(m.requests, m.duration, m.inFlight, m.certExp)
+	m.sent = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "dockyard_registry_http_response_bytes_total",
+		Help: "Bytes of registry API response bodies (blobs and manifests served), by method and route.",
+	}, []string{"method", "route"})
+	m.received = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "dockyard_registry_http_request_bytes_total",
+		Help: "Bytes of registry API request bodies read (blobs and manifests pushed), by method and route.",
+	}, []string{"method", "route"})
+	m.reg.MustRegister(m.requests, m.duration, m.inFlight, m.certExp, m.sent, m.received)
 	return m
 }
 
@@ -70,10 +80,11 @@ func routeLabel(r *http.Request) string {
 	return "other"
 }
 
-// statusWriter records the status code for metrics.
+// statusWriter records the status code and the body bytes written, for metrics.
 type statusWriter struct {
 	http.ResponseWriter
 	code int
+	n    int64
 }
 
 func (w *statusWriter) WriteHeader(code int) {
@@ -87,7 +98,9 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 	if w.code == 0 {
 		w.code = http.StatusOK
 	}
-	return w.ResponseWriter.Write(b)
+	n, err := w.ResponseWriter.Write(b)
+	w.n += int64(n)
+	return n, err
 }
 
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
@@ -97,10 +110,27 @@ func (w *statusWriter) ReadFrom(r io.Reader) (int64, error) {
 	if w.code == 0 {
 		w.code = http.StatusOK
 	}
+	var n int64
+	var err error
 	if rf, ok := w.ResponseWriter.(io.ReaderFrom); ok {
-		return rf.ReadFrom(r)
+		n, err = rf.ReadFrom(r)
+	} else {
+		n, err = io.Copy(writerOnly{w.ResponseWriter}, r)
 	}
-	return io.Copy(writerOnly{w.ResponseWriter}, r)
+	w.n += n
+	return n, err
+}
+
+// countingBody counts the request body bytes the handlers read.
+type countingBody struct {
+	io.ReadCloser
+	n int64
+}
+
+func (b *countingBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	b.n += int64(n)
+	return n, err
 }
 
 // writerOnly hides every method but Write, so io.Copy cannot recurse into ReadFrom.
@@ -119,6 +149,11 @@ func (m *metrics) instrument(next http.Handler) http.Handler {
 		r = route.WithRoute(r)
 		m.inFlight.Inc()
 		sw := &statusWriter{ResponseWriter: w}
+		var body *countingBody
+		if r.Body != nil && r.Body != http.NoBody {
+			body = &countingBody{ReadCloser: r.Body}
+			r.Body = body
+		}
 		defer func() {
 			m.inFlight.Dec()
 			rl := routeLabel(r)
@@ -128,6 +163,12 @@ func (m *metrics) instrument(next http.Handler) http.Handler {
 			}
 			m.requests.WithLabelValues(r.Method, rl, strconv.Itoa(code)).Inc()
 			m.duration.WithLabelValues(r.Method, rl).Observe(time.Since(start).Seconds())
+			if sw.n > 0 {
+				m.sent.WithLabelValues(r.Method, rl).Add(float64(sw.n))
+			}
+			if body != nil && body.n > 0 {
+				m.received.WithLabelValues(r.Method, rl).Add(float64(body.n))
+			}
 		}()
 		next.ServeHTTP(sw, r)
 	})
