@@ -216,4 +216,3 @@ func TestEveryAlertHasARunbook(t *testing.T) {
 		}
 	}
 }
-
