@@ -497,6 +497,27 @@ type RegistryStatus struct {
 	// pullSecrets reports the pull Secrets written for spec.pullSecrets.
 	// +optional
 	PullSecrets *PullSecretsStatus `json:"pullSecrets,omitempty"`
+
+	// certificate describes the serving certificate cert-manager issued for tls.issuerRef:
+	// when it expires, when cert-manager will renew it, and its revision (each renewal
+	// adds one; the operator records an Event CertificateRenewed).
+	// +optional
+	Certificate *CertificateStatus `json:"certificate,omitempty"`
+}
+
+// CertificateStatus is what cert-manager reports of the serving certificate.
+type CertificateStatus struct {
+	// notAfter is when the current certificate expires.
+	// +optional
+	NotAfter *metav1.Time `json:"notAfter,omitempty"`
+
+	// renewalTime is when cert-manager will renew it.
+	// +optional
+	RenewalTime *metav1.Time `json:"renewalTime,omitempty"`
+
+	// revision counts the certificates issued (1 for the first).
+	// +optional
+	Revision int32 `json:"revision,omitempty"`
 }
 
 // GarbageCollectionRun is the outcome of one garbage-collection job.

@@ -163,7 +163,7 @@ func (r *RegistryReconciler) writeStatus(ctx context.Context, s *scope, reconcil
 	if equality.Semantic.DeepEqual(s.before, after) {
 		return nil
 	}
-	r.emitTransitionEvents(reg, s.before, after)
+	r.emitTransitionEvents(reg, s.deployment, s.before, after)
 	base := reg.DeepCopy()
 	reg.Status = *after
 	if err := r.Client.Status().Patch(ctx, reg, client.MergeFrom(base)); err != nil {

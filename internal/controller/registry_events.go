@@ -1,18 +1,23 @@
 package controller
 
 import (
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/dockyard-dev/dockyard/api/v1alpha1"
 	"github.com/dockyard-dev/dockyard/internal/registryconfig"
+	resources "github.com/dockyard-dev/dockyard/internal/resources/registry"
 )
 
 // emitTransitionEvents records an Event when something a person can act on changes: a
-// dependency condition turns False, the Registry becomes Ready, a GC run finishes. Events
-// follow status transitions only, so a steady state emits none.
-func (r *RegistryReconciler) emitTransitionEvents(reg *v1alpha1.Registry, before, after *v1alpha1.RegistryStatus) {
+// dependency condition turns False, the Registry becomes Ready, a GC run finishes, the
+// certificate is renewed, a pod stops being ready outside a rollout. Events follow status
+// transitions only, so a steady state emits none.
+func (r *RegistryReconciler) emitTransitionEvents(reg *v1alpha1.Registry, deployment *appsv1.Deployment, before, after *v1alpha1.RegistryStatus) {
 	if r.Recorder == nil {
 		return
 	}
@@ -34,6 +39,17 @@ func (r *RegistryReconciler) emitTransitionEvents(reg *v1alpha1.Registry, before
 			r.Recorder.Eventf(reg, nil, corev1.EventTypeNormal, "RegistryReady", "Reconcile", "%s", now.Message)
 		}
 	}
+	if b, a := before.Certificate, after.Certificate; b != nil && a != nil && a.Revision > b.Revision && a.NotAfter != nil {
+		r.Recorder.Eventf(reg, nil, corev1.EventTypeNormal, "CertificateRenewed", "RenewCertificate",
+			"cert-manager issued certificate revision %d, valid until %s; the pods serve it without a restart",
+			a.Revision, a.NotAfter.UTC().Format(time.RFC3339))
+	}
+	if after.ReadyReplicas < before.ReadyReplicas && after.ReadyReplicas < reg.GetReplicas() && steady(deployment, reg.GetReplicas()) {
+		r.Recorder.Eventf(reg, nil, corev1.EventTypeWarning, "ReplicaNotReady", "Observe",
+			"ready registry pods fell from %d to %d of %d outside a rollout: a pod fails its readiness check (storage unreachable, or shutting down); "+
+				"kubectl get pods -l %s=%s shows which, and the pod's events say why",
+			before.ReadyReplicas, after.ReadyReplicas, reg.GetReplicas(), resources.LabelInstance, reg.Name)
+	}
 	if gc := after.LastGarbageCollection; gc != nil && (before.LastGarbageCollection == nil || before.LastGarbageCollection.JobName != gc.JobName) {
 		if gc.Result == registryconfig.GCResultFailed {
 			r.Recorder.Eventf(reg, nil, corev1.EventTypeWarning, "GarbageCollectionFailed", "GarbageCollect", "job %s failed: %s", gc.JobName, gc.Message)
@@ -45,4 +61,14 @@ func (r *RegistryReconciler) emitTransitionEvents(reg *v1alpha1.Registry, before
 
 func changed(old, now *metav1.Condition) bool {
 	return old == nil || old.Status != now.Status || old.Reason != now.Reason
+}
+
+// steady is true when the Deployment is not rolling: every pod runs the current spec and
+// no old pod is left, so a pod that turns unready is failing, not being replaced.
+func steady(d *appsv1.Deployment, want int32) bool {
+	if d == nil {
+		return false
+	}
+	st := d.Status
+	return st.ObservedGeneration >= d.Generation && st.UpdatedReplicas == want && st.Replicas == want
 }

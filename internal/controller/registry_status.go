@@ -2,8 +2,10 @@ package controller
 
 import (
 	"fmt"
+	"math"
 	"strings"
 
+	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -67,6 +69,16 @@ func computeStatus(reg *v1alpha1.Registry, s *scope, reconcileErr error) *v1alph
 		st.Replicas, st.ReadyReplicas = 0, 0
 	}
 	st.LastGarbageCollection = s.lastGC
+	switch {
+	case reg.Spec.TLS == nil || reg.Spec.TLS.IssuerRef == nil:
+		st.Certificate = nil
+	case !s.saw(stepDependencies):
+		// Not read this time: keep what was last observed.
+	case s.cert != nil && s.cert.certificate != nil:
+		st.Certificate = certificateStatus(s.cert.certificate)
+	default:
+		st.Certificate = nil
+	}
 	if reconcileErr == nil && s.childrenApplied {
 		st.ObservedGeneration = gen
 	}
@@ -250,6 +262,19 @@ func certificateCondition(reg *v1alpha1.Registry, s *scope) *metav1.Condition {
 		}
 	}
 	return c
+}
+
+// certificateStatus copies cert-manager's view of the certificate; nil before the first
+// one is issued.
+func certificateStatus(c *cmapi.Certificate) *v1alpha1.CertificateStatus {
+	if c.Status.NotAfter == nil {
+		return nil
+	}
+	cs := &v1alpha1.CertificateStatus{NotAfter: c.Status.NotAfter.DeepCopy(), RenewalTime: c.Status.RenewalTime.DeepCopy()}
+	if c.Status.Revision != nil {
+		cs.Revision = int32(min(*c.Status.Revision, math.MaxInt32)) //nolint:gosec // bounded just above
+	}
+	return cs
 }
 
 func secretCondition(c *metav1.Condition, st *secretState, what string) {
