@@ -132,14 +132,10 @@ func exportedMetrics(t *testing.T) map[string]bool {
 // statistics and controller-runtime's (the manager's) reconcile and work-queue metrics.
 var foreignMetrics = regexp.MustCompile(`^(kubelet_volume_stats_(used|available|capacity)_bytes|controller_runtime_reconcile_(total|time_seconds_bucket)|workqueue_depth)$`)
 
+var metricName = regexp.MustCompile(`\b((?:dockyard|kubelet|controller_runtime|workqueue)_[a-z_]+)\b`)
+
 // queriedMetrics are the metric names a PromQL expression selects.
-func queriedMetrics(expr string) []string {
-	var out []string
-	for _, m := range regexp.MustCompile(`\b((?:dockyard|kubelet|controller_runtime|workqueue)_[a-z_]+)\b`).FindAllString(expr, -1) {
-		out = append(out, m)
-	}
-	return out
-}
+func queriedMetrics(expr string) []string { return metricName.FindAllString(expr, -1) }
 
 func knownMetric(exported map[string]bool, name string) bool {
 	if foreignMetrics.MatchString(name) || exported[name] {
