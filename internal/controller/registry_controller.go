@@ -255,7 +255,7 @@ func mapByRegistryLabel(_ context.Context, o client.Object) []reconcile.Request 
 
 func (r *RegistryReconciler) mapNamespace(ctx context.Context, o client.Object) []reconcile.Request {
 	var list v1alpha1.RegistryList
-	if err := r.Client.List(ctx, &list, client.InNamespace(o.GetName())); err != nil {
+	if err := r.Client.List(ctx, &list, client.InNamespace(o.GetName()), client.UnsafeDisableDeepCopy); err != nil {
 		ctrl.LoggerFrom(ctx).Error(err, "List Registries", "namespace", o.GetName())
 		return nil
 	}
@@ -271,7 +271,7 @@ func (r *RegistryReconciler) mapNamespace(ctx context.Context, o client.Object) 
 func (r *RegistryReconciler) mapSecret(ctx context.Context, o client.Object) []reconcile.Request {
 	reqs := mapByRegistryLabel(ctx, o)
 	var list v1alpha1.RegistryList
-	if err := r.Client.List(ctx, &list, client.InNamespace(o.GetNamespace()), client.MatchingFields{IndexReferencedSecrets: o.GetName()}); err != nil {
+	if err := r.Client.List(ctx, &list, client.InNamespace(o.GetNamespace()), client.MatchingFields{IndexReferencedSecrets: o.GetName()}, client.UnsafeDisableDeepCopy); err != nil {
 		ctrl.LoggerFrom(ctx).Error(err, "List Registries referencing Secret", "secret", client.ObjectKeyFromObject(o))
 		return reqs
 	}

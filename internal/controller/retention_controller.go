@@ -359,7 +359,8 @@ func (r *RetentionPolicyReconciler) record(ctx context.Context, policy *v1alpha1
 func (r *RetentionPolicyReconciler) collectGarbage(ctx context.Context, policy *v1alpha1.RetentionPolicy) (string, error) {
 	regName := policy.Spec.RegistryRef.Name
 	cj := &batchv1.CronJob{}
-	if err := r.Client.Get(ctx, client.ObjectKey{Namespace: policy.Namespace, Name: regName + "-gc"}, cj); err != nil {
+	// From the API server: the manager's cache keeps CronJobs without their job template.
+	if err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: policy.Namespace, Name: regName + "-gc"}, cj); err != nil {
 		if !apierrors.IsNotFound(err) {
 			return "", fmt.Errorf("get the garbage-collection CronJob of Registry %s: %w", regName, err)
 		}
