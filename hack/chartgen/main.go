@@ -364,7 +364,7 @@ replicas: 1
 
 # The manager's resources. Measured with make bench: 1,000 Registries peak at 142 MiB
 # resident (74 MiB anonymous, the rest the binary's pages); memory grows by about
-# 60 KiB per Registry. The manager sets Go's soft memory limit to 90% of the limit.
+# 60 KiB per Registry. The manager sets Go's soft memory limit to 90%% of the limit.
 %s
 
 nodeSelector: {}
