@@ -202,6 +202,12 @@ const (
 	// ReasonPodMonitorApplied (MonitoringReady=True): the PodMonitor is in place (and the
 	// PrometheusRule with the alerts, unless spec.monitoring.alerts.disabled is set).
 	ReasonPodMonitorApplied = "PodMonitorApplied"
+	// ReasonRestoring (Ready=False): the restore Job of spec.restore is running; the
+	// registry's pods start when it succeeds.
+	ReasonRestoring = "Restoring"
+	// ReasonRestoreFailed (Ready=False): the restore Job failed; the pods do not start on a
+	// partial restore.
+	ReasonRestoreFailed = "RestoreFailed"
 	// ReasonPrometheusOperatorMissing (MonitoringReady=False): the Prometheus Operator's
 	// CRDs are not installed; the pods still serve /metrics on port 5001. Restart the
 	// operator after installing them.

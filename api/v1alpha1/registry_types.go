@@ -12,6 +12,8 @@ import (
 // +kubebuilder:validation:XValidation:rule="!has(self.replicas) || self.replicas <= 1 || !has(self.storage.emptyDir)",message="replicas > 1 needs shared storage: emptyDir is private to each pod, so pushes to one replica would be missing on the others; use s3, gcs, azure or a ReadWriteMany filesystem volume"
 // +kubebuilder:validation:XValidation:rule="!has(self.replicas) || self.replicas <= 1 || !has(self.storage.filesystem) || (has(self.storage.filesystem.accessModes) && 'ReadWriteMany' in self.storage.filesystem.accessModes)",message="replicas > 1 needs shared storage: a ReadWriteOnce volume cannot be mounted by pods on different nodes; set storage.filesystem.accessModes to [ReadWriteMany] or use object storage"
 // +kubebuilder:validation:XValidation:rule="!has(self.nodeTrust) || has(self.tls)",message="nodeTrust needs tls: a plain-HTTP registry has no CA for nodes to trust"
+// +kubebuilder:validation:XValidation:rule="!has(self.restore) || (has(oldSelf.restore) && self.restore == oldSelf.restore)",message="restore can be set only when the Registry is created (remove it, or create a new Registry)"
+// +kubebuilder:validation:XValidation:rule="!(has(self.restore) || has(self.backup)) || !has(self.storage.emptyDir)",message="backup and restore need a volume or object storage: their jobs cannot reach a pod's emptyDir"
 // +kubebuilder:validation:XValidation:rule="!has(self.pullSecrets) || has(self.auth)",message="pullSecrets needs auth: a Registry without auth lets anyone pull, so there is no credential to write"
 // +kubebuilder:validation:XValidation:rule="!has(self.garbageCollection) || !has(self.storage.emptyDir)",message="garbageCollection cannot run on emptyDir storage: the collection job cannot reach another pod's emptyDir"
 // +kubebuilder:validation:XValidation:rule="!has(self.garbageCollection) || !has(self.storage.filesystem) || !has(self.storage.filesystem.accessModes) || !('ReadWriteOncePod' in self.storage.filesystem.accessModes)",message="garbageCollection cannot run on a ReadWriteOncePod volume: the collection job needs to mount the volume beside the serving pod; use ReadWriteOnce or ReadWriteMany"
@@ -85,6 +87,14 @@ type RegistrySpec struct {
 	// Without it no garbage is collected.
 	// +optional
 	GarbageCollection *GarbageCollectionSpec `json:"garbageCollection,omitempty"`
+
+	// backup schedules backups into a backup store (see BackupSpec).
+	// +optional
+	Backup *BackupSpec `json:"backup,omitempty"`
+
+	// restore fills the new Registry from a backup before its pods start (see RestoreSpec).
+	// +optional
+	Restore *RestoreSpec `json:"restore,omitempty"`
 
 	// service configures the Service in front of the registry pods.
 	// +optional
@@ -497,6 +507,14 @@ type RegistryStatus struct {
 	// pullSecrets reports the pull Secrets written for spec.pullSecrets.
 	// +optional
 	PullSecrets *PullSecretsStatus `json:"pullSecrets,omitempty"`
+
+	// lastBackup describes the most recent finished backup run.
+	// +optional
+	LastBackup *BackupRun `json:"lastBackup,omitempty"`
+
+	// restore describes the restore run of spec.restore; the pods start once it succeeded.
+	// +optional
+	Restore *BackupRun `json:"restore,omitempty"`
 
 	// certificate describes the serving certificate cert-manager issued for tls.issuerRef:
 	// when it expires, when cert-manager will renew it, and its revision (each renewal

@@ -103,10 +103,25 @@ func (r *RegistryReconciler) reconcileChildren(ctx context.Context, s *scope) (c
 		s.childrenApplied = true
 		return result, nil
 	}
+	if err := r.reconcileBackupObjects(ctx, s, in); err != nil {
+		return ctrl.Result{}, err
+	}
+	if restorePending(s) {
+		// The registry starts on the restored storage, never before.
+		s.childrenApplied = true
+		return result, nil
+	}
 	if err := r.apply(ctx, resources.Deployment(reg, in), &appsv1.Deployment{}); err != nil {
 		return ctrl.Result{}, err
 	}
 	if err := r.applyOrDelete(ctx, reg, cronJobOrNil(reg, in), &batchv1.CronJob{}, reg.CronJobName()); err != nil {
+		return ctrl.Result{}, err
+	}
+	var backupCron client.Object
+	if cj := resources.BackupCronJob(reg, in); cj != nil {
+		backupCron = cj
+	}
+	if err := r.applyOrDelete(ctx, reg, backupCron, &batchv1.CronJob{}, resources.BackupCronJobName(reg)); err != nil {
 		return ctrl.Result{}, err
 	}
 	if err := r.applyOrDelete(ctx, reg, nodeTrustOrNil(reg, in), &appsv1.DaemonSet{}, reg.NodeTrustName()); err != nil {

@@ -50,6 +50,22 @@ func (r *RegistryReconciler) emitTransitionEvents(reg *v1alpha1.Registry, deploy
 				"kubectl get pods -l %s=%s shows which, and the pod's events say why",
 			before.ReadyReplicas, after.ReadyReplicas, reg.GetReplicas(), resources.LabelInstance, reg.Name)
 	}
+	if b := after.LastBackup; b != nil && (before.LastBackup == nil || before.LastBackup.JobName != b.JobName) {
+		if b.Result == registryconfig.GCResultFailed {
+			r.Recorder.Eventf(reg, nil, corev1.EventTypeWarning, "BackupFailed", "Backup", "job %s failed: %s", b.JobName, b.Message)
+		} else {
+			r.Recorder.Eventf(reg, nil, corev1.EventTypeNormal, "BackupSucceeded", "Backup", "job %s wrote backup %s: %d manifests, %d bytes (%d copied)",
+				b.JobName, b.Backup, b.Manifests, b.Bytes, b.BytesCopied)
+		}
+	}
+	if rs := after.Restore; rs != nil && rs.Result != "" && (before.Restore == nil || before.Restore.Result != rs.Result || before.Restore.JobName != rs.JobName) {
+		if rs.Result == registryconfig.GCResultFailed {
+			r.Recorder.Eventf(reg, nil, corev1.EventTypeWarning, v1alpha1.ReasonRestoreFailed, "Restore", "job %s failed: %s", rs.JobName, rs.Message)
+		} else {
+			r.Recorder.Eventf(reg, nil, corev1.EventTypeNormal, "Restored", "Restore", "job %s restored backup %s: %d repositories, %d tags, %d manifests",
+				rs.JobName, rs.Backup, rs.Repositories, rs.Tags, rs.Manifests)
+		}
+	}
 	if gc := after.LastGarbageCollection; gc != nil && (before.LastGarbageCollection == nil || before.LastGarbageCollection.JobName != gc.JobName) {
 		if gc.Result == registryconfig.GCResultFailed {
 			r.Recorder.Eventf(reg, nil, corev1.EventTypeWarning, "GarbageCollectionFailed", "GarbageCollect", "job %s failed: %s", gc.JobName, gc.Message)

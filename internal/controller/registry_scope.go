@@ -19,6 +19,7 @@ const (
 	stepChildren     step = "apply children"
 	stepWorkload     step = "observe workload"
 	stepGC           step = "observe garbage collection"
+	stepBackup       step = "observe backups and restore"
 )
 
 // scope is what one reconcile observed and decided; status is computed from it once.
@@ -59,6 +60,10 @@ type scope struct {
 
 	// Garbage collection.
 	lastGC *v1alpha1.GarbageCollectionRun
+	// lastBackup and restore start from the status and are replaced by what the backup
+	// step observes; restoreJob is true when the restore Job exists.
+	lastBackup, restore *v1alpha1.BackupRun
+	restoreJob          bool
 }
 
 // secretState is what a referenced Secret looks like to the Registry.
@@ -84,7 +89,7 @@ type certState struct {
 func newScope(reg *v1alpha1.Registry) *scope {
 	before := reg.Status.DeepCopy()
 	return &scope{reg: reg, before: before, observed: map[step]bool{}, failed: map[step]error{},
-		lastGC: before.LastGarbageCollection}
+		lastGC: before.LastGarbageCollection, lastBackup: before.LastBackup, restore: before.Restore}
 }
 
 // saw reports whether step completed in this reconcile.

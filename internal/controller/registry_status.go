@@ -69,6 +69,11 @@ func computeStatus(reg *v1alpha1.Registry, s *scope, reconcileErr error) *v1alph
 		st.Replicas, st.ReadyReplicas = 0, 0
 	}
 	st.LastGarbageCollection = s.lastGC
+	st.LastBackup = s.lastBackup
+	st.Restore = s.restore
+	if reg.Spec.Restore == nil && (st.Restore == nil || st.Restore.Result != registryconfig.GCResultSucceeded) {
+		st.Restore = nil
+	}
 	switch {
 	case reg.Spec.TLS == nil || reg.Spec.TLS.IssuerRef == nil:
 		st.Certificate = nil
@@ -347,6 +352,10 @@ func readyCondition(reg *v1alpha1.Registry, s *scope, deps []*metav1.Condition, 
 	// A pending volume is waiting for the first pod; it does not block the Deployment.
 	if len(notReady) > 0 && (s.deploymentHeld || !onlyVolumePending(deps)) {
 		c.Reason, c.Message = v1alpha1.ReasonDependenciesNotReady, strings.Join(notReady, "; ")
+		return c
+	}
+	if reason, msg, pending := restoreReady(s); pending {
+		c.Reason, c.Message = reason, msg
 		return c
 	}
 	want := reg.GetReplicas()

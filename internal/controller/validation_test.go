@@ -295,6 +295,38 @@ var _ = Describe("Registry validation at apply time", func() {
 			r.Spec.Monitoring = &v1alpha1.MonitoringSpec{Interval: &metav1.Duration{Duration: time.Second}}
 			return r
 		}, "monitoring.interval: between 5s and 10m"),
+		Entry("a backup destination with both s3 and a volume", func(ns string) *v1alpha1.Registry {
+			r := newRegistry(ns, "r")
+			r.Spec.Backup = &v1alpha1.BackupSpec{Schedule: "@daily", Destination: v1alpha1.BackupLocation{
+				S3: &v1alpha1.S3Storage{Bucket: "b"}, Volume: &v1alpha1.BackupVolume{ClaimName: "backups"}}}
+			return r
+		}, "set exactly one of s3 or volume"),
+		Entry("a backup destination with neither", func(ns string) *v1alpha1.Registry {
+			r := newRegistry(ns, "r")
+			r.Spec.Backup = &v1alpha1.BackupSpec{Schedule: "@daily"}
+			return r
+		}, "set exactly one of s3 or volume"),
+		Entry("a backup of emptyDir storage", func(ns string) *v1alpha1.Registry {
+			r := newRegistry(ns, "r", withStorage(v1alpha1.RegistryStorage{EmptyDir: &v1alpha1.EmptyDirStorage{}}))
+			r.Spec.Backup = &v1alpha1.BackupSpec{Schedule: "@daily", Destination: v1alpha1.BackupLocation{Volume: &v1alpha1.BackupVolume{ClaimName: "backups"}}}
+			return r
+		}, "backup and restore need a volume or object storage"),
+		Entry("a backup schedule that is no cron schedule", func(ns string) *v1alpha1.Registry {
+			r := newRegistry(ns, "r")
+			r.Spec.Backup = &v1alpha1.BackupSpec{Schedule: "daily", Destination: v1alpha1.BackupLocation{Volume: &v1alpha1.BackupVolume{ClaimName: "backups"}}}
+			return r
+		}, "backup.schedule: use five cron fields"),
+		Entry("keeping no backup", func(ns string) *v1alpha1.Registry {
+			r := newRegistry(ns, "r")
+			zero := int32(0)
+			r.Spec.Backup = &v1alpha1.BackupSpec{Schedule: "@daily", Keep: &zero, Destination: v1alpha1.BackupLocation{Volume: &v1alpha1.BackupVolume{ClaimName: "backups"}}}
+			return r
+		}, "spec.backup.keep"),
+		Entry("a restore of a backup name with a slash", func(ns string) *v1alpha1.Registry {
+			r := newRegistry(ns, "r")
+			r.Spec.Restore = &v1alpha1.RestoreSpec{From: v1alpha1.BackupLocation{Volume: &v1alpha1.BackupVolume{ClaimName: "backups"}}, Backup: "../main"}
+			return r
+		}, "spec.restore.backup"),
 		Entry("an alert label that is no Prometheus label name", func(ns string) *v1alpha1.Registry {
 			r := newRegistry(ns, "r")
 			r.Spec.Monitoring = &v1alpha1.MonitoringSpec{Alerts: &v1alpha1.AlertsSpec{Labels: map[string]string{"team-name": "a"}}}

@@ -36,6 +36,10 @@ type Config struct {
 	Events *Events `json:"events,omitempty"`
 	// Cache, when set, makes repositories under its prefixes a pull-through cache.
 	Cache *Cache `json:"cache,omitempty"`
+	// Backup, when set, configures `dockyard registry backup`.
+	Backup *Backup `json:"backup,omitempty"`
+	// Restore, when set, configures `dockyard registry restore`.
+	Restore *Restore `json:"restore,omitempty"`
 }
 
 // HTTP is the registry API listener.
@@ -229,6 +233,19 @@ func (c *Config) Validate() error {
 	}
 	if c.Cache != nil {
 		if err := c.Cache.validate(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if b := c.Backup; b != nil {
+		if err := validateStore("backup.store", b.Store); err != nil {
+			errs = append(errs, err)
+		}
+		if b.Name == "" || b.Keep < 0 {
+			add("backup: name is required and keep may not be negative")
+		}
+	}
+	if r := c.Restore; r != nil {
+		if err := validateStore("restore.store", r.Store); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -28,6 +28,11 @@ commands:
   retention --config FILE --run JSON [--summary-file FILE]
                                              plan (and, when the run says so, enforce) one
                                              RetentionPolicy run; report a JSON summary
+  backup --config FILE [--summary-file FILE] write one backup of the storage into the config's
+                                             backup store, prune it to backup.keep; JSON summary
+  restore --config FILE [--summary-file FILE]
+                                             write the config's restore.backup (default: the
+                                             newest) into the storage; JSON summary
   htpasswd [--cost N] USER                   read a password from stdin, print USER's bcrypt
                                              htpasswd line (for the users Secret)
   node-trust --ca FILE --host H... [--containerd-dir DIR] [--crio-dir DIR]
@@ -57,6 +62,10 @@ func RunIO(ctx context.Context, args []string, stdin io.Reader, stdout, stderr i
 		return runGC(ctx, args[1:], stdout, stderr)
 	case "retention":
 		return runRetention(ctx, args[1:], stdout, stderr)
+	case "backup":
+		return runBackup(ctx, args[1:], stdout, stderr)
+	case "restore":
+		return runRestore(ctx, args[1:], stdout, stderr)
 	case "htpasswd":
 		return runHtpasswd(args[1:], stdin, stdout, stderr)
 	case "node-trust":
