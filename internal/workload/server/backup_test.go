@@ -2,10 +2,12 @@ package server_test
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -17,6 +19,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/dockyard-dev/dockyard/internal/registryconfig"
+	"github.com/dockyard-dev/dockyard/internal/workload"
 	"github.com/dockyard-dev/dockyard/internal/workload/backup"
 	"github.com/dockyard-dev/dockyard/internal/workload/layout"
 	"github.com/dockyard-dev/dockyard/internal/workload/storage"
@@ -205,4 +208,75 @@ func must[T any](v T, err error) T {
 		panic(err)
 	}
 	return v
+}
+
+// TestBackupToS3WithTheCommands runs `dockyard registry backup` and `restore` as the jobs
+// do, from config files, with the backup store in a real S3 server (versitygw) and its
+// credentials in the environment: the restored registry serves the image with its digest.
+func TestBackupToS3WithTheCommands(t *testing.T) {
+	const access, secret = "backup-test", "backup-test-secret"
+	endpoint := startS3(t, "backups", access, secret)
+	t.Setenv(registryconfig.EnvBackupS3AccessKeyID, access)
+	t.Setenv(registryconfig.EnvBackupS3SecretAccessKey, secret)
+	store := registryconfig.Storage{S3: &registryconfig.S3Storage{Bucket: "backups", Region: "us-east-1", Endpoint: endpoint,
+		ForcePathStyle: true, RootDirectory: "/platform/main", AccessKeyIDEnv: registryconfig.EnvBackupS3AccessKeyID,
+		SecretAccessKeyEnv: registryconfig.EnvBackupS3SecretAccessKey}}
+
+	srcDir, dstDir := t.TempDir(), t.TempDir()
+	src := startRegistry(t, nil, atDir(srcDir))
+	img, _ := random.Image(128<<10, 2)
+	if err := remote.Write(mustTag(t, src.host+"/team/app:v1"), img, src.opts("", "")...); err != nil {
+		t.Fatal(err)
+	}
+	write := func(c *registryconfig.Config) string {
+		t.Helper()
+		b, err := c.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(t.TempDir(), "config.yaml")
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	base := func(dir string) *registryconfig.Config {
+		return &registryconfig.Config{APIVersion: registryconfig.APIVersion, HTTP: registryconfig.HTTP{Addr: ":5000"},
+			Storage: registryconfig.Storage{Filesystem: &registryconfig.FilesystemStorage{RootDirectory: dir}}, Log: registryconfig.Log{Level: "warn"}}
+	}
+	bc := base(srcDir)
+	bc.Backup = &registryconfig.Backup{Store: store, Keep: 2, Name: "main", Registry: "platform/main"}
+	summary := filepath.Join(t.TempDir(), "summary.json")
+	var out strings.Builder
+	if err := workload.Run(context.Background(), []string{"backup", "--config", write(bc), "--summary-file", summary}, &out, &out); err != nil {
+		t.Fatalf("backup: %v\n%s", err, out.String())
+	}
+	var sum registryconfig.BackupSummary
+	b, _ := os.ReadFile(summary)
+	if err := json.Unmarshal(b, &sum); err != nil || sum.Result != "Succeeded" || sum.Tags != 1 || sum.Bytes == 0 || !strings.HasPrefix(sum.Backup, "main-") {
+		t.Fatalf("backup summary = %s (%v)", b, err)
+	}
+
+	rc := base(dstDir)
+	rc.Restore = &registryconfig.Restore{Store: store, Backup: sum.Backup}
+	out.Reset()
+	if err := workload.Run(context.Background(), []string{"restore", "--config", write(rc), "--summary-file", summary}, &out, &out); err != nil {
+		t.Fatalf("restore: %v\n%s", err, out.String())
+	}
+	dst := startRegistry(t, nil, atDir(dstDir))
+	desc, err := remote.Get(mustRef(t, dst.host+"/team/app:v1"), dst.opts("", "")...)
+	if err != nil || desc.Digest != must(img.Digest()) {
+		t.Fatalf("restored image: %v %v", desc, err)
+	}
+
+	// A wrong secret fails the run, with the reason in the summary.
+	t.Setenv(registryconfig.EnvBackupS3SecretAccessKey, "wrong")
+	out.Reset()
+	if err := workload.Run(context.Background(), []string{"backup", "--config", write(bc), "--summary-file", summary}, &out, &out); err == nil {
+		t.Fatal("a backup with a wrong secret succeeded")
+	}
+	b, _ = os.ReadFile(summary)
+	if err := json.Unmarshal(b, &sum); err != nil || sum.Result != "Failed" || sum.Message == "" {
+		t.Errorf("failed backup summary = %s", b)
+	}
 }
