@@ -20,7 +20,7 @@ import (
 type registryCollector struct {
 	reader client.Reader
 
-	count, ready, replicas, readyReplicas, gcTime, gcOK *prometheus.Desc
+	count, ready, replicas, readyReplicas, gcTime, gcOK, backupTime, backupOK, backupBytes *prometheus.Desc
 }
 
 // Metric names of the manager's Registry collector.
@@ -31,6 +31,9 @@ const (
 	MetricRegistryReadyReplicas   = "dockyard_registry_ready_replicas"
 	MetricRegistryGCLastRun       = "dockyard_registry_garbage_collection_last_run_timestamp_seconds"
 	MetricRegistryGCLastSucceeded = "dockyard_registry_garbage_collection_last_run_succeeded"
+	MetricRegistryBackupLastRun   = "dockyard_registry_backup_last_run_timestamp_seconds"
+	MetricRegistryBackupSucceeded = "dockyard_registry_backup_last_run_succeeded"
+	MetricRegistryBackupBytes     = "dockyard_registry_backup_bytes"
 )
 
 func newRegistryCollector(reader client.Reader) *registryCollector {
@@ -45,11 +48,15 @@ func newRegistryCollector(reader client.Reader) *registryCollector {
 			labels, nil),
 		gcOK: prometheus.NewDesc(MetricRegistryGCLastSucceeded, "1 when the Registry's last garbage collection succeeded, else 0.",
 			labels, nil),
+		backupTime: prometheus.NewDesc(MetricRegistryBackupLastRun, "When the Registry's last backup run finished (Unix time).", labels, nil),
+		backupOK:   prometheus.NewDesc(MetricRegistryBackupSucceeded, "1 when the Registry's last backup run succeeded, else 0.", labels, nil),
+		backupBytes: prometheus.NewDesc(MetricRegistryBackupBytes, "Size of the blobs of the Registry's last successful backup (bytes).",
+			labels, nil),
 	}
 }
 
 func (c *registryCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.count, c.ready, c.replicas, c.readyReplicas, c.gcTime, c.gcOK} {
+	for _, d := range []*prometheus.Desc{c.count, c.ready, c.replicas, c.readyReplicas, c.gcTime, c.gcOK, c.backupTime, c.backupOK, c.backupBytes} {
 		ch <- d
 	}
 }
@@ -83,6 +90,15 @@ func (c *registryCollector) Collect(ch chan<- prometheus.Metric) {
 			}
 			ch <- prometheus.MustNewConstMetric(c.gcTime, prometheus.GaugeValue, float64(gc.CompletionTime.Unix()), reg.Namespace, reg.Name)
 			ch <- prometheus.MustNewConstMetric(c.gcOK, prometheus.GaugeValue, ok, reg.Namespace, reg.Name)
+		}
+		if b := reg.Status.LastBackup; b != nil && b.CompletionTime != nil {
+			ok := 0.0
+			if b.Result != registryconfig.GCResultFailed {
+				ok = 1
+				ch <- prometheus.MustNewConstMetric(c.backupBytes, prometheus.GaugeValue, float64(b.Bytes), reg.Namespace, reg.Name)
+			}
+			ch <- prometheus.MustNewConstMetric(c.backupTime, prometheus.GaugeValue, float64(b.CompletionTime.Unix()), reg.Namespace, reg.Name)
+			ch <- prometheus.MustNewConstMetric(c.backupOK, prometheus.GaugeValue, ok, reg.Namespace, reg.Name)
 		}
 	}
 	for s, n := range counts {

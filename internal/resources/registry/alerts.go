@@ -31,11 +31,14 @@ const (
 	AlertRegistryGCFailed            = "DockyardRegistryGarbageCollectionFailed"
 	AlertRegistryGCNotRun            = "DockyardRegistryGarbageCollectionNotRun"
 	AlertRegistryEventsDropped       = "DockyardRegistryEventsDropped"
+	AlertRegistryBackupFailed        = "DockyardRegistryBackupFailed"
+	AlertRegistryBackupNotRun        = "DockyardRegistryBackupNotRun"
 	AlertRegistryReplicationFailing  = "DockyardReplicationFailing"
 	AlertRegistryReplicationLagging  = "DockyardReplicationLagging"
 	alertSeverityCritical            = "critical"
 	alertSeverityWarning             = "warning"
 	gcMissedSchedules                = 3
+	backupMissedSchedules            = 2
 	gcPeriodHorizon                  = 400 * 24 * time.Hour
 	alertLatencyThresholdSeconds     = 2
 	alertErrorRatio                  = 0.05
@@ -148,6 +151,21 @@ func PrometheusRule(reg *v1alpha1.Registry) *monitoringv1.PrometheusRule {
 					last, int64(period.Seconds()), by, sel, last),
 				"Garbage collection of Registry "+id+" has not completed for 3 schedules",
 				fmt.Sprintf("No garbage collection run has completed for %d scheduled periods (schedule %q): storage is not freed.", gcMissedSchedules, gc.Schedule))
+		}
+	}
+
+	if b := reg.Spec.Backup; b != nil && !b.Suspend {
+		add(AlertRegistryBackupFailed, alertSeverityWarning, "",
+			fmt.Sprintf(`max by (%s) (dockyard_registry_backup_last_run_succeeded{%s}) == 0`, by, sel),
+			"The last backup of Registry "+id+" failed",
+			"The last backup run failed: the newest good backup is older than planned. status.lastBackup and the backup Job's logs say why.")
+		if period, err := SchedulePeriod(b.Schedule); err == nil {
+			last := fmt.Sprintf(`max by (%s) (dockyard_registry_backup_last_run_timestamp_seconds{%s})`, by, sel)
+			add(AlertRegistryBackupNotRun, alertSeverityCritical, promDuration(backupMissedSchedules*period),
+				fmt.Sprintf(`(time() - %s > %d) or (max by (%s) (dockyard_registry_ready{%s}) unless %s)`,
+					last, int64(period.Seconds()), by, sel, last),
+				"Registry "+id+" has no recent backup",
+				fmt.Sprintf("No backup run has finished for %d scheduled periods (schedule %q): a restore would lose everything pushed since the last one.", backupMissedSchedules, b.Schedule))
 		}
 	}
 

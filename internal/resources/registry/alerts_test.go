@@ -31,6 +31,7 @@ func allAlerts(r *v1alpha1.Registry) {
 	r.Namespace, r.Name = "team-a", "registry"
 	issuer(r)
 	r.Spec.GarbageCollection = &v1alpha1.GarbageCollectionSpec{Schedule: "0 3 * * *"}
+	r.Spec.Backup = &v1alpha1.BackupSpec{Schedule: "0 1 * * *", Destination: v1alpha1.BackupLocation{Volume: &v1alpha1.BackupVolume{ClaimName: "backups"}}}
 	r.Spec.Monitoring = &v1alpha1.MonitoringSpec{
 		Labels: map[string]string{"release": "kube-prometheus-stack"},
 		Alerts: &v1alpha1.AlertsSpec{Labels: map[string]string{"team": "platform"}},
@@ -43,6 +44,7 @@ func TestPrometheusRuleHoldsOnlyAlertsThatApply(t *testing.T) {
 	storage := []string{AlertRegistryStorageNearlyFull, AlertRegistryStorageFull}
 	certs := []string{AlertRegistryCertificateExpiring, AlertRegistryCertificateCritical}
 	gcs := []string{AlertRegistryGCFailed, AlertRegistryGCNotRun}
+	backups := []string{AlertRegistryBackupFailed, AlertRegistryBackupNotRun}
 	cases := []struct {
 		name string
 		reg  *v1alpha1.Registry
@@ -50,9 +52,11 @@ func TestPrometheusRuleHoldsOnlyAlertsThatApply(t *testing.T) {
 	}{
 		{"volume storage, no TLS, no GC", reg(), slices.Concat(always, storage)},
 		{"object storage", reg(s3("")), always},
-		{"TLS, GC and a volume", reg(allAlerts), slices.Concat(always, storage, certs, gcs)},
-		{"suspended GC", reg(allAlerts, func(r *v1alpha1.Registry) { r.Spec.GarbageCollection.Suspend = true }),
-			slices.Concat(always, storage, certs)},
+		{"TLS, GC, backups and a volume", reg(allAlerts), slices.Concat(always, storage, certs, gcs, backups)},
+		{"suspended GC and backups", reg(allAlerts, func(r *v1alpha1.Registry) {
+			r.Spec.GarbageCollection.Suspend = true
+			r.Spec.Backup.Suspend = true
+		}), slices.Concat(always, storage, certs)},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
