@@ -50,7 +50,7 @@ var _ = Describe("backups", func() {
 				configMap = v.ConfigMap.Name
 			}
 		}
-		Expect(configMap).To(Equal("bk-backup-config"))
+		Expect(configMap).To(Equal("bk-config-backup"))
 		envs := map[string]*corev1.EnvVarSource{}
 		for _, e := range pod.Containers[0].Env {
 			envs[e.Name] = e.ValueFrom
@@ -59,7 +59,7 @@ var _ = Describe("backups", func() {
 		Expect(envs[registryconfig.EnvBackupS3SecretAccessKey].SecretKeyRef.Name).To(Equal("backup-creds"))
 
 		cm := &corev1.ConfigMap{}
-		Expect(k8sClient.Get(ctx, key(ns, "bk-backup-config"), cm)).To(Succeed())
+		Expect(k8sClient.Get(ctx, key(ns, "bk-config-backup"), cm)).To(Succeed())
 		var cfg registryconfig.Config
 		Expect(yaml.Unmarshal([]byte(cm.Data[registryconfig.ConfigFileName]), &cfg)).To(Succeed())
 		Expect(cfg.Backup).NotTo(BeNil())
@@ -101,7 +101,7 @@ var _ = Describe("backups", func() {
 		Expect(k8sClient.Patch(ctx, patched, client.MergeFrom(r))).To(Succeed())
 		Eventually(func() bool { return apierrors.IsNotFound(k8sClient.Get(ctx, key(ns, "bk-backup"), &batchv1.CronJob{})) }, timeout, interval).Should(BeTrue())
 		Eventually(func() bool {
-			return apierrors.IsNotFound(k8sClient.Get(ctx, key(ns, "bk-backup-config"), &corev1.ConfigMap{}))
+			return apierrors.IsNotFound(k8sClient.Get(ctx, key(ns, "bk-config-backup"), &corev1.ConfigMap{}))
 		}, timeout, interval).Should(BeTrue())
 	})
 
@@ -123,7 +123,12 @@ var _ = Describe("backups", func() {
 		patched.Spec.Restore.Backup = "other"
 		Expect(k8sClient.Patch(ctx, patched, client.MergeFrom(r))).NotTo(Succeed())
 		patched.Spec.Restore = nil
-		Expect(k8sClient.Update(ctx, patched)).To(Succeed(), "removing spec.restore starts the registry empty")
+		Expect(k8sClient.Update(ctx, patched)).To(Succeed(), "spec.restore may be removed")
+		By("the registry does not start under a restore Job that still runs")
+		job := &batchv1.Job{}
+		Eventually(func() error { return k8sClient.Get(ctx, key(ns, "early-restore"), job) }, timeout, interval).Should(Succeed())
+		Consistently(func() bool { return apierrors.IsNotFound(k8sClient.Get(ctx, key(ns, "early"), &appsv1.Deployment{})) }, "2s", interval).Should(BeTrue())
+		finishJob(job, resources.RestoreContainerName, testImage, false, `{"result":"Failed","message":"the backup store holds no backup"}`, time.Second)
 		Eventually(func() error { return k8sClient.Get(ctx, key(ns, "early"), &appsv1.Deployment{}) }, timeout, interval).Should(Succeed())
 	})
 

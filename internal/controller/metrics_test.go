@@ -13,6 +13,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
+	appsv1 "k8s.io/api/apps/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -27,6 +28,7 @@ import (
 	"github.com/dockyard-dev/dockyard/api/v1alpha1"
 	"github.com/dockyard-dev/dockyard/internal/controller"
 	"github.com/dockyard-dev/dockyard/internal/manager"
+	resources "github.com/dockyard-dev/dockyard/internal/resources/registry"
 )
 
 // The manager's metrics are served as `make deploy` configures them: HTTPS, and only to a
@@ -203,6 +205,10 @@ var _ = Describe("a Registry's PodMonitor and PrometheusRule", func() {
 		Expect(c).To(ContainSubstring("every 30s"))
 		Expect(c).To(ContainSubstring("PrometheusRule mon holds the Registry's alerts"))
 
+		dep := &appsv1.Deployment{}
+		Eventually(func() error { return k8sClient.Get(ctx, key(ns, "mon"), dep) }, timeout, interval).Should(Succeed())
+		hash := dep.Spec.Template.Annotations[resources.AnnotationInputs]
+
 		r := get(ns, "mon", &v1alpha1.Registry{})
 		patched := r.DeepCopy()
 		patched.Spec.Monitoring.Alerts.Disabled = true
@@ -224,6 +230,8 @@ var _ = Describe("a Registry's PodMonitor and PrometheusRule", func() {
 		},
 			timeout, interval).Should(BeTrue())
 		expectCondition(ns, "mon", v1alpha1.ConditionMonitoringReady, metav1.ConditionFalse, v1alpha1.ReasonMonitoringDisabled)
+		Expect(k8sClient.Get(ctx, key(ns, "mon"), dep)).To(Succeed())
+		Expect(dep.Spec.Template.Annotations[resources.AnnotationInputs]).To(Equal(hash), "monitoring changes restart no registry pod")
 	})
 })
 

@@ -35,7 +35,7 @@ func (r *RegistryReconciler) observeBackups(ctx context.Context, s *scope) (ctrl
 		}
 		s.lastBackup = run
 	}
-	if reg.Spec.Restore == nil || restoreSucceeded(s) {
+	if restoreSucceeded(s) {
 		return ctrl.Result{}, nil
 	}
 	job := &batchv1.Job{}
@@ -47,9 +47,15 @@ func (r *RegistryReconciler) observeBackups(ctx context.Context, s *scope) (ctrl
 		return ctrl.Result{}, fmt.Errorf("get restore Job of Registry %s/%s: %w", reg.Namespace, reg.Name, err)
 	}
 	s.restoreJob = true
-	// A finished Job is read while the restore is pending: after a failure that is the failed
-	// Job until someone deletes it, then its retry (a new Job of the same name).
 	if jobFinished(job) == nil {
+		// Running: the registry must not start under it, even if spec.restore was removed.
+		s.restoreRunning = true
+		if old := s.restore; old != nil && old.CompletionTime != nil && old.CompletionTime.Before(&job.CreationTimestamp) {
+			s.restore = nil // a retry of a failed restore: no longer failed
+		}
+		return ctrl.Result{}, nil
+	}
+	if reg.Spec.Restore == nil {
 		return ctrl.Result{}, nil
 	}
 	run, err := r.backupRun(ctx, job)
@@ -102,8 +108,11 @@ func restoreSucceeded(s *scope) bool {
 	return s.restore != nil && s.restore.Result == registryconfig.GCResultSucceeded
 }
 
-// restorePending is true while spec.restore has not succeeded: the Deployment waits.
-func restorePending(s *scope) bool { return s.reg.Spec.Restore != nil && !restoreSucceeded(s) }
+// restorePending is true while spec.restore has not succeeded, or a restore Job still
+// runs: the Deployment waits.
+func restorePending(s *scope) bool {
+	return s.restoreRunning || (s.reg.Spec.Restore != nil && !restoreSucceeded(s))
+}
 
 // reconcileBackupObjects applies the backup config, and, while spec.restore is pending,
 // creates the restore Job once (a failed one stays, for its logs, until someone deletes
@@ -121,7 +130,7 @@ func (r *RegistryReconciler) reconcileBackupObjects(ctx context.Context, s *scop
 	if err := r.applyOrDelete(ctx, reg, cm, &corev1.ConfigMap{}, resources.BackupConfigName(reg)); err != nil {
 		return err
 	}
-	if !restorePending(s) || s.restoreJob {
+	if s.reg.Spec.Restore == nil || restoreSucceeded(s) || s.restoreJob {
 		return nil
 	}
 	job := resources.RestoreJob(reg, in)
@@ -141,6 +150,10 @@ func restoreReady(s *scope) (reason, message string, pending bool) {
 		return v1alpha1.ReasonRestoreFailed, fmt.Sprintf("restore Job %s failed: %s; the registry does not start on a partial restore. Fix spec.restore's store (or delete the Job to retry), or remove spec.restore to start empty",
 			s.restore.JobName, orDefault(s.restore.Message, "no message")), true
 	}
+	backup := "(the newest)"
+	if r := s.reg.Spec.Restore; r != nil && r.Backup != "" {
+		backup = r.Backup
+	}
 	return v1alpha1.ReasonRestoring, fmt.Sprintf("restore Job %s is writing backup %s into the storage; the registry starts when it is done",
-		resources.RestoreJobName(s.reg), orDefault(s.reg.Spec.Restore.Backup, "(the newest)")), true
+		resources.RestoreJobName(s.reg), backup), true
 }

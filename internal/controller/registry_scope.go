@@ -64,6 +64,8 @@ type scope struct {
 	// step observes; restoreJob is true when the restore Job exists.
 	lastBackup, restore *v1alpha1.BackupRun
 	restoreJob          bool
+	// restoreRunning is true while a restore Job runs.
+	restoreRunning bool
 }
 
 // secretState is what a referenced Secret looks like to the Registry.

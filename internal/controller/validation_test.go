@@ -311,6 +311,11 @@ var _ = Describe("Registry validation at apply time", func() {
 			r.Spec.Backup = &v1alpha1.BackupSpec{Schedule: "@daily", Destination: v1alpha1.BackupLocation{Volume: &v1alpha1.BackupVolume{ClaimName: "backups"}}}
 			return r
 		}, "backup and restore need a volume or object storage"),
+		Entry("a backup of a ReadWriteOncePod volume", func(ns string) *v1alpha1.Registry {
+			r := newRegistry(ns, "r", withAccessModes(corev1.ReadWriteOncePod))
+			r.Spec.Backup = &v1alpha1.BackupSpec{Schedule: "@daily", Destination: v1alpha1.BackupLocation{Volume: &v1alpha1.BackupVolume{ClaimName: "backups"}}}
+			return r
+		}, "backup and restore cannot run on a ReadWriteOncePod volume"),
 		Entry("a backup schedule that is no cron schedule", func(ns string) *v1alpha1.Registry {
 			r := newRegistry(ns, "r")
 			r.Spec.Backup = &v1alpha1.BackupSpec{Schedule: "daily", Destination: v1alpha1.BackupLocation{Volume: &v1alpha1.BackupVolume{ClaimName: "backups"}}}

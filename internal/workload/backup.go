@@ -33,8 +33,7 @@ func runBackup(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if err != nil {
 			return backup.Result{}, fmt.Errorf("backup store: %w", err)
 		}
-		name := b.Name + "-" + time.Now().UTC().Format("20060102T150405Z")
-		return backup.Backup(ctx, backup.Options{Source: src, Store: store, Name: name, Registry: b.Registry, Keep: b.Keep, Logger: log})
+		return backup.Backup(ctx, backup.Options{Source: src, Store: store, Prefix: b.Name, Registry: b.Registry, Keep: b.Keep, Logger: log})
 	})
 }
 

@@ -146,7 +146,8 @@ func PrometheusRule(reg *v1alpha1.Registry) *monitoringv1.PrometheusRule {
 			"The last garbage collection run failed: storage is not freed. status.lastGarbageCollection and the CronJob's last Job say why.")
 		if period, err := SchedulePeriod(gc.Schedule); err == nil {
 			last := fmt.Sprintf(`max by (%s) (dockyard_registry_garbage_collection_last_run_timestamp_seconds{%s})`, by, sel)
-			add(AlertRegistryGCNotRun, alertSeverityWarning, promDuration(gcMissedSchedules*period),
+			// "Last run older than one period" held for N-1 more periods: N periods without a run.
+			add(AlertRegistryGCNotRun, alertSeverityWarning, promDuration((gcMissedSchedules-1)*period),
 				fmt.Sprintf(`(time() - %s > %d) or (max by (%s) (dockyard_registry_ready{%s}) unless %s)`,
 					last, int64(period.Seconds()), by, sel, last),
 				"Garbage collection of Registry "+id+" has not completed for 3 schedules",
@@ -161,7 +162,7 @@ func PrometheusRule(reg *v1alpha1.Registry) *monitoringv1.PrometheusRule {
 			"The last backup run failed: the newest good backup is older than planned. status.lastBackup and the backup Job's logs say why.")
 		if period, err := SchedulePeriod(b.Schedule); err == nil {
 			last := fmt.Sprintf(`max by (%s) (dockyard_registry_backup_last_run_timestamp_seconds{%s})`, by, sel)
-			add(AlertRegistryBackupNotRun, alertSeverityCritical, promDuration(backupMissedSchedules*period),
+			add(AlertRegistryBackupNotRun, alertSeverityCritical, promDuration((backupMissedSchedules-1)*period),
 				fmt.Sprintf(`(time() - %s > %d) or (max by (%s) (dockyard_registry_ready{%s}) unless %s)`,
 					last, int64(period.Seconds()), by, sel, last),
 				"Registry "+id+" has no recent backup",

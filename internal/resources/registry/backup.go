@@ -24,8 +24,9 @@ const (
 
 // BackupConfigName is the ConfigMap the backup and restore jobs read: the registry's config
 // plus the backup store. The serving pods never mount it, so changing spec.backup never
-// restarts them.
-func BackupConfigName(reg *v1alpha1.Registry) string { return reg.Name + "-backup-config" }
+// restarts them. (Not <name>-backup-config: that is the config of a Registry named
+// <name>-backup.)
+func BackupConfigName(reg *v1alpha1.Registry) string { return reg.Name + "-config-backup" }
 
 // BackupCronJobName and RestoreJobName name the jobs.
 func BackupCronJobName(reg *v1alpha1.Registry) string { return reg.Name + "-backup" }

@@ -29,6 +29,7 @@ import (
 	"log/slog"
 	"path"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -52,6 +53,9 @@ type Index struct {
 	// Files are the registry's small files by storage path: links, tags, the referrers
 	// index and pull markers.
 	Files map[string]string `json:"files"`
+	// Modified is each file's modification time (Unix nanoseconds) in the source: restore
+	// writes files oldest first, so the order retention reads from them survives.
+	Modified map[string]int64 `json:"modified,omitempty"`
 	// Blobs are every blob and manifest digest the files reference, with its size.
 	Blobs map[digest.Digest]int64 `json:"blobs"`
 }
@@ -75,8 +79,9 @@ type Result struct {
 type Options struct {
 	// Source is the registry's storage; Store the backup store.
 	Source, Store storagedriver.StorageDriver
-	// Name of the backup (unique in the store), e.g. main-20261202T030000Z.
-	Name     string
+	// Prefix names the Registry's backups: each is <prefix>-<UTC start time>. Keep
+	// counts and prunes only backups of this prefix.
+	Prefix   string
 	Registry string
 	// Keep is how many backups the store keeps (the newest by name); 0 keeps all.
 	Keep   int
@@ -103,52 +108,51 @@ func StoreIndexPath(name string) string { return path.Join("/backups", name+".js
 
 const backupsDir = "/backups"
 
-// Backup copies the registry's storage into the store as backup o.Name, then prunes the
-// store to o.Keep backups.
+// Backup copies the registry's storage into the store as backup <o.Prefix>-<start time>,
+// then prunes the prefix's backups to o.Keep.
 func Backup(ctx context.Context, o Options) (Result, error) {
 	o.defaults()
-	if err := ValidName(o.Name); err != nil {
+	name := Stamped(o.Prefix, o.Now())
+	if err := ValidName(name); err != nil {
 		return Result{}, err
 	}
-	if _, err := o.Store.Stat(ctx, StoreIndexPath(o.Name)); err == nil {
-		return Result{}, fmt.Errorf("backup %s already exists in the store", o.Name)
+	if _, err := o.Store.Stat(ctx, StoreIndexPath(name)); err == nil {
+		return Result{}, fmt.Errorf("backup %s already exists in the store", name)
 	}
-	idx := &Index{Version: FormatVersion, Name: o.Name, Registry: o.Registry, Started: o.Now().UTC(),
-		Files: map[string]string{}, Blobs: map[digest.Digest]int64{}}
-	res := Result{Name: o.Name}
+	idx := &Index{Version: FormatVersion, Name: name, Registry: o.Registry, Started: o.Now().UTC(),
+		Files: map[string]string{}, Modified: map[string]int64{}, Blobs: map[digest.Digest]int64{}}
+	res := Result{Name: name}
 
 	// 1. The small files: links and tags of every repository, the referrers index, pull markers.
 	for _, root := range []string{layout.RepositoriesRoot, layout.ReferrersRoot, layout.PulledRoot} {
-		if err := readTree(ctx, o.Source, root, idx.Files); err != nil {
+		if err := readTree(ctx, o.Source, root, idx); err != nil {
 			return res, err
 		}
 	}
-	// 2. The blobs they name: marked in the source first (garbage collection leaves a
-	// marked blob alone for its grace period), then copied unless the store has them.
-	missing := map[digest.Digest]bool{}
+	// 2. The blobs they name, unless the store has them: marked in the source first
+	// (garbage collection leaves a marked blob alone for its grace period).
 	for _, d := range referencedDigests(idx.Files) {
 		size, copied, err := copyBlob(ctx, o, d)
 		switch {
 		case errors.As(err, new(storagedriver.PathNotFoundError)):
-			missing[d] = true
-			continue
+			continue // deleted since the links were read
 		case err != nil:
 			return res, fmt.Errorf("copy blob %s: %w", d, err)
 		}
 		idx.Blobs[d] = size
 		res.BytesCopied += copied
 	}
-	// 3. Manifests whose bytes or blobs went missing were deleted while we ran: drop them,
-	// their tags and their links, and note them.
-	res.Skipped = dropBroken(ctx, o, idx, missing)
+	// 3. Keep only whole images: a manifest whose bytes, blobs or child manifests are not
+	// in the backup (deleted, or pushed half-way, while we read) is left out, with its tags.
+	res.Skipped = keepWhole(ctx, o, idx)
 	idx.Finished = o.Now().UTC()
 	if err := writeIndex(ctx, o.Store, idx); err != nil {
 		return res, err
 	}
 	count(idx, &res)
-	o.Logger.Info("Backup written", "backup", o.Name, "repositories", res.Repositories, "tags", res.Tags,
+	o.Logger.Info("Backup written", "backup", name, "repositories", res.Repositories, "tags", res.Tags,
 		"manifests", res.Manifests, "blobs", res.Blobs, "bytes", res.Bytes, "bytesCopied", res.BytesCopied, "skipped", res.Skipped)
-	pruned, err := Prune(ctx, o.Store, o.Keep, o.Logger)
+	pruned, err := Prune(ctx, o.Store, o.Prefix, o.Keep, o.Logger)
 	res.Pruned = pruned
 	return res, err
 }
@@ -172,9 +176,9 @@ func nameRune(r rune) bool {
 
 func validDigest(d digest.Digest) bool { return d.Validate() == nil }
 
-// readTree puts every file under root into files (path → content), skipping uploads in
-// progress. A missing root is empty.
-func readTree(ctx context.Context, d storagedriver.StorageDriver, root string, files map[string]string) error {
+// readTree puts every file under root into the index (path → content and modification
+// time), skipping uploads in progress. A missing root is empty.
+func readTree(ctx context.Context, d storagedriver.StorageDriver, root string, idx *Index) error {
 	err := d.Walk(ctx, root, func(fi storagedriver.FileInfo) error {
 		p := fi.Path()
 		if fi.IsDir() {
@@ -190,7 +194,8 @@ func readTree(ctx context.Context, d storagedriver.StorageDriver, root string, f
 		if err != nil {
 			return fmt.Errorf("read %s: %w", p, err)
 		}
-		files[p] = string(b)
+		idx.Files[p] = string(b)
+		idx.Modified[p] = fi.ModTime().UnixNano()
 		return nil
 	})
 	if errors.As(err, new(storagedriver.PathNotFoundError)) {
@@ -222,22 +227,23 @@ func referencedDigests(files map[string]string) []digest.Digest {
 	return out
 }
 
-// copyBlob marks blob d in the source, then copies it into the store unless the store has
-// it already. It returns the blob's size and the bytes copied.
+// copyBlob copies blob d into the store unless the store has it (a store blob exists only
+// once it was completely written and verified). Before reading it marks d in the source,
+// as a push does, so garbage collection keeps it; a blob the collector has just moved
+// aside is read from there. It returns the blob's size and the bytes copied.
 func copyBlob(ctx context.Context, o Options, d digest.Digest) (int64, int64, error) {
+	if have, err := o.Store.Stat(ctx, StoreBlobPath(d)); err == nil {
+		return have.Size(), 0, nil
+	}
 	stamp := []byte(o.Now().UTC().Format(time.RFC3339Nano))
 	if err := o.Source.PutContent(ctx, layout.TouchPath(d), stamp); err != nil {
 		return 0, 0, fmt.Errorf("mark %s for garbage collection: %w", d, err)
 	}
-	src, err := o.Source.Stat(ctx, layout.BlobDataPath(d))
-	if err != nil {
-		return 0, 0, err
-	}
-	if have, err := o.Store.Stat(ctx, StoreBlobPath(d)); err == nil && have.Size() == src.Size() {
-		return src.Size(), 0, nil
-	}
 	n, err := copyVerified(ctx, o.Source, layout.BlobDataPath(d), o.Store, StoreBlobPath(d), d)
-	return src.Size(), n, err
+	if errors.As(err, new(storagedriver.PathNotFoundError)) {
+		n, err = copyVerified(ctx, o.Source, layout.QuarantinePath(d), o.Store, StoreBlobPath(d), d)
+	}
+	return n, n, err
 }
 
 // copyVerified streams from to to, checking that the bytes hash to d before committing.
@@ -247,7 +253,10 @@ func copyVerified(ctx context.Context, from storagedriver.StorageDriver, fromPat
 		return 0, err
 	}
 	defer r.Close()
-	w, err := to.Writer(ctx, toPath, false)
+	// Write aside and move into place once verified: the final path never holds a partial
+	// or corrupt copy, even after a crash.
+	tmp := path.Join(uploadsDir, d.Encoded()+"-"+strconv.FormatInt(time.Now().UnixNano(), 36))
+	w, err := to.Writer(ctx, tmp, false)
 	if err != nil {
 		return 0, fmt.Errorf("write %s: %w", toPath, err)
 	}
@@ -264,68 +273,95 @@ func copyVerified(ctx context.Context, from storagedriver.StorageDriver, fromPat
 	if err := w.Commit(ctx); err != nil {
 		return n, fmt.Errorf("commit %s: %w", toPath, err)
 	}
+	if err := w.Close(); err != nil {
+		return n, fmt.Errorf("close %s: %w", toPath, err)
+	}
+	if err := to.Move(ctx, tmp, toPath); err != nil {
+		return n, fmt.Errorf("move %s into place: %w", toPath, err)
+	}
 	return n, nil
 }
 
-// dropBroken removes from idx every manifest revision whose bytes are missing or that
-// references a missing blob, with the tags pointing to it and its referrers-index entries;
-// then the layer links and blobs nothing references any more. It returns how many
-// revisions it dropped.
-func dropBroken(ctx context.Context, o Options, idx *Index, missing map[digest.Digest]bool) int {
-	if len(missing) == 0 {
-		return 0
-	}
-	dropped := map[string]bool{} // "<repo>@<digest>"
-	for p, content := range idx.Files {
-		repo, d, ok := revisionOf(p)
-		if !ok {
-			continue
-		}
-		_ = content
-		broken := missing[d]
-		if !broken {
-			for _, ref := range manifestReferences(ctx, o.Store, d) {
-				if missing[ref] {
-					broken = true
-					break
-				}
+// uploadsDir holds copies in progress, in the store and in a restore's target alike.
+const uploadsDir = "/dockyard-backup-uploads"
+
+// keepWhole removes from idx, until nothing changes, every manifest revision that is not
+// whole: its bytes, or a blob it references (with the repository's layer link), or a child
+// manifest of an index (with its revision link) is not in the backup. Then tags and
+// referrers-index entries of removed revisions go, and layer links of blobs not copied.
+// It returns how many revisions it removed.
+func keepWhole(ctx context.Context, o Options, idx *Index) int {
+	refs := map[digest.Digest]manifestRefs{}
+	removed := 0
+	for changed := true; changed; {
+		changed = false
+		for p := range idx.Files {
+			repo, d, ok := revisionOf(p)
+			if !ok {
+				continue
 			}
-		}
-		if broken {
-			dropped[repo+"@"+d.String()] = true
+			if _, ok := refs[d]; !ok {
+				refs[d] = manifestReferences(ctx, o.Store, d)
+			}
+			if whole(idx, repo, d, refs[d]) {
+				continue
+			}
 			delete(idx.Files, p)
-			o.Logger.Warn("Manifest deleted while the backup ran; left out", "repository", repo, "digest", d)
+			removed++
+			changed = true
+			o.Logger.Warn("Manifest not whole in the backup (deleted or pushed while it ran); left out", "repository", repo, "digest", d)
 		}
 	}
 	for p, content := range idx.Files {
-		repo, ok := tagRepo(p)
-		if !ok {
-			continue
-		}
-		if d, err := digest.Parse(strings.TrimSpace(content)); err == nil && (dropped[repo+"@"+d.String()] || missing[d]) {
-			delete(idx.Files, p)
-		}
-		if _, d, ok := tagIndexEntry(p); ok && (dropped[repo+"@"+d.String()] || missing[d]) {
-			delete(idx.Files, p)
-		}
-	}
-	for p := range idx.Files {
-		if name, subject, referrer, ok := layout.ParseReferrerPath(p); ok &&
-			(dropped[name+"@"+subject.String()] || dropped[name+"@"+referrer.String()]) {
-			delete(idx.Files, p)
-		}
-	}
-	for p, content := range idx.Files {
-		if strings.Contains(p, "/_layers/") {
-			if d, err := digest.Parse(strings.TrimSpace(content)); err == nil && missing[d] {
+		switch repo, isTag := tagRepo(p); {
+		case isTag:
+			d, err := digest.Parse(strings.TrimSpace(content))
+			if _, entry, ok := tagIndexEntry(p); ok {
+				d, err = entry, nil
+			}
+			if err != nil || !hasFile(idx, layout.RevisionLinkPath(repo, d)) {
+				delete(idx.Files, p)
+			}
+		case strings.HasPrefix(p, layout.ReferrersRoot+"/"):
+			if name, subject, referrer, ok := layout.ParseReferrerPath(p); !ok ||
+				!hasFile(idx, layout.RevisionLinkPath(name, subject)) || !hasFile(idx, layout.RevisionLinkPath(name, referrer)) {
+				delete(idx.Files, p)
+			}
+		case strings.Contains(p, "/_layers/"):
+			if d, ok := layout.DigestFromLinkPath(p); !ok || !hasBlob(idx, d) {
 				delete(idx.Files, p)
 			}
 		}
 	}
-	for d := range missing {
-		delete(idx.Blobs, d)
+	for p := range idx.Modified {
+		if !hasFile(idx, p) {
+			delete(idx.Modified, p)
+		}
 	}
-	return len(dropped)
+	return removed
+}
+
+func hasFile(idx *Index, p string) bool { _, ok := idx.Files[p]; return ok }
+
+func hasBlob(idx *Index, d digest.Digest) bool { _, ok := idx.Blobs[d]; return ok }
+
+// whole: manifest d of repo has its bytes, its blobs with their layer links and its child
+// manifests with their revision links in the backup.
+func whole(idx *Index, repo string, d digest.Digest, r manifestRefs) bool {
+	if !hasBlob(idx, d) || r.unreadable {
+		return false
+	}
+	for _, b := range r.blobs {
+		if !hasBlob(idx, b) || !hasFile(idx, layout.LayerLinkPath(repo, b)) {
+			return false
+		}
+	}
+	for _, c := range r.children {
+		if !hasFile(idx, layout.RevisionLinkPath(repo, c)) {
+			return false
+		}
+	}
+	return true
 }
 
 // revisionOf parses `<repos>/<name>/_manifests/revisions/<alg>/<hex>/link`.
@@ -368,12 +404,22 @@ func tagIndexEntry(p string) (string, digest.Digest, bool) {
 	return repo, d, ok
 }
 
-// manifestReferences reads a manifest's bytes from the store and returns the digests it
-// references (config, layers, index children, subject excluded). Unknown content yields none.
-func manifestReferences(ctx context.Context, store storagedriver.StorageDriver, d digest.Digest) []digest.Digest {
+// manifestRefs are what a manifest references: blobs (config, layers, artifact blobs) and
+// child manifests (an index's). The subject is not required: a referrer may outlive it.
+type manifestRefs struct {
+	blobs, children []digest.Digest
+	unreadable      bool
+}
+
+// manifestReferences reads a manifest's bytes from the store. Content that is not JSON
+// (or too large to be a manifest) references nothing; a read error makes it unreadable.
+func manifestReferences(ctx context.Context, store storagedriver.StorageDriver, d digest.Digest) manifestRefs {
 	b, err := store.GetContent(ctx, StoreBlobPath(d))
-	if err != nil || len(b) > 4<<20 {
-		return nil
+	if err != nil {
+		return manifestRefs{unreadable: !errors.As(err, new(storagedriver.PathNotFoundError))}
+	}
+	if len(b) > 4<<20 {
+		return manifestRefs{}
 	}
 	var m struct {
 		Config    *struct{ Digest digest.Digest }  `json:"config"`
@@ -382,22 +428,19 @@ func manifestReferences(ctx context.Context, store storagedriver.StorageDriver, 
 		Blobs     []struct{ Digest digest.Digest } `json:"blobs"`
 	}
 	if json.Unmarshal(b, &m) != nil {
-		return nil
+		return manifestRefs{}
 	}
-	var out []digest.Digest
-	if m.Config != nil {
-		out = append(out, m.Config.Digest)
+	var r manifestRefs
+	if m.Config != nil && m.Config.Digest != "" {
+		r.blobs = append(r.blobs, m.Config.Digest)
 	}
-	for _, l := range m.Layers {
-		out = append(out, l.Digest)
+	for _, l := range append(m.Layers, m.Blobs...) {
+		r.blobs = append(r.blobs, l.Digest)
 	}
-	for _, l := range m.Manifests {
-		out = append(out, l.Digest)
+	for _, c := range m.Manifests {
+		r.children = append(r.children, c.Digest)
 	}
-	for _, l := range m.Blobs {
-		out = append(out, l.Digest)
-	}
-	return out
+	return r
 }
 
 func writeIndex(ctx context.Context, store storagedriver.StorageDriver, idx *Index) error {
@@ -443,7 +486,7 @@ func ReadIndex(ctx context.Context, store storagedriver.StorageDriver, name stri
 	return &idx, nil
 }
 
-// List returns the names of the store's backups, oldest first (names sort by time).
+// List returns the names of the store's backups, sorted by name.
 func List(ctx context.Context, store storagedriver.StorageDriver) ([]string, error) {
 	entries, err := store.List(ctx, backupsDir)
 	if errors.As(err, new(storagedriver.PathNotFoundError)) {
@@ -462,16 +505,65 @@ func List(ctx context.Context, store storagedriver.StorageDriver) ([]string, err
 	return names, nil
 }
 
-// Prune deletes the oldest backups beyond keep (0 keeps all), then the blobs no remaining
-// backup references. It returns how many backups it deleted.
-func Prune(ctx context.Context, store storagedriver.StorageDriver, keep int, log *slog.Logger) (int, error) {
+// stampLayout is the UTC start time every backup name ends in: <prefix>-<stamp>.
+const stampLayout = "20060102T150405Z"
+
+// Stamped is prefix's backup name for start time t.
+func Stamped(prefix string, t time.Time) string { return prefix + "-" + t.UTC().Format(stampLayout) }
+
+// stampOf parses the start time at the end of a backup name.
+func stampOf(name string) (prefix string, t time.Time, ok bool) {
+	i := strings.LastIndex(name, "-")
+	if i <= 0 {
+		return "", time.Time{}, false
+	}
+	t, err := time.Parse(stampLayout, name[i+1:])
+	return name[:i], t, err == nil
+}
+
+// Newest is the backup that started last (by the time its name ends in); "" for none.
+func Newest(names []string) string {
+	var best string
+	var bestAt time.Time
+	for _, n := range names {
+		if _, at, ok := stampOf(n); ok && (best == "" || at.After(bestAt) || at.Equal(bestAt) && n > best) {
+			best, bestAt = n, at
+		}
+	}
+	return best
+}
+
+// Prune deletes the oldest backups of prefix beyond keep (0 keeps all), then the blobs no
+// remaining backup in the store references. Other prefixes' backups (another Registry
+// sharing the store) are never counted or deleted. It returns how many it deleted.
+func Prune(ctx context.Context, store storagedriver.StorageDriver, prefix string, keep int, log *slog.Logger) (int, error) {
 	names, err := List(ctx, store)
-	if err != nil || keep <= 0 || len(names) <= keep {
+	if err != nil || keep <= 0 {
 		return 0, err
 	}
-	old, kept := names[:len(names)-keep], names[len(names)-keep:]
+	var mine []string
+	for _, n := range names {
+		if p, _, ok := stampOf(n); ok && p == prefix {
+			mine = append(mine, n)
+		}
+	}
+	sort.Slice(mine, func(i, j int) bool {
+		_, a, _ := stampOf(mine[i])
+		_, b, _ := stampOf(mine[j])
+		return a.Before(b)
+	})
+	if len(mine) <= keep {
+		return 0, nil
+	}
+	old := map[string]bool{}
+	for _, n := range mine[:len(mine)-keep] {
+		old[n] = true
+	}
 	used := map[digest.Digest]bool{}
-	for _, n := range kept {
+	for _, n := range names {
+		if old[n] {
+			continue
+		}
 		idx, err := ReadIndex(ctx, store, n)
 		if err != nil {
 			return 0, fmt.Errorf("prune: %w", err) // never delete blobs a backup we cannot read may need
@@ -480,7 +572,7 @@ func Prune(ctx context.Context, store storagedriver.StorageDriver, keep int, log
 			used[d] = true
 		}
 	}
-	for _, n := range old {
+	for n := range old {
 		if err := store.Delete(ctx, StoreIndexPath(n)); err != nil && !errors.As(err, new(storagedriver.PathNotFoundError)) {
 			return 0, fmt.Errorf("delete backup %s: %w", n, err)
 		}

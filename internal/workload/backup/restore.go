@@ -36,10 +36,9 @@ func Restore(ctx context.Context, o RestoreOptions) (Result, error) {
 		if err != nil {
 			return Result{}, err
 		}
-		if len(names) == 0 {
+		if name = Newest(names); name == "" {
 			return Result{}, errors.New("the backup store holds no backup")
 		}
-		name = names[len(names)-1]
 	} else if err := ValidName(name); err != nil {
 		return Result{}, err
 	}
@@ -48,6 +47,12 @@ func Restore(ctx context.Context, o RestoreOptions) (Result, error) {
 		return Result{Name: name}, err
 	}
 	res := Result{Name: name}
+	// Refuse a hostile index before writing anything.
+	for p := range idx.Files {
+		if !restorable(p) {
+			return res, fmt.Errorf("backup %s names %s, outside the registry's layout: refusing it", name, p)
+		}
+	}
 	digests := make([]digest.Digest, 0, len(idx.Blobs))
 	for d := range idx.Blobs {
 		digests = append(digests, d)
@@ -67,17 +72,21 @@ func Restore(ctx context.Context, o RestoreOptions) (Result, error) {
 	for p := range idx.Files {
 		paths = append(paths, p)
 	}
+	// Tags last (a tag never names a manifest that is not there yet); otherwise oldest
+	// first, so modification times keep the source's order (retention reads push and pull
+	// times from them; their absolute values restart at the restore).
 	isTag := func(p string) bool { return strings.Contains(p, "/_manifests/tags/") }
 	sort.Slice(paths, func(i, j int) bool {
-		if isTag(paths[i]) != isTag(paths[j]) {
-			return !isTag(paths[i])
+		a, b := paths[i], paths[j]
+		if isTag(a) != isTag(b) {
+			return !isTag(a)
 		}
-		return paths[i] < paths[j]
+		if idx.Modified[a] != idx.Modified[b] {
+			return idx.Modified[a] < idx.Modified[b]
+		}
+		return a < b
 	})
 	for _, p := range paths {
-		if !restorable(p) {
-			return res, fmt.Errorf("backup %s names %s, outside the registry's layout: refusing it", name, p)
-		}
 		if err := o.Target.PutContent(ctx, p, []byte(idx.Files[p])); err != nil {
 			return res, fmt.Errorf("restore %s: %w", p, err)
 		}

@@ -13,6 +13,7 @@ import (
 
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	ggcrv1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -71,7 +72,7 @@ func TestBackupAndRestore(t *testing.T) {
 	}
 
 	clock := time.Date(2026, 12, 2, 3, 0, 0, 0, time.UTC)
-	o := backup.Options{Source: fsDriver(t, srcDir), Store: fsDriver(t, storeDir), Name: "main-20261202T030000Z",
+	o := backup.Options{Source: fsDriver(t, srcDir), Store: fsDriver(t, storeDir), Prefix: "main",
 		Registry: "platform/main", Now: func() time.Time { return clock }}
 	res, err := backup.Backup(ctx, o)
 	if err != nil {
@@ -92,7 +93,7 @@ func TestBackupAndRestore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rres.Name != o.Name || rres.Manifests != res.Manifests || rres.BytesCopied != res.Bytes {
+	if rres.Name != "main-20261202T030000Z" || rres.Name != res.Name || rres.Manifests != res.Manifests || rres.BytesCopied != res.Bytes {
 		t.Errorf("restore = %+v, backup = %+v", rres, res)
 	}
 	dst := startRegistry(t, nil, atDir(dstDir))
@@ -128,9 +129,29 @@ func TestBackupAndRestore(t *testing.T) {
 		t.Errorf("tags of the restored repository = %v, %v", tags, err)
 	}
 
+	// Push times survive in order: v1's tag was written before v2's, in the source and
+	// in the restored storage (retention's keepLast reads them).
+	tagTime := func(dir, tag string) time.Time {
+		fi, err := os.Stat(filepath.Join(dir, layout.RepositoryPath("team-a/app"), "_manifests", "tags", tag, "current", "link"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.ModTime()
+	}
+	if !tagTime(srcDir, "v1").Before(tagTime(srcDir, "v2")) || !tagTime(dstDir, "v1").Before(tagTime(dstDir, "v2")) {
+		t.Errorf("restored tags lost their order: v1 %s, v2 %s", tagTime(dstDir, "v1"), tagTime(dstDir, "v2"))
+	}
+
+	// Another Registry's backups in the same store are neither counted nor pruned.
+	other := o
+	other.Prefix = "main-restored"
+	if _, err := backup.Backup(ctx, other); err != nil {
+		t.Fatal(err)
+	}
+
 	// An incremental backup copies nothing new; keeping one prunes the first, not its blobs.
 	clock = clock.Add(24 * time.Hour)
-	o.Name, o.Keep = "main-20261203T030000Z", 1
+	o.Keep = 1
 	res2, err := backup.Backup(ctx, o)
 	if err != nil {
 		t.Fatal(err)
@@ -139,7 +160,7 @@ func TestBackupAndRestore(t *testing.T) {
 		t.Errorf("second backup = %+v: want nothing copied and the first pruned", res2)
 	}
 	names, _ := backup.List(ctx, fsDriver(t, storeDir))
-	if !slices.Equal(names, []string{"main-20261203T030000Z"}) {
+	if !slices.Equal(names, []string{"main-20261203T030000Z", "main-restored-20261202T030000Z"}) {
 		t.Errorf("backups in the store = %v", names)
 	}
 	again := t.TempDir()
@@ -173,11 +194,27 @@ func TestBackupLeavesOutWhatWasDeletedMeanwhile(t *testing.T) {
 	if err := os.RemoveAll(filepath.Join(srcDir, layout.BlobDir(digest.Digest(ld.String())))); err != nil {
 		t.Fatal(err)
 	}
-	res, err := backup.Backup(ctx, backup.Options{Source: fsDriver(t, srcDir), Store: fsDriver(t, storeDir), Name: "b1"})
+	// "half" was being pushed while the backup read the links: its manifest and tag are
+	// there, one layer link is not yet.
+	half, _ := random.Image(4<<10, 2)
+	if err := remote.Write(mustTag(t, src.host+"/team/half:v1"), half, src.opts("", "")...); err != nil {
+		t.Fatal(err)
+	}
+	hl, _ := half.Layers()
+	hd, _ := hl[1].Digest()
+	if err := os.Remove(filepath.Join(srcDir, layout.LayerLinkPath("team/half", digest.Digest(hd.String())))); err != nil {
+		t.Fatal(err)
+	}
+	// An index whose only child is such an image is not whole either.
+	idx := mutate.AppendManifests(empty.Index, mutate.IndexAddendum{Add: gone})
+	if err := remote.WriteIndex(mustTag(t, src.host+"/team/gone:multi"), idx, src.opts("", "")...); err != nil {
+		t.Fatal(err)
+	}
+	res, err := backup.Backup(ctx, backup.Options{Source: fsDriver(t, srcDir), Store: fsDriver(t, storeDir), Prefix: "b1"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Skipped != 1 || res.Tags != 1 {
+	if res.Skipped != 3 || res.Tags != 1 {
 		t.Errorf("backup = %+v: want the broken image left out", res)
 	}
 	if _, err := backup.Restore(ctx, backup.RestoreOptions{Store: fsDriver(t, storeDir), Target: fsDriver(t, dstDir)}); err != nil {
@@ -187,8 +224,10 @@ func TestBackupLeavesOutWhatWasDeletedMeanwhile(t *testing.T) {
 	if _, err := remote.Image(mustRef(t, dst.host+"/team/keep:v1"), dst.opts("", "")...); err != nil {
 		t.Errorf("the intact image did not restore: %v", err)
 	}
-	if _, err := remote.Head(mustRef(t, dst.host+"/team/gone:v1"), dst.opts("", "")...); err == nil {
-		t.Error("the broken image's tag was restored")
+	for _, ref := range []string{"team/gone:v1", "team/gone:multi", "team/half:v1"} {
+		if _, err := remote.Head(mustRef(t, dst.host+"/"+ref), dst.opts("", "")...); err == nil {
+			t.Errorf("%s, not whole in the backup, was restored", ref)
+		}
 	}
 }
 
