@@ -256,7 +256,18 @@ func (r *Registry) ReferencedSecrets() []string {
 	if n := r.TLSSecretName(); n != "" {
 		names = append(names, n)
 	}
+	if ref := r.RestoreCredentialsRef(); ref != nil {
+		names = append(names, ref.Name)
+	}
 	return dedupe(names)
+}
+
+// RestoreCredentialsRef is the Secret of spec.restore's S3 store, if any.
+func (r *Registry) RestoreCredentialsRef() *SecretReference {
+	if rs := r.Spec.Restore; rs != nil && rs.From.S3 != nil {
+		return rs.From.S3.CredentialsSecretRef
+	}
+	return nil
 }
 
 // StorageCredentialsRef returns the storage backend's credentials Secret, if any.

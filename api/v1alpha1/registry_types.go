@@ -513,6 +513,11 @@ type RegistryStatus struct {
 	// +optional
 	LastBackup *BackupRun `json:"lastBackup,omitempty"`
 
+	// lastSuccessfulBackup describes the most recent backup run that succeeded: the
+	// newest backup a restore can use.
+	// +optional
+	LastSuccessfulBackup *BackupRun `json:"lastSuccessfulBackup,omitempty"`
+
 	// restore describes the restore run of spec.restore; the pods start once it succeeded.
 	// +optional
 	Restore *BackupRun `json:"restore,omitempty"`

@@ -1004,6 +1004,11 @@ func (in *RegistryStatus) DeepCopyInto(out *RegistryStatus) {
 		*out = new(BackupRun)
 		(*in).DeepCopyInto(*out)
 	}
+	if in.LastSuccessfulBackup != nil {
+		in, out := &in.LastSuccessfulBackup, &out.LastSuccessfulBackup
+		*out = new(BackupRun)
+		(*in).DeepCopyInto(*out)
+	}
 	if in.Restore != nil {
 		in, out := &in.Restore, &out.Restore
 		*out = new(BackupRun)

@@ -94,6 +94,20 @@ var _ = Describe("backups", func() {
 			g.Expect(st.BytesCopied).To(Equal(int64(2345)))
 		}, timeout, interval).Should(Succeed())
 
+		By("a failed run does not hide the last good backup")
+		failed := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "bk-backup-29000100", Labels: resources.Labels(r, resources.ComponentBackup)},
+			Spec: *cj.Spec.JobTemplate.Spec.DeepCopy()}
+		Expect(k8sClient.Create(ctx, failed)).To(Succeed())
+		finishJob(failed, resources.BackupContainerName, testImage, false, `{"result":"Failed","message":"the backup store is unreachable"}`, time.Second)
+		Eventually(func(g Gomega) {
+			st := get(ns, "bk", &v1alpha1.Registry{}).Status
+			g.Expect(st.LastBackup).NotTo(BeNil())
+			g.Expect(st.LastBackup.Result).To(Equal("Failed"))
+			g.Expect(st.LastBackup.Message).To(ContainSubstring("unreachable"))
+			g.Expect(st.LastSuccessfulBackup).NotTo(BeNil())
+			g.Expect(st.LastSuccessfulBackup.Backup).To(Equal("bk-20261202T020000Z"))
+		}, timeout, interval).Should(Succeed())
+
 		By("removing spec.backup removes the CronJob and its config")
 		r = get(ns, "bk", &v1alpha1.Registry{})
 		patched = r.DeepCopy()
@@ -130,6 +144,20 @@ var _ = Describe("backups", func() {
 		Consistently(func() bool { return apierrors.IsNotFound(k8sClient.Get(ctx, key(ns, "early"), &appsv1.Deployment{})) }, "2s", interval).Should(BeTrue())
 		finishJob(job, resources.RestoreContainerName, testImage, false, `{"result":"Failed","message":"the backup store holds no backup"}`, time.Second)
 		Eventually(func() error { return k8sClient.Get(ctx, key(ns, "early"), &appsv1.Deployment{}) }, timeout, interval).Should(Succeed())
+	})
+
+	It("waits for the restore store's Secret before starting the restore Job", func() {
+		ns := newNamespace()
+		Expect(k8sClient.Create(ctx, newRegistry(ns, "wait", func(r *v1alpha1.Registry) {
+			r.Spec.Restore = &v1alpha1.RestoreSpec{From: v1alpha1.BackupLocation{S3: &v1alpha1.S3Storage{Bucket: "backups",
+				CredentialsSecretRef: &v1alpha1.SecretReference{Name: "backup-creds"}}}}
+		}))).To(Succeed())
+		c := expectConditionMessage(ns, "wait", v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonRestoring)
+		Expect(c).To(ContainSubstring("Secret backup-creds (spec.restore.from.s3.credentialsSecretRef) not found"))
+		Consistently(func() bool { return apierrors.IsNotFound(k8sClient.Get(ctx, key(ns, "wait-restore"), &batchv1.Job{})) }, "2s", interval).Should(BeTrue())
+		Expect(k8sClient.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "backup-creds"},
+			StringData: map[string]string{registryconfig.S3AccessKeyIDKey: "a", registryconfig.S3SecretAccessKeyKey: "b"}})).To(Succeed())
+		Eventually(func() error { return k8sClient.Get(ctx, key(ns, "wait-restore"), &batchv1.Job{}) }, timeout, interval).Should(Succeed())
 	})
 
 	It("restores before the registry starts, and does not start it on a failed restore", func() {

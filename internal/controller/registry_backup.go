@@ -133,6 +133,22 @@ func (r *RegistryReconciler) reconcileBackupObjects(ctx context.Context, s *scop
 	if s.reg.Spec.Restore == nil || restoreSucceeded(s) || s.restoreJob {
 		return nil
 	}
+	// A Job whose pod cannot start (missing credentials) would only wait: say so instead,
+	// and start it when the Secret appears (Secrets map back through the referenced index).
+	if ref := reg.RestoreCredentialsRef(); ref != nil {
+		_, st, err := r.readSecret(ctx, reg.Namespace, ref.Name, registryconfig.S3AccessKeyIDKey, registryconfig.S3SecretAccessKeyKey)
+		if err != nil {
+			return err
+		}
+		switch {
+		case !st.found:
+			s.restoreWaiting = fmt.Sprintf("Secret %s (spec.restore.from.s3.credentialsSecretRef) not found", ref.Name)
+			return nil
+		case !st.ok():
+			s.restoreWaiting = fmt.Sprintf("Secret %s (spec.restore.from.s3.credentialsSecretRef) lacks keys %s", ref.Name, strings.Join(st.missingKeys, ", "))
+			return nil
+		}
+	}
 	job := resources.RestoreJob(reg, in)
 	if err := r.Client.Create(ctx, job, client.FieldOwner(FieldOwner)); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("create restore Job %s/%s: %w", reg.Namespace, job.Name, err)
@@ -149,6 +165,9 @@ func restoreReady(s *scope) (reason, message string, pending bool) {
 	if s.restore != nil && s.restore.Result == registryconfig.GCResultFailed {
 		return v1alpha1.ReasonRestoreFailed, fmt.Sprintf("restore Job %s failed: %s; the registry does not start on a partial restore. Fix spec.restore's store (or delete the Job to retry), or remove spec.restore to start empty",
 			s.restore.JobName, orDefault(s.restore.Message, "no message")), true
+	}
+	if s.restoreWaiting != "" {
+		return v1alpha1.ReasonRestoring, "the restore waits: " + s.restoreWaiting, true
 	}
 	backup := "(the newest)"
 	if r := s.reg.Spec.Restore; r != nil && r.Backup != "" {

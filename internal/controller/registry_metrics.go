@@ -21,6 +21,7 @@ type registryCollector struct {
 	reader client.Reader
 
 	count, ready, replicas, readyReplicas, gcTime, gcOK, backupTime, backupOK, backupBytes *prometheus.Desc
+	retentionTime, retentionOK                                                             *prometheus.Desc
 }
 
 // Metric names of the manager's Registry collector.
@@ -34,6 +35,8 @@ const (
 	MetricRegistryBackupLastRun   = "dockyard_registry_backup_last_run_timestamp_seconds"
 	MetricRegistryBackupSucceeded = "dockyard_registry_backup_last_run_succeeded"
 	MetricRegistryBackupBytes     = "dockyard_registry_backup_bytes"
+	MetricRetentionLastRun        = "dockyard_retention_last_enforcement_timestamp_seconds"
+	MetricRetentionSucceeded      = "dockyard_retention_last_enforcement_succeeded"
 )
 
 func newRegistryCollector(reader client.Reader) *registryCollector {
@@ -52,11 +55,15 @@ func newRegistryCollector(reader client.Reader) *registryCollector {
 		backupOK:   prometheus.NewDesc(MetricRegistryBackupSucceeded, "1 when the Registry's last backup run succeeded, else 0.", labels, nil),
 		backupBytes: prometheus.NewDesc(MetricRegistryBackupBytes, "Size of the blobs of the Registry's last successful backup (bytes).",
 			labels, nil),
+		retentionTime: prometheus.NewDesc(MetricRetentionLastRun, "When a RetentionPolicy's last enforced run finished (Unix time).",
+			[]string{"namespace", "registry", "policy"}, nil),
+		retentionOK: prometheus.NewDesc(MetricRetentionSucceeded, "1 when a RetentionPolicy's last enforced run succeeded, else 0 (PartiallyFailed, Failed, CeilingExceeded).",
+			[]string{"namespace", "registry", "policy"}, nil),
 	}
 }
 
 func (c *registryCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.count, c.ready, c.replicas, c.readyReplicas, c.gcTime, c.gcOK, c.backupTime, c.backupOK, c.backupBytes} {
+	for _, d := range []*prometheus.Desc{c.count, c.ready, c.replicas, c.readyReplicas, c.gcTime, c.gcOK, c.backupTime, c.backupOK, c.backupBytes, c.retentionTime, c.retentionOK} {
 		ch <- d
 	}
 }
@@ -103,6 +110,23 @@ func (c *registryCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for s, n := range counts {
 		ch <- prometheus.MustNewConstMetric(c.count, prometheus.GaugeValue, n, string(s))
+	}
+	var policies v1alpha1.RetentionPolicyList
+	if err := c.reader.List(ctx, &policies, client.UnsafeDisableDeepCopy); err != nil { // read only
+		return
+	}
+	for i := range policies.Items {
+		p := &policies.Items[i]
+		e := p.Status.LastEnforcement
+		if e == nil || e.CompletionTime == nil {
+			continue
+		}
+		ok := 0.0
+		if e.Result == registryconfig.GCResultSucceeded {
+			ok = 1
+		}
+		ch <- prometheus.MustNewConstMetric(c.retentionTime, prometheus.GaugeValue, float64(e.CompletionTime.Unix()), p.Namespace, p.Spec.RegistryRef.Name, p.Name)
+		ch <- prometheus.MustNewConstMetric(c.retentionOK, prometheus.GaugeValue, ok, p.Namespace, p.Spec.RegistryRef.Name, p.Name)
 	}
 }
 

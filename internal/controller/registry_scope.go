@@ -64,8 +64,10 @@ type scope struct {
 	// step observes; restoreJob is true when the restore Job exists.
 	lastBackup, restore *v1alpha1.BackupRun
 	restoreJob          bool
-	// restoreRunning is true while a restore Job runs.
+	// restoreRunning is true while a restore Job runs; restoreWaiting says why the restore
+	// Job was not started yet.
 	restoreRunning bool
+	restoreWaiting string
 }
 
 // secretState is what a referenced Secret looks like to the Registry.

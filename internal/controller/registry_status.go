@@ -70,6 +70,9 @@ func computeStatus(reg *v1alpha1.Registry, s *scope, reconcileErr error) *v1alph
 	}
 	st.LastGarbageCollection = s.lastGC
 	st.LastBackup = s.lastBackup
+	if b := s.lastBackup; b != nil && b.Result == registryconfig.GCResultSucceeded {
+		st.LastSuccessfulBackup = b.DeepCopy()
+	}
 	st.Restore = s.restore
 	if reg.Spec.Restore == nil && (st.Restore == nil || st.Restore.Result != registryconfig.GCResultSucceeded) {
 		st.Restore = nil

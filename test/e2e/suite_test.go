@@ -46,14 +46,17 @@ var _ = BeforeSuite(func() {
 	Expect(err).NotTo(HaveOccurred(), "a kubeconfig is required (KUBECONFIG)")
 	k8s, err = client.New(cfg, client.Options{Scheme: manager.NewScheme()})
 	Expect(err).NotTo(HaveOccurred())
-	deployOperator()
+	deployOperator(image)
 })
 
 // deployOperator applies config/default with the image under test, and waits for it. The
 // pod template is stamped with the time, so a cluster that already runs an operator of the
 // same tag (a second `make test-e2e`) rolls to the freshly imported image.
-func deployOperator() {
-	By("deploying the operator from config/default with image " + image)
+// deployOperator applies config/default with the operator image and registryImage as the
+// image of registry pods (DOCKYARD_IMAGE), restarting the manager (a new pod annotation),
+// as an upgrade would.
+func deployOperator(registryImage string) {
+	By("deploying the operator from config/default with image " + image + ", registry pods " + registryImage)
 	overlay := GinkgoT().TempDir()
 	abs, err := filepath.Abs(filepath.Join(repoRoot, "config", "default"))
 	Expect(err).NotTo(HaveOccurred())
@@ -74,7 +77,7 @@ patches:
     - op: add
       path: /spec/template/metadata/annotations/e2e.dockyard.dev~1deployed
       value: %q
-`, rel, imageName(image), imageTag(image), image, time.Now().UTC().Format(time.RFC3339))), 0o644)).To(Succeed())
+`, rel, imageName(image), imageTag(image), registryImage, time.Now().UTC().Format(time.RFC3339Nano))), 0o644)).To(Succeed())
 	kustomize := os.Getenv("KUSTOMIZE")
 	if kustomize == "" {
 		matches, _ := filepath.Glob(filepath.Join(repoRoot, "bin", "kustomize-*"))

@@ -33,6 +33,7 @@ const (
 	AlertRegistryEventsDropped       = "DockyardRegistryEventsDropped"
 	AlertRegistryBackupFailed        = "DockyardRegistryBackupFailed"
 	AlertRegistryBackupNotRun        = "DockyardRegistryBackupNotRun"
+	AlertRetentionFailed             = "DockyardRetentionFailed"
 	AlertRegistryReplicationFailing  = "DockyardReplicationFailing"
 	AlertRegistryReplicationLagging  = "DockyardReplicationLagging"
 	alertSeverityCritical            = "critical"
@@ -174,6 +175,10 @@ func PrometheusRule(reg *v1alpha1.Registry) *monitoringv1.PrometheusRule {
 		fmt.Sprintf(`sum by (%s) (increase(dockyard_registry_events_dropped_total{%s}[15m])) > 0`, by, sel),
 		"Registry "+id+" dropped push events",
 		"Registry pods dropped {{ $value }} push events in 15 minutes because the operator did not take them: on-push replication of those images waits for the rule's schedule.")
+	add(AlertRetentionFailed, alertSeverityWarning, "",
+		fmt.Sprintf(`max by (namespace, registry, policy) (dockyard_retention_last_enforcement_succeeded{%s}) == 0`, sel),
+		"RetentionPolicy {{ $labels.policy }} of Registry "+id+" did not finish its last run",
+		"The last enforced run of RetentionPolicy {{ $labels.namespace }}/{{ $labels.policy }} did not succeed (partly failed, failed, or stopped by its ceiling): storage is not freed as planned. Its status.lastEnforcement and Ready condition say why.")
 	byRule := "namespace, registry, rule"
 	add(AlertRegistryReplicationFailing, alertSeverityWarning, "15m",
 		fmt.Sprintf(`(sum by (%[1]s) (increase(dockyard_replication_runs_total{%[2]s,result=~"Failed|PartiallyFailed"}[1h])) > 0) unless (sum by (%[1]s) (increase(dockyard_replication_runs_total{%[2]s,result="Succeeded"}[1h])) > 0)`,

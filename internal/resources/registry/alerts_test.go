@@ -40,7 +40,7 @@ func allAlerts(r *v1alpha1.Registry) {
 
 func TestPrometheusRuleHoldsOnlyAlertsThatApply(t *testing.T) {
 	always := []string{AlertRegistryDown, AlertRegistryNotReady, AlertRegistryReplicasUnavailable, AlertRegistryHighErrorRate,
-		AlertRegistryHighLatency, AlertRegistryEventsDropped, AlertRegistryReplicationFailing, AlertRegistryReplicationLagging}
+		AlertRegistryHighLatency, AlertRegistryEventsDropped, AlertRegistryReplicationFailing, AlertRegistryReplicationLagging, AlertRetentionFailed}
 	storage := []string{AlertRegistryStorageNearlyFull, AlertRegistryStorageFull}
 	certs := []string{AlertRegistryCertificateExpiring, AlertRegistryCertificateCritical}
 	gcs := []string{AlertRegistryGCFailed, AlertRegistryGCNotRun}
