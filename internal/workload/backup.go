@@ -2,7 +2,6 @@ package workload
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -81,18 +80,8 @@ func runBackupCommand(ctx context.Context, name string, args []string, stdout, s
 	if err != nil {
 		s.Result, s.Message = registryconfig.GCResultFailed, truncateMessage(err.Error(), 1024)
 	}
-	b, merr := json.Marshal(s)
-	if merr != nil {
-		return errors.Join(err, merr)
-	}
-	b = append(b, '\n')
-	if _, werr := orStdout(stdout).Write(b); werr != nil {
+	if werr := writeSummary(s, stdout, *summaryFile); werr != nil {
 		err = errors.Join(err, werr)
-	}
-	if *summaryFile != "" {
-		if werr := os.WriteFile(*summaryFile, b, 0o644); werr != nil { //nolint:gosec // the termination-message file is read by the kubelet
-			err = errors.Join(err, werr)
-		}
 	}
 	if err != nil {
 		return fmt.Errorf("%s failed: %w", name, err)

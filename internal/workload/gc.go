@@ -63,7 +63,9 @@ func collect(ctx context.Context, configPath string, stderr io.Writer) (gc.Resul
 	return res, err
 }
 
-func writeSummary(s registryconfig.GCSummary, stdout io.Writer, file string) error {
+// writeSummary prints a run's JSON summary and, when file is set, writes it there too (the
+// pod's termination-message path).
+func writeSummary(s any, stdout io.Writer, file string) error {
 	b, err := json.Marshal(s)
 	if err != nil {
 		return fmt.Errorf("encode summary: %w", err)

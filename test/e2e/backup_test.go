@@ -3,10 +3,7 @@
 package e2e
 
 import (
-	"fmt"
 	"io"
-	"net/http"
-	"time"
 
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -25,39 +22,9 @@ import (
 var _ = Describe("backup and restore on a real cluster", Ordered, Label("backup"), func() {
 	var ns string
 
-	registry := func(name string, mut func(*v1alpha1.Registry)) *v1alpha1.Registry {
-		r := &v1alpha1.Registry{
-			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-			Spec: v1alpha1.RegistrySpec{
-				Storage: v1alpha1.RegistryStorage{Filesystem: &v1alpha1.FilesystemStorage{Size: resource.MustParse("1Gi")}},
-				TLS:     &v1alpha1.TLSSpec{IssuerRef: &v1alpha1.IssuerReference{Kind: "Issuer", Name: "ca"}},
-				Auth: &v1alpha1.AuthSpec{UsersSecretRef: &v1alpha1.SecretReference{Name: "users"}, Access: []v1alpha1.AccessRule{
-					{Subjects: []v1alpha1.Subject{{Kind: "User", Name: "alice"}}, Repositories: []string{"**"}, Role: v1alpha1.RoleManager},
-				}},
-			},
-		}
-		mut(r)
-		return r
-	}
-	clientFor := func(name string) *regClient {
-		svc := &corev1.Service{}
-		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, svc)).To(Succeed())
-		reg := newRegClient(fmt.Sprintf("%s.%s.svc:5000", name, ns), svc.Spec.ClusterIP+":5000", caPool(ns))
-		Eventually(func() error {
-			resp, err := (&http.Client{Transport: reg.transport, Timeout: 5 * time.Second}).Get("https://" + reg.host + "/v2/")
-			if err == nil {
-				resp.Body.Close()
-			}
-			return err
-		}, shortWait, poll).Should(Succeed())
-		return reg
-	}
-
 	BeforeAll(func() {
 		ns = namespaceWithCA("backup")
-		Expect(k8s.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "users"}, StringData: map[string]string{
-			"htpasswd": htpasswd("alice", "alice-pw"),
-		}})).To(Succeed())
+		aliceUsers(ns)
 		Expect(k8s.Create(ctx, &corev1.PersistentVolumeClaim{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "backups"},
 			Spec: corev1.PersistentVolumeClaimSpec{AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
@@ -66,11 +33,11 @@ var _ = Describe("backup and restore on a real cluster", Ordered, Label("backup"
 	})
 
 	It("backs up while serving, and a new Registry restored from the backup serves the same digests", func() {
-		Expect(k8s.Create(ctx, registry("src", func(r *v1alpha1.Registry) {
+		Expect(k8s.Create(ctx, aliceRegistry(ns, "src", func(r *v1alpha1.Registry) {
 			r.Spec.Backup = &v1alpha1.BackupSpec{Schedule: "0 3 * * *", Destination: v1alpha1.BackupLocation{Volume: &v1alpha1.BackupVolume{ClaimName: "backups"}}}
 		}))).To(Succeed())
 		run("kubectl", "-n", ns, "wait", "--for=condition=Ready", "registry/src", "--timeout=300s")
-		src := clientFor("src")
+		src := registryClient(ns, "src")
 
 		By("pushing an image and a multi-arch index")
 		img, err := random.Image(256<<10, 2)
@@ -97,7 +64,7 @@ var _ = Describe("backup and restore on a real cluster", Ordered, Label("backup"
 		Expect(run("kubectl", "-n", ns, "get", "events", "--field-selector", "involvedObject.name=src,reason=BackupSucceeded", "-o", "name")).NotTo(BeEmpty())
 
 		By("creating a new Registry from that backup")
-		Expect(k8s.Create(ctx, registry("dst", func(r *v1alpha1.Registry) {
+		Expect(k8s.Create(ctx, aliceRegistry(ns, "dst", func(r *v1alpha1.Registry) {
 			r.Spec.Restore = &v1alpha1.RestoreSpec{From: v1alpha1.BackupLocation{Volume: &v1alpha1.BackupVolume{ClaimName: "backups"}}, Backup: b.Backup}
 		}))).To(Succeed())
 		run("kubectl", "-n", ns, "wait", "--for=condition=Ready", "registry/dst", "--timeout=300s")
@@ -108,7 +75,7 @@ var _ = Describe("backup and restore on a real cluster", Ordered, Label("backup"
 		Expect(dstReg.Status.Restore.Backup).To(Equal(b.Backup))
 
 		By("pulling from the restored Registry: the same digests")
-		dst := clientFor("dst")
+		dst := registryClient(ns, "dst")
 		got, err := remote.Get(dst.ref("team-a/app:v1"), dst.opts("alice", "alice-pw")...)
 		Expect(err).NotTo(HaveOccurred())
 		Expect(got.Digest).To(Equal(must(img.Digest())))

@@ -463,3 +463,54 @@ func htpasswd(user, pw string) string {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// registryClient returns a client of Registry ns/name (through its Service's ClusterIP,
+// trusting the namespace's CA) once its API answers.
+func registryClient(ns, name string) *regClient {
+	GinkgoHelper()
+	svc := &corev1.Service{}
+	Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, svc)).To(Succeed())
+	reg := newRegClient(fmt.Sprintf("%s.%s.svc:5000", name, ns), svc.Spec.ClusterIP+":5000", caPool(ns))
+	waitForAPI(reg)
+	return reg
+}
+
+// waitForAPI waits until the registry answers /v2/ at all (kube-proxy follows a new
+// pod's endpoints within moments).
+func waitForAPI(reg *regClient) {
+	GinkgoHelper()
+	Eventually(func() error {
+		resp, err := (&http.Client{Transport: reg.transport, Timeout: 5 * time.Second}).Get("https://" + reg.host + "/v2/")
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err
+	}, shortWait, poll).Should(Succeed())
+}
+
+// aliceRegistry is a Registry on a 1Gi volume with TLS from the namespace's CA Issuer and
+// alice (Secret users, see htpasswd) as Manager of every repository.
+func aliceRegistry(ns, name string, mutate func(*v1alpha1.Registry)) *v1alpha1.Registry {
+	r := &v1alpha1.Registry{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: v1alpha1.RegistrySpec{
+			Storage: v1alpha1.RegistryStorage{Filesystem: &v1alpha1.FilesystemStorage{Size: resource.MustParse("1Gi")}},
+			TLS:     &v1alpha1.TLSSpec{IssuerRef: &v1alpha1.IssuerReference{Kind: "Issuer", Name: "ca"}},
+			Auth: &v1alpha1.AuthSpec{UsersSecretRef: &v1alpha1.SecretReference{Name: "users"}, Access: []v1alpha1.AccessRule{
+				{Subjects: []v1alpha1.Subject{{Kind: "User", Name: "alice"}}, Repositories: []string{"**"}, Role: v1alpha1.RoleManager},
+			}},
+		},
+	}
+	if mutate != nil {
+		mutate(r)
+	}
+	return r
+}
+
+// aliceUsers creates the users Secret aliceRegistry reads.
+func aliceUsers(ns string) {
+	GinkgoHelper()
+	Expect(k8s.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "users"}, StringData: map[string]string{
+		"htpasswd": htpasswd("alice", "alice-pw"),
+	}})).To(Succeed())
+}

@@ -51,13 +51,7 @@ var _ = Describe("a ReplicationRule on a real cluster", Ordered, Label("replicat
 		svc := &corev1.Service{}
 		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, svc)).To(Succeed())
 		c := newRegClient(fmt.Sprintf("%s.%s.svc:5000", name, ns), svc.Spec.ClusterIP+":5000", caPool(ns))
-		Eventually(func() error {
-			resp, err := (&http.Client{Transport: c.transport, Timeout: 5 * time.Second}).Get("https://" + c.host + "/v2/")
-			if err == nil {
-				resp.Body.Close()
-			}
-			return err
-		}, shortWait, poll).Should(Succeed())
+		waitForAPI(c)
 		return c
 	}
 

@@ -54,13 +54,7 @@ var _ = Describe("a RetentionPolicy on a real cluster", Ordered, Label("retentio
 		svc := &corev1.Service{}
 		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, svc)).To(Succeed())
 		reg = newRegClient(fmt.Sprintf("%s.%s.svc:5000", name, ns), svc.Spec.ClusterIP+":5000", caPool(ns))
-		Eventually(func() error {
-			resp, err := (&http.Client{Transport: reg.transport, Timeout: 5 * time.Second}).Get("https://" + reg.host + "/v2/")
-			if err == nil {
-				resp.Body.Close()
-			}
-			return err
-		}, shortWait, poll).Should(Succeed())
+		waitForAPI(reg)
 	})
 
 	It("plans in DryRun, deletes what the plan said when enforced, keeps what runs, and GC frees the predicted bytes", func() {

@@ -3,11 +3,8 @@
 package e2e
 
 import (
-	"fmt"
-	"net/http"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -15,8 +12,6 @@ import (
 	. "github.com/onsi/gomega"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/dockyard-dev/dockyard/api/v1alpha1"
@@ -38,24 +33,12 @@ var _ = Describe("an operator upgrade over an existing Registry", Ordered, Label
 
 	It("restarts no pod when nothing changes, rolls once for a new registry image, and loses nothing", func() {
 		ns = namespaceWithCA("upgrade")
-		Expect(k8s.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "users"}, StringData: map[string]string{
-			"htpasswd": htpasswd("alice", "alice-pw"),
-		}})).To(Succeed())
-		Expect(k8s.Create(ctx, &v1alpha1.Registry{
-			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "upg"},
-			Spec: v1alpha1.RegistrySpec{
-				Storage: v1alpha1.RegistryStorage{Filesystem: &v1alpha1.FilesystemStorage{Size: resource.MustParse("1Gi")}},
-				TLS:     &v1alpha1.TLSSpec{IssuerRef: &v1alpha1.IssuerReference{Kind: "Issuer", Name: "ca"}},
-				Auth: &v1alpha1.AuthSpec{UsersSecretRef: &v1alpha1.SecretReference{Name: "users"}, Access: []v1alpha1.AccessRule{
-					{Subjects: []v1alpha1.Subject{{Kind: "User", Name: "alice"}}, Repositories: []string{"**"}, Role: v1alpha1.RoleManager},
-				}},
-				GarbageCollection: &v1alpha1.GarbageCollectionSpec{Schedule: "0 3 * * *"},
-			},
-		})).To(Succeed())
+		aliceUsers(ns)
+		Expect(k8s.Create(ctx, aliceRegistry(ns, "upg", func(r *v1alpha1.Registry) {
+			r.Spec.GarbageCollection = &v1alpha1.GarbageCollectionSpec{Schedule: "0 3 * * *"}
+		}))).To(Succeed())
 		run("kubectl", "-n", ns, "wait", "--for=condition=Ready", "registry/upg", "--timeout=300s")
-		svc := &corev1.Service{}
-		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "upg"}, svc)).To(Succeed())
-		reg := newRegClient(fmt.Sprintf("upg.%s.svc:5000", ns), svc.Spec.ClusterIP+":5000", caPool(ns))
+		reg := registryClient(ns, "upg")
 		img, err := random.Image(128<<10, 2)
 		Expect(err).NotTo(HaveOccurred())
 		Eventually(func() error { return remote.Write(reg.ref("team/app:v1"), img, reg.opts("alice", "alice-pw")...) }, shortWait, poll).Should(Succeed())
@@ -107,13 +90,7 @@ var _ = Describe("an operator upgrade over an existing Registry", Ordered, Label
 		after := &corev1.PersistentVolumeClaim{}
 		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "upg-data"}, after)).To(Succeed())
 		Expect(after.UID).To(Equal(pvc.UID))
-		Eventually(func() error {
-			resp, err := (&http.Client{Transport: reg.transport, Timeout: 5 * time.Second}).Get("https://" + reg.host + "/v2/")
-			if err == nil {
-				resp.Body.Close()
-			}
-			return err
-		}, shortWait, poll).Should(Succeed())
+		waitForAPI(reg)
 		got, err := remote.Get(reg.ref("team/app:v1"), reg.opts("alice", "alice-pw")...)
 		Expect(err).NotTo(HaveOccurred())
 		Expect(got.Digest).To(Equal(must(img.Digest())))
