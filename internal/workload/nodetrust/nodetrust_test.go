@@ -204,7 +204,16 @@ func TestRunRestoresRemovedFiles(t *testing.T) {
 	hosts := filepath.Join(cd, host, HostsFile)
 	waitFor(t, func() bool { _, err := os.Stat(hosts); return err == nil })
 	// The previous pod of a rolling update held the marker last and cleaned up on exit.
-	if err := os.RemoveAll(filepath.Join(cd, host)); err != nil {
+	// Run rewrites the files every 20ms, so RemoveAll can race with it ("directory not
+	// empty"): try again, a bounded number of times.
+	var err error
+	for range 50 {
+		if err = os.RemoveAll(filepath.Join(cd, host)); err == nil {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, func() bool { _, err := os.Stat(hosts); return err == nil })
