@@ -66,8 +66,8 @@ verify: tidy generate manifests bundle chart fmt ## Tidy modules, regenerate cod
 ##@ Test
 
 .PHONY: test
-test: manifests generate vet envtest-bins versitygw dex cosign promtool test-deps $(KUSTOMIZE) ## Run unit, registry (real HTTP, real S3 server, LDAP directory, OIDC provider, real skopeo and cosign) and envtest tests.
-	DOCKYARD_REQUIRE_CLIENTS=1 KUBEBUILDER_ASSETS="$$(hack/build-envtest.sh)" DOCKYARD_DEX="$$(hack/build-dex.sh)" DOCKYARD_COSIGN="$$(hack/build-cosign.sh)" DOCKYARD_PROMTOOL="$$(hack/build-promtool.sh)" go test $(GO_TEST_FLAGS) ./... -count=1 -timeout 30m
+test: manifests generate vet envtest-bins versitygw dex scantools promtool test-deps $(KUSTOMIZE) ## Run unit, registry (real HTTP, real S3 server, LDAP directory, OIDC provider, real skopeo, cosign and Trivy) and envtest tests.
+	DOCKYARD_REQUIRE_CLIENTS=1 KUBEBUILDER_ASSETS="$$(hack/build-envtest.sh)" DOCKYARD_DEX="$$(hack/build-dex.sh)" DOCKYARD_COSIGN="$$(hack/build-scantools.sh cosign)" DOCKYARD_TRIVY="$$(hack/build-scantools.sh trivy)" DOCKYARD_PROMTOOL="$$(hack/build-promtool.sh)" go test $(GO_TEST_FLAGS) ./... -count=1 -timeout 30m
 
 .PHONY: test-deps
 test-deps: ## Install what the tests and checks use from Debian when missing: skopeo (a real registry client), shellcheck, slapd (a real LDAP directory).
@@ -81,9 +81,9 @@ envtest-bins: ## Build kube-apiserver and etcd for envtest into the tool cache (
 dex: ## Build dex, the OIDC provider the OIDC tests run against (tool cache; ~9 min cold).
 	@hack/build-dex.sh >/dev/null
 
-.PHONY: cosign
-cosign: ## Build cosign (tool cache; ~10 min cold), which signs test images offline.
-	@hack/build-cosign.sh >/dev/null
+.PHONY: scantools
+scantools: ## Build Trivy (the vulnerability scanner) and cosign (signs test images offline) together into the tool cache (~20 min cold).
+	@hack/build-scantools.sh trivy >/dev/null
 
 .PHONY: promtool
 promtool: ## Put promtool (from Debian's prometheus package; seconds) into the tool cache: it checks and unit-tests the alerts.

@@ -1,4 +1,4 @@
-// Package cosign runs the real cosign binary (built by hack/build-cosign.sh into the tool
+// Package cosign runs the real cosign binary (built by hack/build-scantools.sh into the tool
 // cache; `make test` passes it as DOCKYARD_COSIGN) to sign and verify images offline: a
 // local key pair, no transparency log, no network. Without the binary, tests are skipped,
 // unless DOCKYARD_REQUIRE_CLIENTS is set, where they fail.
@@ -25,7 +25,7 @@ func Binary(t TB) string {
 			return p
 		}
 	}
-	testfixture.Missing(t, "cosign is not built (DOCKYARD_COSIGN=$(hack/build-cosign.sh); make test does it)")
+	testfixture.Missing(t, "cosign is not built (DOCKYARD_COSIGN=$(hack/build-scantools.sh cosign); make test does it)")
 	return ""
 }
 

@@ -1,0 +1,278 @@
+package scan
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+)
+
+// Job is one manifest to scan.
+type Job struct {
+	// Repository ("team-a/app") and Digest ("sha256:…") of the manifest.
+	Repository string
+	Digest     string
+	// Cause says why it is scanned: "push", "rescan" or "request".
+	Cause string
+	// Enqueued is when it was first queued.
+	Enqueued time.Time
+}
+
+func (j Job) key() string { return j.Repository + "@" + j.Digest }
+
+// Outcome of a job.
+type Outcome string
+
+// Outcomes.
+const (
+	// Scanned: the report is stored.
+	Scanned Outcome = "scanned"
+	// Skipped: the manifest is not a container image (a signature, an SBOM, a report, an
+	// index, which is scanned through its images) or is gone.
+	Skipped Outcome = "skipped"
+	// Failed: every attempt failed.
+	Failed Outcome = "failed"
+)
+
+// Result is what became of a job.
+type Result struct {
+	Job
+	Outcome Outcome
+	// Report is the stored report when Outcome is Scanned.
+	Report *Report
+	// Err is the last error (Failed) or why it was skipped.
+	Err error
+	// Attempts made; Latency from Enqueued to the report stored.
+	Attempts int
+	Latency  time.Duration
+}
+
+// ImageScanner scans one image by reference; Trivy is one.
+type ImageScanner interface {
+	Scan(ctx context.Context, ref string, cred *Credentials) (*Report, error)
+}
+
+// Queue scans what it is given: a bounded queue, each manifest once however often it is
+// added while waiting, a bounded number of scans at a time, and failed scans retried with
+// backoff, so a scanner or registry that is away holds the queue instead of losing it.
+type Queue struct {
+	// Registry is the registry's host[:port].
+	Registry string
+	// Scanner scans, pulling with Pull.
+	Scanner ImageScanner
+	Pull    *Credentials
+	// Remote are the options to read manifests and store reports (push rights).
+	Remote []remote.Option
+	// Concurrency is the number of scans at a time (default 1).
+	Concurrency int
+	// Size bounds the queue (default 1000); Add refuses beyond it.
+	Size int
+	// MaxAttempts per job (default 5); Backoff is the first wait after a failure (default
+	// 5 s), doubling up to MaxBackoff (default 5 min).
+	MaxAttempts         int
+	Backoff, MaxBackoff time.Duration
+	// OnResult is called after each job, from the worker that ran it.
+	OnResult func(Result)
+
+	mu      sync.Mutex
+	pending []queued
+	keys    map[string]bool
+	running int
+	wake    chan struct{}
+	now     func() time.Time
+}
+
+type queued struct {
+	job       Job
+	attempts  int
+	notBefore time.Time
+}
+
+func (q *Queue) init() {
+	if q.keys == nil {
+		q.keys = map[string]bool{}
+		q.wake = make(chan struct{}, 1)
+		q.now = time.Now
+	}
+}
+
+// Add queues a job; false when the queue is full (the periodic comparison catches it up
+// later). A job already waiting is not queued twice.
+func (q *Queue) Add(j Job) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.init()
+	if q.keys[j.key()] {
+		return true
+	}
+	if len(q.pending) >= cmp.Or(q.Size, 1000) {
+		return false
+	}
+	if j.Enqueued.IsZero() {
+		j.Enqueued = q.now()
+	}
+	q.keys[j.key()] = true
+	q.pending = append(q.pending, queued{job: j})
+	q.signal()
+	return true
+}
+
+// Len is the number of jobs waiting or running.
+func (q *Queue) Len() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.pending) + q.running
+}
+
+func (q *Queue) signal() {
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run scans until ctx ends.
+func (q *Queue) Run(ctx context.Context) {
+	q.mu.Lock()
+	q.init()
+	q.mu.Unlock()
+	var wg sync.WaitGroup
+	for range cmp.Or(q.Concurrency, 1) {
+		wg.Go(func() { q.worker(ctx) })
+	}
+	wg.Wait()
+}
+
+// next takes the first job that may run now, or says how long until one may.
+func (q *Queue) next() (queued, time.Duration, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	now := q.now()
+	wait := time.Duration(-1)
+	for i, p := range q.pending {
+		if d := p.notBefore.Sub(now); d > 0 {
+			if wait < 0 || d < wait {
+				wait = d
+			}
+			continue
+		}
+		q.pending = append(q.pending[:i], q.pending[i+1:]...)
+		q.running++
+		return p, 0, true
+	}
+	return queued{}, wait, false
+}
+
+func (q *Queue) worker(ctx context.Context) {
+	for ctx.Err() == nil {
+		p, wait, ok := q.next()
+		if !ok {
+			var timer <-chan time.Time
+			if wait >= 0 {
+				timer = time.After(wait)
+			}
+			select {
+			case <-ctx.Done():
+			case <-q.wake:
+			case <-timer:
+			}
+			continue
+		}
+		q.signal() // another idle worker looks for more
+		p.attempts++
+		res := q.scan(ctx, p)
+		q.mu.Lock()
+		q.running--
+		if res.Outcome == Failed && p.attempts < cmp.Or(q.MaxAttempts, 5) && ctx.Err() == nil {
+			backoff := cmp.Or(q.Backoff, 5*time.Second) << (p.attempts - 1)
+			p.notBefore = q.now().Add(min(backoff, cmp.Or(q.MaxBackoff, 5*time.Minute)))
+			q.pending = append(q.pending, p)
+			q.mu.Unlock()
+			q.signal()
+			continue
+		}
+		delete(q.keys, p.job.key())
+		q.mu.Unlock()
+		if ctx.Err() == nil && q.OnResult != nil {
+			q.OnResult(res)
+		}
+	}
+}
+
+// errNotImage says why a manifest is not scanned itself.
+var errNotImage = errors.New("not a container image")
+
+// scan runs one attempt: check what the manifest is, scan it, store the report.
+func (q *Queue) scan(ctx context.Context, p queued) Result {
+	res := Result{Job: p.job, Attempts: p.attempts}
+	repo, err := name.NewRepository(q.Registry + "/" + p.job.Repository)
+	if err != nil {
+		res.Outcome, res.Err = Skipped, err
+		return res
+	}
+	ref := repo.Digest(p.job.Digest)
+	desc, err := remote.Get(ref, append(q.Remote, remote.WithContext(ctx))...)
+	if err != nil {
+		if isNotFound(err) {
+			res.Outcome, res.Err = Skipped, fmt.Errorf("%s is gone", ref)
+			return res
+		}
+		res.Outcome, res.Err = Failed, err
+		return res
+	}
+	if err := scannable(desc); err != nil {
+		res.Outcome, res.Err = Skipped, err
+		return res
+	}
+	r, err := q.Scanner.Scan(ctx, ref.String(), q.Pull)
+	if err != nil {
+		res.Outcome, res.Err = Failed, err
+		return res
+	}
+	if _, err := Attach(repo, desc.Descriptor, r, append(q.Remote, remote.WithContext(ctx))...); err != nil {
+		res.Outcome, res.Err = Failed, err
+		return res
+	}
+	res.Outcome, res.Report, res.Latency = Scanned, r, q.now().Sub(p.job.Enqueued)
+	return res
+}
+
+// scannable accepts image manifests whose config is a container image's.
+func scannable(desc *remote.Descriptor) error {
+	switch desc.MediaType {
+	case types.OCIManifestSchema1, types.DockerManifestSchema2:
+	default:
+		return fmt.Errorf("%w: %s", errNotImage, desc.MediaType)
+	}
+	var m struct {
+		ArtifactType string         `json:"artifactType"`
+		Config       v1.Descriptor  `json:"config"`
+		Subject      *v1.Descriptor `json:"subject"`
+	}
+	if err := json.Unmarshal(desc.Manifest, &m); err != nil {
+		return fmt.Errorf("%w: %w", errNotImage, err)
+	}
+	if m.Subject != nil || m.ArtifactType != "" {
+		return fmt.Errorf("%w: an artifact (%s) referring to another manifest", errNotImage, cmp.Or(m.ArtifactType, string(m.Config.MediaType)))
+	}
+	switch m.Config.MediaType {
+	case types.OCIConfigJSON, types.DockerConfigJSON:
+		return nil
+	}
+	return fmt.Errorf("%w: config %s", errNotImage, m.Config.MediaType)
+}
+
+func isNotFound(err error) bool {
+	var te *transport.Error
+	return errors.As(err, &te) && te.StatusCode == http.StatusNotFound
+}

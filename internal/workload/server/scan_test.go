@@ -1,0 +1,199 @@
+package server_test
+
+import (
+	"context"
+	"encoding/pem"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	ggcrv1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/dockyard-dev/dockyard/internal/compliance"
+	"github.com/dockyard-dev/dockyard/internal/scan"
+	trivyfix "github.com/dockyard-dev/dockyard/internal/testfixture/trivy"
+)
+
+// scanFixture is the real trivy with a database written by the test, trusting reg's CA.
+func scanFixture(t *testing.T, reg *testRegistry, dbUpdated time.Time) scan.Trivy {
+	t.Helper()
+	bin := trivyfix.Binary(t)
+	dir := t.TempDir()
+	cache := filepath.Join(dir, "cache")
+	if err := trivyfix.WriteDB(cache, dbUpdated, trivyfix.Fixtures); err != nil {
+		t.Fatal(err)
+	}
+	caFile := filepath.Join(dir, "ca.crt")
+	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: reg.ca.cert.Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return scan.Trivy{Binary: bin, CacheDir: cache, Env: []string{"SSL_CERT_FILE=" + caFile, "HOME=" + dir}, Timeout: 2 * time.Minute}
+}
+
+// pushAlpine pushes a made-up Alpine 3.20.3 image with packages to ref and returns it by digest.
+func pushAlpine(t *testing.T, reg *testRegistry, ref string, pkgs []trivyfix.Package) name.Digest {
+	t.Helper()
+	img, err := trivyfix.AlpineImage("3.20.3", pkgs, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tag := mustTag(t, reg.host+"/"+ref)
+	if err := remote.Write(tag, img, reg.opts("alice", "alice-pw")...); err != nil {
+		t.Fatal(err)
+	}
+	d, err := img.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tag.Context().Digest(d.String())
+}
+
+// TestScanAttachAndDecide is the scanning path end to end with real parts: the real trivy
+// scans images in a running registry (pulling as a Viewer), the report is stored as an OCI
+// referrer of the image, read back through the referrers API, and the policy decides.
+func TestScanAttachAndDecide(t *testing.T) {
+	_, auth := authFixture(t, testUsers)
+	reg := startRegistry(t, auth, nil)
+	dbUpdated := time.Now().Add(-2 * time.Hour).UTC().Truncate(time.Second)
+	trivy := scanFixture(t, reg, dbUpdated)
+	ctx := context.Background()
+	viewer := &scan.Credentials{Username: "bob", Password: "bob-pw"}
+
+	vuln := pushAlpine(t, reg, "team-a/app:vulnerable", []trivyfix.Package{{Name: "musl", Version: "1.2.4-r2"}, {Name: "zlib", Version: "1.3.1-r0"}})
+	clean := pushAlpine(t, reg, "team-a/app:clean", []trivyfix.Package{{Name: "musl", Version: "1.2.5-r0"}})
+
+	r, err := trivy.Scan(ctx, vuln.String(), viewer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []scan.Vulnerability{
+		{ID: "CVE-2099-0001", Severity: scan.SeverityCritical, Package: "musl", InstalledVersion: "1.2.4-r2", FixedVersion: "1.2.5-r0"},
+		{ID: "CVE-2099-0002", Severity: scan.SeverityHigh, Package: "zlib", InstalledVersion: "1.3.1-r0"},
+	}
+	if len(r.Vulnerabilities) != len(want) {
+		t.Fatalf("trivy found %+v, want %+v", r.Vulnerabilities, want)
+	}
+	for i, w := range want {
+		g := r.Vulnerabilities[i]
+		if g.ID != w.ID || g.Severity != w.Severity || g.Package != w.Package || g.InstalledVersion != w.InstalledVersion ||
+			g.FixedVersion != w.FixedVersion || !strings.HasPrefix(g.Title, w.Package+": made-up") {
+			t.Errorf("vulnerability %d = %+v, want %+v", i, g, w)
+		}
+	}
+	if r.Subject != vuln.DigestStr() || r.OS != "alpine 3.20.3" || r.Scanner.Name != "trivy" || r.Scanner.Version == "" ||
+		r.Scanner.DBUpdatedAt == nil || !r.Scanner.DBUpdatedAt.Equal(dbUpdated) {
+		t.Errorf("report = subject %s, os %q, scanner %+v; want %s, alpine 3.20.3, trivy with database of %s",
+			r.Subject, r.OS, r.Scanner, vuln.DigestStr(), dbUpdated)
+	}
+
+	cr, err := trivy.Scan(ctx, clean.String(), viewer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cr.Vulnerabilities) != 0 || cr.OS != "alpine 3.20.3" {
+		t.Errorf("clean image: %+v in %q, want none in alpine 3.20.3", cr.Vulnerabilities, cr.OS)
+	}
+
+	// Reports are stored as referrers, by a Manager; a Viewer reads them.
+	manager, reader := reg.opts("alice", "alice-pw"), reg.opts("bob", "bob-pw")
+	if _, err := scan.Latest(vuln, reader...); !errors.Is(err, scan.ErrNoReport) {
+		t.Fatalf("Latest before any report = %v, want ErrNoReport", err)
+	}
+	for _, x := range []struct {
+		d name.Digest
+		r *scan.Report
+	}{{vuln, r}, {clean, cr}} {
+		desc, err := remote.Head(x.d, reader...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := scan.Attach(x.d.Context(), *desc, x.r, manager...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := scan.Attach(vuln.Context(), mustHead(t, clean, reader), r, manager...); err == nil {
+		t.Error("Attach stored a report under another image")
+	}
+	stored, err := scan.Latest(vuln, reader...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(stored.Report.Vulnerabilities) != 2 || stored.Report.Vulnerabilities[0].ID != "CVE-2099-0001" || !stored.Created.Equal(r.ScannedAt) {
+		t.Errorf("stored report = %+v created %s, want the scan's two vulnerabilities of %s", stored.Report, stored.Created, r.ScannedAt)
+	}
+	// The summary is on the referrers list itself (what `oras discover` shows).
+	idx, err := remote.Referrers(vuln, reader...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(im.Manifests) != 1 || im.Manifests[0].ArtifactType != scan.ArtifactType ||
+		im.Manifests[0].Annotations[scan.AnnotationCritical] != "1" || im.Manifests[0].Annotations[scan.AnnotationHigh] != "1" ||
+		im.Manifests[0].Annotations[scan.AnnotationFixable] != "1" {
+		t.Errorf("referrers of the vulnerable image = %+v", im.Manifests)
+	}
+
+	// A rescan (a newer database, say) adds a newer report; the newest one counts.
+	later := *r
+	later.ScannedAt = r.ScannedAt.Add(time.Minute)
+	later.Vulnerabilities = r.Vulnerabilities[:1]
+	if _, err := scan.Attach(vuln.Context(), mustHead(t, vuln, reader), &later, manager...); err != nil {
+		t.Fatal(err)
+	}
+	if stored, err = scan.Latest(vuln, reader...); err != nil || len(stored.Report.Vulnerabilities) != 1 {
+		t.Fatalf("Latest after a rescan = %+v, %v; want the rescan's one vulnerability", stored, err)
+	}
+
+	// The policy's decision, and the words a person gets.
+	policy := compliance.Policy{Severity: scan.SeverityHigh, BlockUnscanned: true}
+	verdict := compliance.Evaluate(policy, stored.Report, time.Now())
+	if verdict.Allowed || !strings.Contains(verdict.Message(vuln.String(), policy), "CVE-2099-0001 (CRITICAL, musl 1.2.4-r2, fixed in 1.2.5-r0)") {
+		t.Errorf("vulnerable image: allowed=%v, message %q", verdict.Allowed, verdict.Message(vuln.String(), policy))
+	}
+	cleanStored, err := scan.Latest(clean, reader...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := compliance.Evaluate(policy, cleanStored.Report, time.Now()); !v.Allowed {
+		t.Errorf("clean image refused: %s", v.Message(clean.String(), policy))
+	}
+}
+
+// TestScanFailures: what goes wrong is said plainly, and never with the password in it.
+func TestScanFailures(t *testing.T) {
+	_, auth := authFixture(t, testUsers)
+	reg := startRegistry(t, auth, nil)
+	trivy := scanFixture(t, reg, time.Now())
+	ctx := context.Background()
+	img := pushAlpine(t, reg, "team-a/app:v1", []trivyfix.Package{{Name: "musl", Version: "1.2.4-r2"}})
+
+	_, err := trivy.Scan(ctx, img.String(), &scan.Credentials{Username: "bob", Password: "not-bobs-password"})
+	if err == nil || strings.Contains(err.Error(), "not-bobs-password") {
+		t.Errorf("scan with a wrong password: %v", err)
+	}
+	if _, err := trivy.Scan(ctx, reg.host+"/team-a/app:v1", nil); err == nil || !strings.Contains(err.Error(), "digest is required") {
+		t.Errorf("scan by tag: %v", err)
+	}
+	noDB := trivy
+	noDB.CacheDir = t.TempDir()
+	if _, err := noDB.Scan(ctx, img.String(), nil); err == nil || !strings.Contains(err.Error(), "no vulnerability database") {
+		t.Errorf("scan without a database: %v", err)
+	}
+}
+
+func mustHead(t *testing.T, d name.Digest, opts []remote.Option) ggcrv1.Descriptor {
+	t.Helper()
+	desc, err := remote.Head(d, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return *desc
+}
