@@ -9,6 +9,7 @@ package trivy
 import (
 	"archive/tar"
 	"bytes"
+	"compress/gzip"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -22,6 +23,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	bolt "go.etcd.io/bbolt"
@@ -199,4 +201,38 @@ func AlpineImage(release string, packages []Package, extra map[string]string) (v
 	cf = cf.DeepCopy()
 	cf.OS, cf.Architecture = "linux", "amd64"
 	return mutate.ConfigFile(img, cf)
+}
+
+// DBMediaType is the layer media type of Trivy's vulnerability database artifact.
+const DBMediaType = "application/vnd.aquasec.trivy.db.layer.v1.tar+gzip"
+
+// DBArtifact packs the database WriteDB wrote under cacheDir as the OCI artifact Trivy
+// downloads with --db-repository (one layer, db.tar.gz holding trivy.db and
+// metadata.json), as a site mirrors it into its own registry.
+func DBArtifact(cacheDir string) (v1.Image, error) {
+	var buf bytes.Buffer
+	gz := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(gz)
+	for _, f := range []string{"trivy.db", "metadata.json"} {
+		data, err := os.ReadFile(filepath.Join(cacheDir, "db", f))
+		if err != nil {
+			return nil, err
+		}
+		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: f, Mode: 0o644, Size: int64(len(data))}); err != nil {
+			return nil, err
+		}
+		if _, err := tw.Write(data); err != nil {
+			return nil, err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return nil, err
+	}
+	if err := gz.Close(); err != nil {
+		return nil, err
+	}
+	layer := static.NewLayer(buf.Bytes(), DBMediaType)
+	img := mutate.MediaType(empty.Image, types.OCIManifestSchema1)
+	img = mutate.ConfigMediaType(img, "application/vnd.aquasec.trivy.config.v1+json")
+	return mutate.Append(img, mutate.Addendum{Layer: layer, Annotations: map[string]string{"org.opencontainers.image.title": "db.tar.gz"}})
 }

@@ -197,3 +197,56 @@ func mustHead(t *testing.T, d name.Digest, opts []remote.Option) ggcrv1.Descript
 	}
 	return *desc
 }
+
+// TestScanWithDatabaseFromTheRegistry is the air-gapped setup: the vulnerability database
+// is an OCI artifact mirrored into the Registry itself, and the scanner downloads it from
+// there (as a Viewer) instead of from the internet.
+func TestScanWithDatabaseFromTheRegistry(t *testing.T) {
+	_, auth := authFixture(t, testUsers)
+	reg := startRegistry(t, auth, nil)
+	dbUpdated := time.Now().Add(-3 * time.Hour).UTC().Truncate(time.Second)
+	mirror := t.TempDir()
+	if err := trivyfix.WriteDB(mirror, dbUpdated, trivyfix.Fixtures); err != nil {
+		t.Fatal(err)
+	}
+	art, err := trivyfix.DBArtifact(mirror)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dbRef := mustTag(t, reg.host+"/team-a/trivy-db:2")
+	if err := remote.Write(dbRef, art, reg.opts("alice", "alice-pw")...); err != nil {
+		t.Fatal(err)
+	}
+
+	trivy := scanFixture(t, reg, dbUpdated)
+	trivy.CacheDir = t.TempDir() // empty: no database until it is downloaded
+	trivy.DBRepository = dbRef.String()
+	ctx := context.Background()
+	viewer := &scan.Credentials{Username: "bob", Password: "bob-pw"}
+	if info, err := trivy.Version(ctx); err != nil || !info.DBUpdatedAt.IsZero() {
+		t.Fatalf("before the download: %+v, %v; want no database", info, err)
+	}
+	if err := trivy.UpdateDB(ctx, viewer); err != nil {
+		t.Fatal(err)
+	}
+	info, err := trivy.Version(ctx)
+	if err != nil || !info.DBUpdatedAt.Equal(dbUpdated) {
+		t.Fatalf("after the download: %+v, %v; want the mirrored database of %s", info, err, dbUpdated)
+	}
+	img := pushAlpine(t, reg, "team-a/app:v1", []trivyfix.Package{{Name: "musl", Version: "1.2.4-r2"}})
+	r, err := trivy.Scan(ctx, img.String(), viewer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Vulnerabilities) != 1 || r.Vulnerabilities[0].ID != "CVE-2099-0001" || !r.Scanner.DBUpdatedAt.Equal(dbUpdated) {
+		t.Errorf("scan with the mirrored database = %+v (db %v)", r.Vulnerabilities, r.Scanner.DBUpdatedAt)
+	}
+
+	// A repository the scanner may not read is an error that says so, not an empty result.
+	denied := trivy
+	denied.CacheDir = t.TempDir()
+	denied.DBRepository = reg.host + "/team-b/trivy-db:2"
+	if err := denied.UpdateDB(ctx, viewer); err == nil {
+		t.Error("downloading the database from a repository bob may not read succeeded")
+	}
+}
