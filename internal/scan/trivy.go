@@ -92,16 +92,21 @@ func (t Trivy) Scan(ctx context.Context, ref string, cred *Credentials) (*Report
 	if err != nil {
 		return nil, err
 	}
-	if info.DBUpdatedAt.IsZero() && t.DBRepository == "" {
-		return nil, errors.New("trivy has no vulnerability database in its cache directory")
+	if info.DBUpdatedAt.IsZero() {
+		if t.DBRepository == "" {
+			return nil, errors.New("trivy has no vulnerability database in its cache directory")
+		}
+		if err := t.UpdateDB(ctx, cred); err != nil {
+			return nil, err
+		}
+		if info, err = t.Version(ctx); err != nil {
+			return nil, err
+		}
 	}
+	// The database is only ever read here: UpdateDB alone writes it, so scans running
+	// side by side never download into the same directory.
 	args := []string{"image", "--quiet", "--format", "json", "--scanners", "vuln", "--image-src", "remote", "--cache-dir", t.CacheDir,
-		"--skip-java-db-update", "--skip-check-update", "--offline-scan"}
-	if t.DBRepository != "" {
-		args = append(args, "--db-repository", t.DBRepository)
-	} else {
-		args = append(args, "--skip-db-update")
-	}
+		"--skip-db-update", "--skip-java-db-update", "--skip-check-update", "--offline-scan"}
 	started := time.Now().UTC()
 	out, err := t.run(ctx, cred, append(args, ref)...)
 	if err != nil {
@@ -113,12 +118,6 @@ func (t Trivy) Scan(ctx context.Context, ref string, cred *Credentials) (*Report
 	}
 	r := &Report{Subject: digest, ScannedAt: started.Truncate(time.Second), OS: osName, Vulnerabilities: vulns,
 		Scanner: Scanner{Name: "trivy", Version: info.Version}}
-	if t.DBRepository != "" {
-		// The scan may have downloaded a newer database.
-		if info, err = t.Version(ctx); err != nil {
-			return nil, err
-		}
-	}
 	if !info.DBUpdatedAt.IsZero() {
 		at := info.DBUpdatedAt.UTC()
 		r.Scanner.DBUpdatedAt = &at

@@ -20,7 +20,7 @@ import (
 )
 
 // scanFixture is the real trivy with a database written by the test, trusting reg's CA.
-func scanFixture(t *testing.T, reg *testRegistry, dbUpdated time.Time) scan.Trivy {
+func scanFixture(t testing.TB, reg *testRegistry, dbUpdated time.Time) scan.Trivy {
 	t.Helper()
 	bin := trivyfix.Binary(t)
 	dir := t.TempDir()
@@ -36,7 +36,7 @@ func scanFixture(t *testing.T, reg *testRegistry, dbUpdated time.Time) scan.Triv
 }
 
 // pushAlpine pushes a made-up Alpine 3.20.3 image with packages to ref and returns it by digest.
-func pushAlpine(t *testing.T, reg *testRegistry, ref string, pkgs []trivyfix.Package) name.Digest {
+func pushAlpine(t testing.TB, reg *testRegistry, ref string, pkgs []trivyfix.Package) name.Digest {
 	t.Helper()
 	img, err := trivyfix.AlpineImage("3.20.3", pkgs, nil)
 	if err != nil {
