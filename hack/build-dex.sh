@@ -27,7 +27,7 @@ MOD
   (
     cd "$work"
     GOFLAGS=-mod=mod go mod tidy >&2
-    CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags="-s -w" -o "$work/dex" github.com/dexidp/dex/cmd/dex >&2
+    CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -gcflags="$GO_TEST_TOOL_GCFLAGS" -ldflags="-s -w" -o "$work/dex" github.com/dexidp/dex/cmd/dex >&2
   )
   mv "$work/dex" "$out"
 fi

@@ -4,7 +4,7 @@
 set -euo pipefail
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
-out=$(go_tool versitygw github.com/versity/versitygw/cmd/versitygw "$VERSITYGW_VERSION")
+out=$(GO_TOOL_GCFLAGS=$GO_TEST_TOOL_GCFLAGS go_tool versitygw github.com/versity/versitygw/cmd/versitygw "$VERSITYGW_VERSION")
 mkdir -p "$ROOT/bin"
 ln -sfn "$out" "$ROOT/bin/versitygw-$VERSITYGW_VERSION"
 echo "$out"

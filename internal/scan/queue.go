@@ -3,6 +3,7 @@ package scan
 import (
 	"cmp"
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -52,6 +53,8 @@ type Result struct {
 	Report *Report
 	// Err is the last error (Failed) or why it was skipped.
 	Err error
+	// PruneErr says why older reports could not be deleted (the new one is stored).
+	PruneErr error
 	// Attempts made; Latency from Enqueued to the report stored.
 	Attempts int
 	Latency  time.Duration
@@ -66,13 +69,17 @@ type ImageScanner interface {
 // added while waiting, a bounded number of scans at a time, and failed scans retried with
 // backoff, so a scanner or registry that is away holds the queue instead of losing it.
 type Queue struct {
-	// Registry is the registry's host[:port].
+	// Registry is the registry's host[:port]; Insecure talks plain HTTP to it.
 	Registry string
+	Insecure bool
 	// Scanner scans, pulling with Pull.
 	Scanner ImageScanner
 	Pull    *Credentials
-	// Remote are the options to read manifests and store reports (push rights).
+	// Remote are the options to read manifests and store reports (push rights; delete
+	// rights to prune older reports).
 	Remote []remote.Option
+	// Key signs the reports.
+	Key ed25519.PrivateKey
 	// Concurrency is the number of scans at a time (default 1).
 	Concurrency int
 	// Size bounds the queue (default 1000); Add refuses beyond it.
@@ -86,8 +93,11 @@ type Queue struct {
 
 	mu      sync.Mutex
 	pending []queued
+	// keys are the jobs waiting; running those being scanned, with rerun those queued
+	// again meanwhile (a rescan after a new database must not be lost to the one before).
 	keys    map[string]bool
-	running int
+	running map[string]bool
+	rerun   map[string]Job
 	wake    chan struct{}
 	now     func() time.Time
 }
@@ -100,7 +110,7 @@ type queued struct {
 
 func (q *Queue) init() {
 	if q.keys == nil {
-		q.keys = map[string]bool{}
+		q.keys, q.running, q.rerun = map[string]bool{}, map[string]bool{}, map[string]Job{}
 		q.wake = make(chan struct{}, 1)
 		q.now = time.Now
 	}
@@ -113,6 +123,13 @@ func (q *Queue) Add(j Job) bool {
 	defer q.mu.Unlock()
 	q.init()
 	if q.keys[j.key()] {
+		return true
+	}
+	if q.running[j.key()] {
+		if j.Enqueued.IsZero() {
+			j.Enqueued = q.now()
+		}
+		q.rerun[j.key()] = j
 		return true
 	}
 	if len(q.pending) >= cmp.Or(q.Size, 1000) {
@@ -131,7 +148,7 @@ func (q *Queue) Add(j Job) bool {
 func (q *Queue) Len() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return len(q.pending) + q.running
+	return len(q.pending) + len(q.running)
 }
 
 func (q *Queue) signal() {
@@ -167,7 +184,8 @@ func (q *Queue) next() (queued, time.Duration, bool) {
 			continue
 		}
 		q.pending = append(q.pending[:i], q.pending[i+1:]...)
-		q.running++
+		delete(q.keys, p.job.key())
+		q.running[p.job.key()] = true
 		return p, 0, true
 	}
 	return queued{}, wait, false
@@ -191,22 +209,37 @@ func (q *Queue) worker(ctx context.Context) {
 		q.signal() // another idle worker looks for more
 		p.attempts++
 		res := q.scan(ctx, p)
+		key := p.job.key()
 		q.mu.Lock()
-		q.running--
-		if res.Outcome == Failed && p.attempts < cmp.Or(q.MaxAttempts, 5) && ctx.Err() == nil {
-			backoff := cmp.Or(q.Backoff, 5*time.Second) << (p.attempts - 1)
-			p.notBefore = q.now().Add(min(backoff, cmp.Or(q.MaxBackoff, 5*time.Minute)))
+		delete(q.running, key)
+		retry := res.Outcome == Failed && p.attempts < cmp.Or(q.MaxAttempts, 5) && ctx.Err() == nil
+		if again, ok := q.rerun[key]; ok {
+			// Queued again while it ran: run it once more, from the start.
+			delete(q.rerun, key)
+			retry = false
+			q.keys[key] = true
+			q.pending = append(q.pending, queued{job: again})
+		} else if retry {
+			p.notBefore = q.now().Add(q.backoff(p.attempts))
+			q.keys[key] = true
 			q.pending = append(q.pending, p)
-			q.mu.Unlock()
-			q.signal()
-			continue
 		}
-		delete(q.keys, p.job.key())
 		q.mu.Unlock()
-		if ctx.Err() == nil && q.OnResult != nil {
+		q.signal()
+		if !retry && ctx.Err() == nil && q.OnResult != nil {
 			q.OnResult(res)
 		}
 	}
+}
+
+// backoff is the wait after the n-th failed attempt: Backoff doubling up to MaxBackoff.
+func (q *Queue) backoff(n int) time.Duration {
+	limit := cmp.Or(q.MaxBackoff, 5*time.Minute)
+	b := max(cmp.Or(q.Backoff, 5*time.Second), time.Millisecond)
+	for i := 1; i < n && b < limit; i++ {
+		b *= 2
+	}
+	return min(b, limit)
 }
 
 // errNotImage says why a manifest is not scanned itself.
@@ -215,7 +248,11 @@ var errNotImage = errors.New("not a container image")
 // scan runs one attempt: check what the manifest is, scan it, store the report.
 func (q *Queue) scan(ctx context.Context, p queued) Result {
 	res := Result{Job: p.job, Attempts: p.attempts}
-	repo, err := name.NewRepository(q.Registry + "/" + p.job.Repository)
+	var nopts []name.Option
+	if q.Insecure {
+		nopts = append(nopts, name.Insecure)
+	}
+	repo, err := name.NewRepository(q.Registry+"/"+p.job.Repository, nopts...)
 	if err != nil {
 		res.Outcome, res.Err = Skipped, err
 		return res
@@ -239,9 +276,14 @@ func (q *Queue) scan(ctx context.Context, p queued) Result {
 		res.Outcome, res.Err = Failed, err
 		return res
 	}
-	if _, err := Attach(repo, desc.Descriptor, r, append(q.Remote, remote.WithContext(ctx))...); err != nil {
+	ropts := append(append([]remote.Option(nil), q.Remote...), remote.WithContext(ctx))
+	h, err := Attach(repo, desc.Descriptor, r, q.Key, ropts...)
+	if err != nil {
 		res.Outcome, res.Err = Failed, err
 		return res
+	}
+	if err := Prune(ref, h, ropts...); err != nil {
+		res.PruneErr = err
 	}
 	res.Outcome, res.Report, res.Latency = Scanned, r, q.now().Sub(p.job.Enqueued)
 	return res

@@ -146,8 +146,10 @@ func sortVulnerabilities(vs []Vulnerability) []Vulnerability {
 
 // Limits on what is read: a report is hostile input until parsed.
 const (
-	// MaxReportBytes bounds a report (Trivy's JSON or a stored Report).
+	// MaxReportBytes bounds Trivy's JSON output.
 	MaxReportBytes = 32 << 20
+	// MaxStoredReportBytes bounds a stored report, read back on admission.
+	MaxStoredReportBytes = 8 << 20
 	// MaxVulnerabilities bounds the vulnerabilities kept in one report.
 	MaxVulnerabilities = 20000
 )

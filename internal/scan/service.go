@@ -99,6 +99,9 @@ type serviceMetrics struct {
 
 func (s *Service) init() {
 	s.once.Do(func() {
+		if s.Log == nil {
+			s.Log = slog.New(slog.DiscardHandler)
+		}
 		s.status.Vulnerable = map[Severity]int64{}
 		s.m = serviceMetrics{
 			queue: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "dockyard_scan_queue_length",
@@ -140,6 +143,9 @@ func (s *Service) record(r Result) {
 	switch r.Outcome {
 	case Scanned:
 		s.status.Scanned++
+		if r.PruneErr != nil {
+			s.Log.Warn("Delete older reports", "repository", r.Repository, "digest", r.Digest, "err", r.PruneErr)
+		}
 		s.m.latency.Observe(r.Latency.Seconds())
 		now := time.Now().UTC().Truncate(time.Second)
 		s.status.LastScanTime = &now
@@ -224,6 +230,10 @@ func (s *Service) refreshDB(ctx context.Context) bool {
 	defer s.mu.Unlock()
 	s.status.Scanner = "trivy " + info.Version
 	if info.DBUpdatedAt.IsZero() {
+		if s.Trivy.DBRepository == "" {
+			s.status.LastError = "no vulnerability database: none in the cache directory and no database repository to download it from"
+			s.Log.Error("No vulnerability database to scan with", "cacheDir", s.Trivy.CacheDir)
+		}
 		return false
 	}
 	at := info.DBUpdatedAt.UTC()
@@ -256,8 +266,25 @@ func (s *Service) Handler() http.Handler {
 	s.init()
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST "+ScanPath, s.serveScan)
-	mux.HandleFunc("GET "+StatusPath, func(w http.ResponseWriter, _ *http.Request) {
+	// The status names repositories and failures of every tenant: the operator's token
+	// is needed to read it.
+	mux.HandleFunc("GET "+StatusPath, func(w http.ResponseWriter, r *http.Request) {
+		if err := s.authorize(r); err != nil {
+			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": err.Error()})
+			return
+		}
 		writeJSON(w, http.StatusOK, s.Status())
+	})
+	// Ready once there is a database to scan with.
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		s.mu.Lock()
+		ready := s.status.DBUpdatedAt != nil
+		s.mu.Unlock()
+		if !ready {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "no vulnerability database yet"})
+			return
+		}
+		w.WriteHeader(http.StatusOK)
 	})
 	return mux
 }

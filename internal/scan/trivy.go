@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"time"
 )
@@ -21,10 +22,15 @@ type Trivy struct {
 	Binary string
 	// CacheDir holds the vulnerability database (CacheDir/db) and the layer cache.
 	CacheDir string
-	// DBRepository, when set, is where trivy downloads the database from (an OCI
+	// DBRepository, when set, is where UpdateDB downloads the database from (an OCI
 	// repository, such as a mirror inside the Registry itself for air-gapped sites); when
 	// empty the database in CacheDir is used as it is and never updated.
 	DBRepository string
+	// JavaDBRepository, when set, is where UpdateDB downloads the Java database from;
+	// without one, Java archives are not scanned.
+	JavaDBRepository string
+	// Insecure lets trivy talk plain HTTP to a registry without TLS.
+	Insecure bool
 	// Env is added to trivy's environment (SSL_CERT_FILE for a private CA, HOME).
 	Env []string
 	// Timeout bounds one scan; 5 minutes when zero.
@@ -71,14 +77,39 @@ func (t Trivy) Version(ctx context.Context) (VersionInfo, error) {
 	return info, nil
 }
 
-// UpdateDB downloads the vulnerability database from DBRepository into CacheDir.
+// UpdateDB downloads the vulnerability database from DBRepository (and the Java database
+// from JavaDBRepository, when set) into CacheDir. cred is sent to those repositories:
+// pass it only when they are in the registry it belongs to.
 func (t Trivy) UpdateDB(ctx context.Context, cred *Credentials) error {
 	if t.DBRepository == "" {
 		return errors.New("no database repository is set")
 	}
-	_, err := t.run(ctx, cred, "image", "--download-db-only", "--cache-dir", t.CacheDir, "--db-repository", t.DBRepository)
-	return err
+	runs := [][]string{{"image", "--download-db-only", "--cache-dir", t.CacheDir, "--db-repository", t.DBRepository}}
+	if t.JavaDBRepository != "" {
+		runs = append(runs, []string{"image", "--download-java-db-only", "--cache-dir", t.CacheDir, "--java-db-repository", t.JavaDBRepository})
+	}
+	for _, args := range runs {
+		if t.Insecure {
+			args = append(args, "--insecure")
+		}
+		if _, err := t.run(ctx, cred, args...); err != nil {
+			return err
+		}
+	}
+	return nil
 }
+
+// javaArchives are the files trivy reads with its Java database.
+var javaArchives = []string{"**/*.jar", "**/*.war", "**/*.ear", "**/*.par"}
+
+// hasJavaDB is true when the Java database is in the cache directory.
+func (t Trivy) hasJavaDB() bool {
+	_, err := os.Stat(filepath.Join(t.CacheDir, "java-db", "metadata.json"))
+	return err == nil
+}
+
+// passEnv are variables of the process trivy inherits: proxies and CA locations.
+var passEnv = []string{"HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY", "https_proxy", "http_proxy", "no_proxy", "SSL_CERT_DIR", "SSL_CERT_FILE"}
 
 // Scan scans ref (repository@digest) for vulnerabilities of operating-system and language
 // packages, logging in with cred when not nil.
@@ -93,20 +124,22 @@ func (t Trivy) Scan(ctx context.Context, ref string, cred *Credentials) (*Report
 		return nil, err
 	}
 	if info.DBUpdatedAt.IsZero() {
-		if t.DBRepository == "" {
-			return nil, errors.New("trivy has no vulnerability database in its cache directory")
-		}
-		if err := t.UpdateDB(ctx, cred); err != nil {
-			return nil, err
-		}
-		if info, err = t.Version(ctx); err != nil {
-			return nil, err
+		return nil, errors.New("trivy has no vulnerability database in its cache directory yet (UpdateDB downloads it)")
+	}
+	// The database is only read here (UpdateDB alone writes it), and layers are analysed
+	// in memory (--cache-backend memory): scans side by side share no file they write.
+	args := []string{"image", "--quiet", "--format", "json", "--scanners", "vuln", "--image-src", "remote", "--cache-dir", t.CacheDir,
+		"--cache-backend", "memory", "--skip-db-update", "--skip-java-db-update", "--skip-check-update", "--offline-scan"}
+	if !t.hasJavaDB() {
+		// Without a Java database trivy fails on the first Java archive it meets: leave
+		// them out (and say so in the docs) rather than fail every image that has one.
+		for _, glob := range javaArchives {
+			args = append(args, "--skip-files", glob)
 		}
 	}
-	// The database is only ever read here: UpdateDB alone writes it, so scans running
-	// side by side never download into the same directory.
-	args := []string{"image", "--quiet", "--format", "json", "--scanners", "vuln", "--image-src", "remote", "--cache-dir", t.CacheDir,
-		"--skip-db-update", "--skip-java-db-update", "--skip-check-update", "--offline-scan"}
+	if t.Insecure {
+		args = append(args, "--insecure")
+	}
 	started := time.Now().UTC()
 	out, err := t.run(ctx, cred, append(args, ref)...)
 	if err != nil {
@@ -136,6 +169,11 @@ func (t Trivy) run(ctx context.Context, cred *Credentials, args ...string) ([]by
 	cmd := exec.CommandContext(ctx, t.Binary, args...)
 	env := []string{"TRIVY_DISABLE_TELEMETRY=true", "TRIVY_NO_PROGRESS=true", "PATH=" + os.Getenv("PATH"),
 		"TMPDIR=" + os.TempDir()}
+	for _, k := range passEnv {
+		if v, ok := os.LookupEnv(k); ok {
+			env = append(env, k+"="+v)
+		}
+	}
 	if cred != nil {
 		env = append(env, "TRIVY_USERNAME="+cred.Username, "TRIVY_PASSWORD="+cred.Password)
 	}

@@ -35,6 +35,8 @@ commands:
                                              newest) into the storage; JSON summary
   htpasswd [--cost N] USER                   read a password from stdin, print USER's bcrypt
                                              htpasswd line (for the users Secret)
+  scanner --config FILE                      scan images with Trivy as the operator sends them
+                                             (spec.scanning); store reports as referrers
   node-trust --ca FILE --host H... [--containerd-dir DIR] [--crio-dir DIR]
                                              install the CA for the node's container runtime
                                              until SIGTERM, then remove it (spec.nodeTrust)
@@ -70,6 +72,8 @@ func RunIO(ctx context.Context, args []string, stdin io.Reader, stdout, stderr i
 		return runHtpasswd(args[1:], stdin, stdout, stderr)
 	case "node-trust":
 		return runNodeTrust(ctx, args[1:], stderr)
+	case "scanner":
+		return runScanner(ctx, args[1:], stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -10,7 +10,11 @@ import (
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"maps"
@@ -235,4 +239,22 @@ func DBArtifact(cacheDir string) (v1.Image, error) {
 	img := mutate.MediaType(empty.Image, types.OCIManifestSchema1)
 	img = mutate.ConfigMediaType(img, "application/vnd.aquasec.trivy.config.v1+json")
 	return mutate.Append(img, mutate.Addendum{Layer: layer, Annotations: map[string]string{"org.opencontainers.image.title": "db.tar.gz"}})
+}
+
+// NewKey makes a scanner signing key and the public keys a reader trusts.
+func NewKey() (ed25519.PrivateKey, []ed25519.PublicKey) {
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		panic(err)
+	}
+	return priv, []ed25519.PublicKey{pub}
+}
+
+// KeyPEM is key as the scanner reads it (PEM, PKCS #8).
+func KeyPEM(key ed25519.PrivateKey) []byte {
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		panic(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
 }

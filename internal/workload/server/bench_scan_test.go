@@ -28,7 +28,7 @@ func BenchmarkScanQueue(b *testing.B) {
 				latencies []time.Duration
 				done      = make(chan scan.Result, images)
 			)
-			q := &scan.Queue{Registry: reg.host, Scanner: trivy, Pull: &scan.Credentials{Username: "bob", Password: "bob-pw"},
+			q := &scan.Queue{Registry: reg.host, Scanner: trivy, Key: scanKey, Pull: &scan.Credentials{Username: "bob", Password: "bob-pw"},
 				Remote: reg.opts("alice", "alice-pw"), Concurrency: conc, Size: images,
 				OnResult: func(r scan.Result) { done <- r }}
 			ctx, cancel := context.WithCancel(context.Background())
@@ -41,10 +41,17 @@ func BenchmarkScanQueue(b *testing.B) {
 				for j := range images {
 					d := pushAlpine(b, reg, fmt.Sprintf("team-a/bench:%d-%d", i, j),
 						[]trivyfix.Package{{Name: "musl", Version: "1.2.4-r2"}, {Name: "zlib", Version: fmt.Sprintf("1.3.%d-r%d", i, j)}})
-					q.Add(scan.Job{Repository: "team-a/bench", Digest: d.DigestStr(), Cause: "push"})
+					if !q.Add(scan.Job{Repository: "team-a/bench", Digest: d.DigestStr(), Cause: "push"}) {
+						b.Fatal("the queue refused a job")
+					}
 				}
 				for range images {
-					r := <-done
+					var r scan.Result
+					select {
+					case r = <-done:
+					case <-time.After(5 * time.Minute):
+						b.Fatal("no scan result within 5 minutes")
+					}
 					if r.Outcome != scan.Scanned {
 						b.Fatalf("%s: %s (%v)", r.Digest, r.Outcome, r.Err)
 					}

@@ -19,6 +19,9 @@ import (
 	trivyfix "github.com/dockyard-dev/dockyard/internal/testfixture/trivy"
 )
 
+// scanKey signs the reports the tests store; scanKeys check them.
+var scanKey, scanKeys = trivyfix.NewKey()
+
 // scanFixture is the real trivy with a database written by the test, trusting reg's CA.
 func scanFixture(t testing.TB, reg *testRegistry, dbUpdated time.Time) scan.Trivy {
 	t.Helper()
@@ -101,7 +104,7 @@ func TestScanAttachAndDecide(t *testing.T) {
 
 	// Reports are stored as referrers, by a Manager; a Viewer reads them.
 	manager, reader := reg.opts("alice", "alice-pw"), reg.opts("bob", "bob-pw")
-	if _, err := scan.Latest(vuln, reader...); !errors.Is(err, scan.ErrNoReport) {
+	if _, err := scan.Latest(vuln, scanKeys, reader...); !errors.Is(err, scan.ErrNoReport) {
 		t.Fatalf("Latest before any report = %v, want ErrNoReport", err)
 	}
 	for _, x := range []struct {
@@ -112,14 +115,14 @@ func TestScanAttachAndDecide(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := scan.Attach(x.d.Context(), *desc, x.r, manager...); err != nil {
+		if _, err := scan.Attach(x.d.Context(), *desc, x.r, scanKey, manager...); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := scan.Attach(vuln.Context(), mustHead(t, clean, reader), r, manager...); err == nil {
+	if _, err := scan.Attach(vuln.Context(), mustHead(t, clean, reader), r, scanKey, manager...); err == nil {
 		t.Error("Attach stored a report under another image")
 	}
-	stored, err := scan.Latest(vuln, reader...)
+	stored, err := scan.Latest(vuln, scanKeys, reader...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,10 +148,10 @@ func TestScanAttachAndDecide(t *testing.T) {
 	later := *r
 	later.ScannedAt = r.ScannedAt.Add(time.Minute)
 	later.Vulnerabilities = r.Vulnerabilities[:1]
-	if _, err := scan.Attach(vuln.Context(), mustHead(t, vuln, reader), &later, manager...); err != nil {
+	if _, err := scan.Attach(vuln.Context(), mustHead(t, vuln, reader), &later, scanKey, manager...); err != nil {
 		t.Fatal(err)
 	}
-	if stored, err = scan.Latest(vuln, reader...); err != nil || len(stored.Report.Vulnerabilities) != 1 {
+	if stored, err = scan.Latest(vuln, scanKeys, reader...); err != nil || len(stored.Report.Vulnerabilities) != 1 {
 		t.Fatalf("Latest after a rescan = %+v, %v; want the rescan's one vulnerability", stored, err)
 	}
 
@@ -158,7 +161,7 @@ func TestScanAttachAndDecide(t *testing.T) {
 	if verdict.Allowed || !strings.Contains(verdict.Message(vuln.String(), policy), "CVE-2099-0001 (CRITICAL, musl 1.2.4-r2, fixed in 1.2.5-r0)") {
 		t.Errorf("vulnerable image: allowed=%v, message %q", verdict.Allowed, verdict.Message(vuln.String(), policy))
 	}
-	cleanStored, err := scan.Latest(clean, reader...)
+	cleanStored, err := scan.Latest(clean, scanKeys, reader...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -248,5 +251,72 @@ func TestScanWithDatabaseFromTheRegistry(t *testing.T) {
 	denied.DBRepository = reg.host + "/team-b/trivy-db:2"
 	if err := denied.UpdateDB(ctx, viewer); err == nil {
 		t.Error("downloading the database from a repository bob may not read succeeded")
+	}
+}
+
+// TestForgedReportsAreIgnored: anyone who may push to a repository can push an artifact
+// with the report's type; only reports the scanner's key signed, dated no later than now,
+// count, so a forged "no vulnerabilities" report cannot make an image pass.
+func TestForgedReportsAreIgnored(t *testing.T) {
+	_, auth := authFixture(t, testUsers)
+	reg := startRegistry(t, auth, nil)
+	trivy := scanFixture(t, reg, time.Now())
+	alice := reg.opts("alice", "alice-pw")
+	img := pushAlpine(t, reg, "team-a/app:v1", []trivyfix.Package{{Name: "musl", Version: "1.2.4-r2"}})
+	desc := mustHead(t, img, alice)
+	genuine, err := trivy.Scan(context.Background(), img.String(), &scan.Credentials{Username: "bob", Password: "bob-pw"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := scan.Attach(img.Context(), desc, genuine, scanKey, alice...); err != nil {
+		t.Fatal(err)
+	}
+	clean := *genuine
+	clean.Vulnerabilities = nil
+	clean.ScannedAt = genuine.ScannedAt.Add(time.Hour)
+	otherKey, _ := trivyfix.NewKey()
+	if _, err := scan.Attach(img.Context(), desc, &clean, otherKey, alice...); err != nil {
+		t.Fatal(err)
+	}
+	future := clean
+	future.ScannedAt = time.Now().Add(365 * 24 * time.Hour)
+	if _, err := scan.Attach(img.Context(), desc, &future, scanKey, alice...); err != nil {
+		t.Fatal(err)
+	}
+	list, err := scan.Reports(img, scanKeys, alice...)
+	if err != nil || len(list) != 1 {
+		t.Fatalf("trusted reports = %+v, %v; want only the genuine one", list, err)
+	}
+	st, err := scan.Latest(img, scanKeys, alice...)
+	if err != nil || len(st.Report.Vulnerabilities) != 1 {
+		t.Fatalf("Latest = %+v, %v; want the genuine report with its vulnerability", st, err)
+	}
+	if _, err := scan.Latest(img, nil, alice...); err == nil {
+		t.Error("Latest without keys trusted something")
+	}
+}
+
+// TestScanImageWithJavaArchives: without a Java database, trivy would fail on every image
+// holding a JAR; such images are scanned for everything else.
+func TestScanImageWithJavaArchives(t *testing.T) {
+	_, auth := authFixture(t, testUsers)
+	reg := startRegistry(t, auth, nil)
+	trivy := scanFixture(t, reg, time.Now())
+	img, err := trivyfix.AlpineImage("3.20.3", []trivyfix.Package{{Name: "musl", Version: "1.2.4-r2"}},
+		map[string]string{"app/lib/app.jar": "PK\x03\x04 not really a jar", "app/server.war": "PK\x03\x04"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tag := mustTag(t, reg.host+"/team-a/java:v1")
+	if err := remote.Write(tag, img, reg.opts("alice", "alice-pw")...); err != nil {
+		t.Fatal(err)
+	}
+	d, _ := img.Digest()
+	r, err := trivy.Scan(context.Background(), tag.Context().Digest(d.String()).String(), &scan.Credentials{Username: "bob", Password: "bob-pw"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Vulnerabilities) != 1 || r.Vulnerabilities[0].ID != "CVE-2099-0001" {
+		t.Errorf("vulnerabilities = %+v, want musl's CVE-2099-0001", r.Vulnerabilities)
 	}
 }

@@ -22,10 +22,19 @@ type flaky struct {
 	scan.ImageScanner
 	down  atomic.Bool
 	calls atomic.Int32
+	// gate, when set, holds each scan until it is closed or receives.
+	gate chan struct{}
 }
 
 func (f *flaky) Scan(ctx context.Context, ref string, cred *scan.Credentials) (*scan.Report, error) {
 	f.calls.Add(1)
+	if f.gate != nil {
+		select {
+		case <-f.gate:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
 	if f.down.Load() {
 		return nil, errors.New("dial tcp 127.0.0.1:4954: connect: connection refused")
 	}
@@ -55,9 +64,15 @@ func TestScanQueue(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// An older report of the vulnerable image, which the queue's report replaces.
+	older := &scan.Report{Subject: vuln.DigestStr(), ScannedAt: time.Now().Add(-time.Hour).Truncate(time.Second), Scanner: scan.Scanner{Name: "trivy"}}
+	if _, err := scan.Attach(vuln.Context(), *subject, older, scanKey, alice...); err != nil {
+		t.Fatal(err)
+	}
+
 	results := make(chan scan.Result, 16)
-	q := &scan.Queue{Registry: reg.host, Scanner: scanner, Pull: &scan.Credentials{Username: "bob", Password: "bob-pw"},
-		Remote: alice, Concurrency: 2, Size: 8, MaxAttempts: 5, Backoff: 50 * time.Millisecond,
+	q := &scan.Queue{Registry: reg.host, Scanner: scanner, Key: scanKey, Pull: &scan.Credentials{Username: "bob", Password: "bob-pw"},
+		Remote: alice, Concurrency: 2, Size: 8, MaxAttempts: 20, Backoff: 20 * time.Millisecond, MaxBackoff: 100 * time.Millisecond,
 		OnResult: func(r scan.Result) { results <- r }}
 	job := func(d name.Digest) scan.Job {
 		return scan.Job{Repository: "team-a/app", Digest: d.DigestStr(), Cause: "push"}
@@ -92,7 +107,11 @@ func TestScanQueue(t *testing.T) {
 	if r := next(); r.Outcome != scan.Skipped || r.Digest != sigDigest {
 		t.Fatalf("first result = %s of %s (%v), want the signature skipped", r.Outcome, r.Digest, r.Err)
 	}
-	time.Sleep(60 * time.Millisecond) // past the first backoff, still failing
+	// Both images have failed at least once (and wait to be retried) before the scanner
+	// comes back.
+	for deadline := time.Now().Add(30 * time.Second); scanner.calls.Load() < 3 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
 	scanner.down.Store(false)
 	got := map[string]scan.Result{}
 	for range 2 {
@@ -105,20 +124,17 @@ func TestScanQueue(t *testing.T) {
 			t.Errorf("%s: %s after %d attempts, %d vulnerabilities, latency %s (%v); want scanned after a retry with %d",
 				d, r.Outcome, r.Attempts, len(r.Report.Vulnerabilities), r.Latency, r.Err, want)
 		}
-		stored, err := scan.Latest(vuln.Context().Digest(d), alice...)
+		stored, err := scan.Latest(vuln.Context().Digest(d), scanKeys, alice...)
 		if err != nil || len(stored.Report.Vulnerabilities) != want {
 			t.Errorf("stored report of %s: %+v, %v", d, stored, err)
 		}
 	}
-	if calls := scanner.calls.Load(); calls > 10 {
-		t.Errorf("the scanner ran %d times for two images with at most 5 attempts each", calls)
+	// The queue pruned the older report stored before it ran: one report per image.
+	reports, err := scan.Reports(vuln, scanKeys, alice...)
+	if err != nil || len(reports) != 1 || !reports[0].Created.After(older.ScannedAt) {
+		t.Fatalf("reports of the vulnerable image: %+v, %v; want only the queue's", reports, err)
 	}
-
 	// A report (pushed by the queue itself) is not scanned in turn.
-	reports, err := scan.Reports(vuln, alice...)
-	if err != nil || len(reports) != 1 {
-		t.Fatalf("reports of the vulnerable image: %v, %v", reports, err)
-	}
 	q.Add(scan.Job{Repository: "team-a/app", Digest: reports[0].Manifest.String(), Cause: "push"})
 	if r := next(); r.Outcome != scan.Skipped {
 		t.Errorf("the report itself: %s (%v), want skipped", r.Outcome, r.Err)
@@ -132,12 +148,35 @@ func TestScanQueue(t *testing.T) {
 
 	// A job that keeps failing ends after MaxAttempts.
 	scanner.down.Store(true)
-	failing := &scan.Queue{Registry: reg.host, Scanner: scanner, Remote: alice, MaxAttempts: 2, Backoff: 10 * time.Millisecond,
+	failing := &scan.Queue{Registry: reg.host, Scanner: scanner, Key: scanKey, Remote: alice, MaxAttempts: 2, Backoff: 10 * time.Millisecond,
 		OnResult: func(r scan.Result) { results <- r }}
 	failing.Add(job(clean))
 	wg.Go(func() { failing.Run(ctx) })
 	if r := next(); r.Outcome != scan.Failed || r.Attempts != 2 || r.Err == nil {
 		t.Errorf("always failing: %s after %d attempts (%v), want failed after 2", r.Outcome, r.Attempts, r.Err)
+	}
+
+	// Queued again while it is being scanned (a rescan after a new database): scanned
+	// again after, not lost.
+	scanner.down.Store(false)
+	gated := &flaky{ImageScanner: scanner.ImageScanner, gate: make(chan struct{})}
+	again := &scan.Queue{Registry: reg.host, Scanner: gated, Key: scanKey, Remote: alice, Pull: &scan.Credentials{Username: "bob", Password: "bob-pw"},
+		OnResult: func(r scan.Result) { results <- r }}
+	again.Add(job(clean))
+	wg.Go(func() { again.Run(ctx) })
+	for deadline := time.Now().Add(30 * time.Second); gated.calls.Load() < 1 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !again.Add(scan.Job{Repository: "team-a/app", Digest: clean.DigestStr(), Cause: "rescan"}) || again.Len() != 1 {
+		t.Errorf("queueing a running job again: Len = %d, want 1 (the running one)", again.Len())
+	}
+	gated.gate <- struct{}{}
+	if r := next(); r.Outcome != scan.Scanned || r.Cause != "push" {
+		t.Errorf("first run: %s %s (%v)", r.Outcome, r.Cause, r.Err)
+	}
+	gated.gate <- struct{}{}
+	if r := next(); r.Outcome != scan.Scanned || r.Cause != "rescan" {
+		t.Errorf("second run: %s %s (%v), want the rescan", r.Outcome, r.Cause, r.Err)
 	}
 
 	// The queue is bounded.

@@ -54,7 +54,7 @@ func TestScanService(t *testing.T) {
 		t.Fatal(err)
 	}
 	svc := &scan.Service{Trivy: trivy, DBCredentials: viewer, TokenFile: tokenFile, Log: slog.New(slog.NewTextHandler(testWriter{t}, nil)),
-		Queue: &scan.Queue{Registry: reg.host, Scanner: trivy, Pull: viewer, Remote: alice, Size: 10}}
+		Queue: &scan.Queue{Registry: reg.host, Scanner: trivy, Key: scanKey, Pull: viewer, Remote: alice, Size: 10}}
 	metrics := prometheus.NewPedanticRegistry()
 	metrics.MustRegister(svc.Collectors()...)
 	srv := httptest.NewServer(svc.Handler())
@@ -118,9 +118,19 @@ func TestScanService(t *testing.T) {
 		st.DBUpdatedAt == nil || !st.DBUpdatedAt.Equal(dbUpdated) || !strings.HasPrefix(st.Scanner, "trivy ") {
 		t.Fatalf("status = %+v; want 2 scanned, 1 with a critical vulnerability, database of %s", st, dbUpdated)
 	}
-	// The status endpoint says the same, to anyone who can reach it (it holds no secret).
+	// The status endpoint says the same to the operator, and nothing to anyone else (it
+	// names every tenant's repositories).
 	resp, err := http.Get(srv.URL + scan.StatusPath)
 	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("GET status without the token: %s", resp.Status)
+	}
+	sreq, _ := http.NewRequest(http.MethodGet, srv.URL+scan.StatusPath, nil)
+	sreq.Header.Set("Authorization", "Bearer operator-token")
+	if resp, err = http.DefaultClient.Do(sreq); err != nil {
 		t.Fatal(err)
 	}
 	var got scan.Status

@@ -1,0 +1,129 @@
+package server_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	ggcrv1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/dockyard-dev/dockyard/internal/compliance"
+	"github.com/dockyard-dev/dockyard/internal/scan"
+	trivyfix "github.com/dockyard-dev/dockyard/internal/testfixture/trivy"
+)
+
+// TestComplianceChecker is the decision admission makes, against a real registry holding
+// reports the real trivy wrote: tags resolve to digests, an index is as compliant as its
+// worst image, an unscanned image follows the policy, and a cached answer expires.
+func TestComplianceChecker(t *testing.T) {
+	_, auth := authFixture(t, testUsers)
+	reg := startRegistry(t, auth, nil)
+	trivy := scanFixture(t, reg, time.Now())
+	alice, bob := reg.opts("alice", "alice-pw"), reg.opts("bob", "bob-pw")
+	ctx := context.Background()
+	viewerCred := &scan.Credentials{Username: "bob", Password: "bob-pw"}
+
+	vulnImg, _ := trivyfix.AlpineImage("3.20.3", []trivyfix.Package{{Name: "musl", Version: "1.2.4-r2"}}, nil)
+	cleanImg, _ := trivyfix.AlpineImage("3.20.3", []trivyfix.Package{{Name: "musl", Version: "1.2.5-r0"}}, nil)
+	repo, _ := name.NewRepository(reg.host + "/team-a/app")
+	push := func(tag string, img ggcrv1.Image) name.Digest {
+		t.Helper()
+		if err := remote.Write(repo.Tag(tag), img, alice...); err != nil {
+			t.Fatal(err)
+		}
+		d, _ := img.Digest()
+		return repo.Digest(d.String())
+	}
+	vuln, clean := push("vulnerable", vulnImg), push("clean", cleanImg)
+	idx := mutate.AppendManifests(mutate.IndexMediaType(empty.Index, types.OCIImageIndex),
+		mutate.IndexAddendum{Add: cleanImg, Descriptor: ggcrv1.Descriptor{Platform: &ggcrv1.Platform{OS: "linux", Architecture: "amd64"}}},
+		mutate.IndexAddendum{Add: vulnImg, Descriptor: ggcrv1.Descriptor{Platform: &ggcrv1.Platform{OS: "linux", Architecture: "arm64"}}})
+	if err := remote.WriteIndex(repo.Tag("multi"), idx, alice...); err != nil {
+		t.Fatal(err)
+	}
+	unscanned := push("unscanned", mustAlpine(t, "1.2.6-r0"))
+
+	for _, d := range []name.Digest{vuln, clean} {
+		r, err := trivy.Scan(ctx, d.String(), viewerCred)
+		if err != nil {
+			t.Fatal(err)
+		}
+		desc, err := remote.Head(d, alice...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := scan.Attach(repo, *desc, r, scanKey, alice...); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	now := time.Now()
+	checker := &compliance.Checker{Remote: bob, Keys: scanKeys, TTL: time.Minute, Now: func() time.Time { return now }}
+	high := compliance.Policy{Severity: scan.SeverityHigh}
+	strict := compliance.Policy{Severity: scan.SeverityHigh, BlockUnscanned: true}
+	for _, tc := range []struct {
+		ref     string
+		policy  compliance.Policy
+		allowed bool
+		reason  compliance.Reason
+		message string
+	}{
+		{"team-a/app:clean", high, true, compliance.Compliant, ""},
+		{"team-a/app:vulnerable", high, false, compliance.Vulnerable, "team-a/app:vulnerable has 1 vulnerabilities at or above HIGH: CVE-2099-0001 (CRITICAL, musl 1.2.4-r2, fixed in 1.2.5-r0)"},
+		{"team-a/app@" + vuln.DigestStr(), high, false, compliance.Vulnerable, "CVE-2099-0001"},
+		{"team-a/app:multi", high, false, compliance.Vulnerable, "CVE-2099-0001"},
+		{"team-a/app:unscanned", high, true, compliance.NotScannedAllowed, ""},
+		{"team-a/app:unscanned", strict, false, compliance.NotScanned, "has not been scanned yet"},
+		{"team-a/app:vulnerable", compliance.Policy{Severity: scan.SeverityHigh, Exemptions: []compliance.Exemption{
+			{ID: "CVE-2099-0001", Reason: "patched in place, ticket SEC-1", Expires: now.Add(24 * time.Hour)}}}, true, compliance.Compliant, ""},
+	} {
+		ref, err := name.ParseReference(reg.host + "/" + tc.ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := checker.Check(ctx, ref, tc.policy)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.ref, err)
+		}
+		if d.Allowed != tc.allowed || d.Reason != tc.reason || !strings.Contains(d.Message, tc.message) || (tc.allowed && d.Message != "") {
+			t.Errorf("%s: allowed=%v %s %q; want %v %s containing %q", tc.ref, d.Allowed, d.Reason, d.Message, tc.allowed, tc.reason, tc.message)
+		}
+	}
+
+	// Scanning the unscanned image changes the answer once the cached one expires.
+	r, err := trivy.Scan(ctx, unscanned.String(), viewerCred)
+	if err != nil {
+		t.Fatal(err)
+	}
+	desc, _ := remote.Head(unscanned, alice...)
+	if _, err := scan.Attach(repo, *desc, r, scanKey, alice...); err != nil {
+		t.Fatal(err)
+	}
+	ref := repo.Tag("unscanned")
+	if d, _ := checker.Check(ctx, ref, strict); d.Reason != compliance.NotScanned {
+		t.Errorf("within the TTL: %s, want the cached NotScanned", d.Reason)
+	}
+	now = now.Add(2 * time.Minute)
+	if d, err := checker.Check(ctx, ref, strict); err != nil || d.Reason != compliance.Compliant {
+		t.Errorf("after the TTL: %s, %v; want Compliant", d.Reason, err)
+	}
+	// An image that does not exist is an error, not a verdict.
+	if _, err := checker.Check(ctx, repo.Tag("missing"), strict); err == nil {
+		t.Error("checking a missing image succeeded")
+	}
+}
+
+func mustAlpine(t *testing.T, musl string) ggcrv1.Image {
+	t.Helper()
+	img, err := trivyfix.AlpineImage("3.20.3", []trivyfix.Package{{Name: "musl", Version: musl}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
