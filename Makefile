@@ -69,6 +69,10 @@ verify: tidy generate manifests bundle chart fmt ## Tidy modules, regenerate cod
 test: manifests generate vet envtest-bins versitygw dex scantools promtool test-deps $(KUSTOMIZE) ## Run unit, registry (real HTTP, real S3 server, LDAP directory, OIDC provider, real skopeo, cosign and Trivy) and envtest tests.
 	DOCKYARD_REQUIRE_CLIENTS=1 KUBEBUILDER_ASSETS="$$(hack/build-envtest.sh)" DOCKYARD_DEX="$$(hack/build-dex.sh)" DOCKYARD_COSIGN="$$(hack/build-scantools.sh cosign)" DOCKYARD_TRIVY="$$(hack/build-scantools.sh trivy)" DOCKYARD_PROMTOOL="$$(hack/build-promtool.sh)" go test $(GO_TEST_FLAGS) ./... -count=1 -timeout 30m
 
+.PHONY: tools
+tools: ## Build every tool CI uses (cluster binaries, envtest, Trivy, cosign, dex, versitygw, linters) into the tool cache, and compile Dockyard, four builders side by side (CI's first step).
+	hack/build-tools.sh
+
 .PHONY: test-deps
 test-deps: ## Install what the tests and checks use from Debian when missing: skopeo (a real registry client), shellcheck, slapd (a real LDAP directory).
 	@hack/test-deps.sh

@@ -38,6 +38,25 @@ func scanFixture(t testing.TB, reg *testRegistry, dbUpdated time.Time) scan.Triv
 	return scan.Trivy{Binary: bin, CacheDir: cache, Env: []string{"SSL_CERT_FILE=" + caFile, "HOME=" + dir}, Timeout: 2 * time.Minute}
 }
 
+// mirrorDB writes the fixture database, built at updated, into the registry as Trivy's
+// database artifact under ref (as an air-gapped site mirrors it) and returns its tag.
+func mirrorDB(t testing.TB, reg *testRegistry, ref string, updated time.Time) name.Tag {
+	t.Helper()
+	dir := t.TempDir()
+	if err := trivyfix.WriteDB(dir, updated, trivyfix.Fixtures); err != nil {
+		t.Fatal(err)
+	}
+	art, err := trivyfix.DBArtifact(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tag := mustTag(t, reg.host+"/"+ref)
+	if err := remote.Write(tag, art, reg.opts("alice", "alice-pw")...); err != nil {
+		t.Fatal(err)
+	}
+	return tag
+}
+
 // pushAlpine pushes a made-up Alpine 3.20.3 image with packages to ref and returns it by digest.
 func pushAlpine(t testing.TB, reg *testRegistry, ref string, pkgs []trivyfix.Package) name.Digest {
 	t.Helper()
@@ -208,18 +227,7 @@ func TestScanWithDatabaseFromTheRegistry(t *testing.T) {
 	_, auth := authFixture(t, testUsers)
 	reg := startRegistry(t, auth, nil)
 	dbUpdated := time.Now().Add(-3 * time.Hour).UTC().Truncate(time.Second)
-	mirror := t.TempDir()
-	if err := trivyfix.WriteDB(mirror, dbUpdated, trivyfix.Fixtures); err != nil {
-		t.Fatal(err)
-	}
-	art, err := trivyfix.DBArtifact(mirror)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dbRef := mustTag(t, reg.host+"/team-a/trivy-db:2")
-	if err := remote.Write(dbRef, art, reg.opts("alice", "alice-pw")...); err != nil {
-		t.Fatal(err)
-	}
+	dbRef := mirrorDB(t, reg, "team-a/trivy-db:2", dbUpdated)
 
 	trivy := scanFixture(t, reg, dbUpdated)
 	trivy.CacheDir = t.TempDir() // empty: no database until it is downloaded

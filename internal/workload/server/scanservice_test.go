@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
@@ -34,18 +33,7 @@ func TestScanService(t *testing.T) {
 
 	// The database, mirrored into the registry.
 	dbUpdated := time.Now().Add(-time.Hour).UTC().Truncate(time.Second)
-	mirror := t.TempDir()
-	if err := trivyfix.WriteDB(mirror, dbUpdated, trivyfix.Fixtures); err != nil {
-		t.Fatal(err)
-	}
-	art, err := trivyfix.DBArtifact(mirror)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dbRef := mustTag(t, reg.host+"/team-a/trivy-db:2")
-	if err := remote.Write(dbRef, art, alice...); err != nil {
-		t.Fatal(err)
-	}
+	dbRef := mirrorDB(t, reg, "team-a/trivy-db:2", dbUpdated)
 	trivy := scanFixture(t, reg, dbUpdated)
 	trivy.CacheDir, trivy.DBRepository = t.TempDir(), dbRef.String()
 

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Builds every tool CI uses into the tool cache (hack/lib.sh) in one phase, before any test
+# runs: the local cluster's binaries (with envtest's kube-apiserver and etcd), Trivy and
+# cosign, dex, versitygw, golangci-lint, controller-gen and kustomize. CI runs it first
+# (`make tools`); `make test`, `make lint` and `make cluster-up` then find them built.
+#
+# Four builders run side by side (the fourth compiles Dockyard's own packages) and nothing
+# else runs meanwhile. One cold `go build` keeps two cores busy only part of the time: it
+# waits for module downloads and links on one core. Side by side, one builder's download or link overlaps another's compile. Each
+# tool is still built once, by the same script as when it is built alone; what is cached
+# already takes a second. Debian packages are installed first, one apt at a time.
+set -euo pipefail
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"
+# shellcheck source=cluster/lib.sh
+source "$ROOT/hack/cluster/lib.sh"
+cd "$ROOT"
+LOGS="$ROOT/bin/tool-logs"
+mkdir -p "$LOGS"
+t_all=$SECONDS
+
+# apt first, alone: two apt-get processes would fight over dpkg's lock.
+hack/test-deps.sh
+hack/build-promtool.sh >/dev/null
+[[ -f /usr/lib/x86_64-linux-gnu/libseccomp.a ]] || apt_install libseccomp-dev
+[[ -x /usr/lib/cni/bridge ]] || apt_install containernetworking-plugins
+{ [[ -x /bin/busybox ]] && file -L /bin/busybox | grep -q 'statically linked'; } || apt_install busybox-static
+
+builder() {
+  local name=$1 t0=$SECONDS rc=0
+  shift
+  "$@" >"$LOGS/$name.log" 2>&1 || rc=$?
+  echo "build-tools: $name finished in $((SECONDS - t0))s (rc=$rc)" >&2
+  return "$rc"
+}
+# (chained with &&: set -e does not apply inside a function called as `f || …`)
+go_tools() {
+  hack/build-dex.sh >/dev/null &&
+    hack/build-versitygw.sh >/dev/null &&
+    hack/go-tool.sh "bin/golangci-lint-$GOLANGCI_LINT_VERSION" github.com/golangci/golangci-lint/v2/cmd/golangci-lint "$GOLANGCI_LINT_VERSION" &&
+    hack/go-tool.sh "bin/controller-gen-$CONTROLLER_TOOLS_VERSION" sigs.k8s.io/controller-tools/cmd/controller-gen "$CONTROLLER_TOOLS_VERSION" &&
+    hack/go-tool.sh "bin/kustomize-$KUSTOMIZE_VERSION" sigs.k8s.io/kustomize/kustomize/v5 "$KUSTOMIZE_VERSION"
+}
+
+pids=() names=()
+builder cluster hack/cluster/bins.sh >/dev/null & pids+=($!) names+=(cluster)
+builder scantools hack/build-scantools.sh trivy & pids+=($!) names+=(scantools)
+builder go-tools go_tools & pids+=($!) names+=(go-tools)
+# Dockyard itself: `go vet` compiles every package and its dependencies into the build
+# cache, the first thing `make test` would otherwise do alone.
+builder dockyard go vet ./... & pids+=($!) names+=(dockyard)
+failed=0
+for i in "${!pids[@]}"; do
+  if ! wait "${pids[$i]}"; then
+    failed=1
+    echo "build-tools: ${names[$i]} failed; the end of $LOGS/${names[$i]}.log:" >&2
+    tail -n 40 "$LOGS/${names[$i]}.log" >&2
+  fi
+done
+echo "build-tools: all tools in $((SECONDS - t_all))s" >&2
+exit "$failed"
