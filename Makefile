@@ -108,7 +108,7 @@ bench-registry: ## Benchmark `dockyard registry serve` against upstream distribu
 .PHONY: test-e2e
 test-e2e: $(KUSTOMIZE) image-tar ## Run test/e2e on the local cluster (make cluster-up first), inside its namespaces.
 	hack/e2e-images.sh
-	hack/cluster/import-image.sh bin/images/dockyard.tar bin/images/dex.tar bin/images/crane.tar
+	hack/cluster/import-image.sh bin/images/dockyard.tar bin/images/dex.tar bin/images/crane.tar bin/images/trivy.tar
 	go test -c -tags e2e -o bin/e2e.test ./test/e2e
 	cd test/e2e && ../../hack/cluster/in-ns env E2E_CONTAINERD_CERTS_DIR=$(CURDIR)/bin/cluster/state/certs.d KUSTOMIZE=$(KUSTOMIZE) ../../bin/e2e.test -ginkgo.v $(E2E_FLAGS)
 

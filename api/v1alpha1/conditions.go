@@ -26,6 +26,10 @@ const (
 	// set): every node it selects runs the current pod, which installed the CA. It is not
 	// part of Ready.
 	ConditionNodeTrustReady = "NodeTrustReady"
+	// ConditionScannerReady reports the vulnerability scanner (only when spec.scanning is
+	// set): its pod is available, has a vulnerability database, and the database is not
+	// older than spec.scanning.database.maxAge.
+	ConditionScannerReady = "ScannerReady"
 )
 
 // Condition reasons. They are CamelCase, stable, and safe to match in automation.
@@ -96,6 +100,22 @@ const (
 	// ReasonNodeTrustRollingOut (NodeTrustReady=False): some nodes do not run the current
 	// node-trust pod yet (or it cannot be created: see the message).
 	ReasonNodeTrustRollingOut = "NodeTrustRollingOut"
+
+	// ReasonScannerAvailable (ScannerReady=True): the scanner runs and its database is fresh.
+	ReasonScannerAvailable = "ScannerAvailable"
+	// ReasonScannerUnavailable (ScannerReady=False): the scanner's pod is not available
+	// (starting, pulling its image, or failing; kubectl describe pod says why).
+	ReasonScannerUnavailable = "ScannerUnavailable"
+	// ReasonScannerUnreachable (ScannerReady=False): the pod runs but the operator cannot
+	// read its status.
+	ReasonScannerUnreachable = "ScannerUnreachable"
+	// ReasonDatabaseMissing (ScannerReady=False): the scanner has no vulnerability
+	// database yet: it could not download one from spec.scanning.database.repository
+	// (status.scanning.lastError says why). Nothing is scanned until it has one.
+	ReasonDatabaseMissing = "DatabaseMissing"
+	// ReasonDatabaseStale (ScannerReady=False): the database is older than
+	// spec.scanning.database.maxAge; scans go on, but miss what was published since.
+	ReasonDatabaseStale = "DatabaseStale"
 
 	// ReasonVolumeBound (StorageReady=True): the PersistentVolumeClaim is bound.
 	ReasonVolumeBound = "VolumeBound"

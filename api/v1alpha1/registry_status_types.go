@@ -54,6 +54,11 @@ type RegistryStatus struct {
 	// adds one; the operator records an Event CertificateRenewed).
 	// +optional
 	Certificate *CertificateStatus `json:"certificate,omitempty"`
+
+	// scanning is what the scanner of spec.scanning reports: images scanned, by
+	// severity, failures, queue length and the age of its vulnerability database.
+	// +optional
+	Scanning *ScanningStatus `json:"scanning,omitempty"`
 }
 
 // CertificateStatus is what cert-manager reports of the serving certificate.

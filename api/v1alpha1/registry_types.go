@@ -140,6 +140,12 @@ type RegistrySpec struct {
 	// +optional
 	NodeTrust *NodeTrustSpec `json:"nodeTrust,omitempty"`
 
+	// scanning runs a vulnerability scanner beside the Registry: every image pushed is
+	// scanned with Trivy and its report stored with it as an OCI referrer (see
+	// ScanningSpec). Needs spec.image's dockyard image and a Trivy image.
+	// +optional
+	Scanning *ScanningSpec `json:"scanning,omitempty"`
+
 	// deletionPolicy says what happens to the data volume when the Registry is deleted:
 	// Retain (the default) keeps the PersistentVolumeClaim, so re-creating a Registry of the
 	// same name finds its images again; Delete removes it with the Registry. Object storage

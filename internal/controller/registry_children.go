@@ -127,6 +127,11 @@ func (r *RegistryReconciler) reconcileChildren(ctx context.Context, s *scope) (c
 	if err := r.applyOrDelete(ctx, reg, nodeTrustOrNil(reg, in), &appsv1.DaemonSet{}, reg.NodeTrustName()); err != nil {
 		return ctrl.Result{}, err
 	}
+	scannerIn, err := r.reconcileScanner(ctx, reg, in)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	result = lowestRequeue(result, ctrl.Result{RequeueAfter: scannerIn})
 	s.childrenApplied = true
 	return result, nil
 }

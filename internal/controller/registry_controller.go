@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"time"
 
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
@@ -57,6 +58,11 @@ type RegistryReconciler struct {
 	// EventsURL is the operator's events endpoint registries send pushes to (see
 	// registryconfig.Events); empty: they send none.
 	EventsURL string
+	// ScannerAddress, when set, is the host:port the manager reaches a Registry's scanner
+	// at (tests); its Service otherwise. ScannerHTTP is the client (default: plain HTTP
+	// with a 5 s timeout).
+	ScannerAddress func(*v1alpha1.Registry) string
+	ScannerHTTP    *http.Client
 	// Clock returns the time (token key rotation, directory checks); time.Now when nil.
 	Clock func() time.Time
 	// LDAPCheck binds to a directory as the service account; access.CheckLDAP when nil.
@@ -73,16 +79,17 @@ type RegistryReconciler struct {
 // RBAC: only the verbs the controller uses. Children are written with server-side apply
 // (create + patch; finalizers/update lets owner references block deletion where the
 // OwnerReferencesPermissionEnforcement admission plugin runs); only optional children (switched off in the spec) are ever deleted;
-// the rest go with their owner through Kubernetes' garbage collector. Secrets: the HTTP
+// the rest go with their owner through Kubernetes' garbage collector (the scanner's
+// Deployment, Service and ConfigMap are optional children too). Secrets: the HTTP
 // secret is created once and never changed; the token keys Secret is applied when its
 // keys rotate and deleted when auth is switched off; referenced Secrets are only read.
 // +kubebuilder:rbac:groups=registry.dockyard.dev,resources=registries,verbs=get;list;watch
 // +kubebuilder:rbac:groups=registry.dockyard.dev,resources=registries/status,verbs=patch
 // +kubebuilder:rbac:groups=registry.dockyard.dev,resources=registries/finalizers,verbs=update
-// +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;patch
+// +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups=apps,resources=daemonsets,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups="",resources=services;configmaps;serviceaccounts;persistentvolumeclaims,verbs=get;list;watch;create;patch
-// +kubebuilder:rbac:groups="",resources=configmaps,verbs=delete
+// +kubebuilder:rbac:groups="",resources=configmaps;services,verbs=delete
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups="",resources=pods,verbs=list
 // +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;patch;delete
@@ -109,6 +116,7 @@ func (r *RegistryReconciler) Reconcile(ctx context.Context, req ctrl.Request) (r
 
 	s := newScope(reg)
 	s.promOperator = r.PrometheusOperator
+	s.now = r.now()
 	defer func() {
 		if err := r.writeStatus(ctx, s, retErr); err != nil {
 			retErr = errors.Join(retErr, err)
@@ -127,6 +135,7 @@ func (r *RegistryReconciler) Reconcile(ctx context.Context, req ctrl.Request) (r
 		{stepChildren, []step{stepDependencies, stepBackup}, r.reconcileChildren},
 		{stepWorkload, nil, r.observeWorkload},
 		{stepGC, nil, r.observeGarbageCollection},
+		{stepScanner, nil, r.observeScanner},
 	}
 	var errs []error
 	for _, st := range steps {

@@ -22,6 +22,7 @@ type registryCollector struct {
 
 	count, ready, replicas, readyReplicas, gcTime, gcOK, backupTime, backupOK, backupBytes *prometheus.Desc
 	retentionTime, retentionOK                                                             *prometheus.Desc
+	scanDB, scanQueue, scanFailed                                                          *prometheus.Desc
 }
 
 // Metric names of the manager's Registry collector.
@@ -37,6 +38,9 @@ const (
 	MetricRegistryBackupBytes     = "dockyard_registry_backup_bytes"
 	MetricRetentionLastRun        = "dockyard_retention_last_enforcement_timestamp_seconds"
 	MetricRetentionSucceeded      = "dockyard_retention_last_enforcement_succeeded"
+	MetricScanDatabase            = "dockyard_registry_scan_database_timestamp_seconds"
+	MetricScanQueue               = "dockyard_registry_scan_queue_length"
+	MetricScanFailed              = "dockyard_registry_scan_failures"
 )
 
 func newRegistryCollector(reader client.Reader) *registryCollector {
@@ -59,11 +63,16 @@ func newRegistryCollector(reader client.Reader) *registryCollector {
 			[]string{"namespace", "registry", "policy"}, nil),
 		retentionOK: prometheus.NewDesc(MetricRetentionSucceeded, "1 when a RetentionPolicy's last enforced run succeeded, else 0 (PartiallyFailed, Failed, CeilingExceeded).",
 			[]string{"namespace", "registry", "policy"}, nil),
+		scanDB: prometheus.NewDesc(MetricScanDatabase, "When the vulnerability database of the Registry's scanner was built (Unix time; 0: it has none). From status.scanning, refreshed every minute.",
+			labels, nil),
+		scanQueue: prometheus.NewDesc(MetricScanQueue, "Images waiting for the Registry's scanner or being scanned (status.scanning.queue).", labels, nil),
+		scanFailed: prometheus.NewDesc(MetricScanFailed, "Scans of the Registry's scanner that failed since it started (status.scanning.failed).",
+			labels, nil),
 	}
 }
 
 func (c *registryCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.count, c.ready, c.replicas, c.readyReplicas, c.gcTime, c.gcOK, c.backupTime, c.backupOK, c.backupBytes, c.retentionTime, c.retentionOK} {
+	for _, d := range []*prometheus.Desc{c.count, c.ready, c.replicas, c.readyReplicas, c.gcTime, c.gcOK, c.backupTime, c.backupOK, c.backupBytes, c.retentionTime, c.retentionOK, c.scanDB, c.scanQueue, c.scanFailed} {
 		ch <- d
 	}
 }
@@ -97,6 +106,15 @@ func (c *registryCollector) Collect(ch chan<- prometheus.Metric) {
 			}
 			ch <- prometheus.MustNewConstMetric(c.gcTime, prometheus.GaugeValue, float64(gc.CompletionTime.Unix()), reg.Namespace, reg.Name)
 			ch <- prometheus.MustNewConstMetric(c.gcOK, prometheus.GaugeValue, ok, reg.Namespace, reg.Name)
+		}
+		if sc := reg.Status.Scanning; reg.Spec.Scanning != nil && sc != nil {
+			db := 0.0
+			if sc.DatabaseUpdatedAt != nil {
+				db = float64(sc.DatabaseUpdatedAt.Unix())
+			}
+			ch <- prometheus.MustNewConstMetric(c.scanDB, prometheus.GaugeValue, db, reg.Namespace, reg.Name)
+			ch <- prometheus.MustNewConstMetric(c.scanQueue, prometheus.GaugeValue, float64(sc.Queue), reg.Namespace, reg.Name)
+			ch <- prometheus.MustNewConstMetric(c.scanFailed, prometheus.GaugeValue, float64(sc.Failed), reg.Namespace, reg.Name)
 		}
 		if b := reg.Status.LastBackup; b != nil && b.CompletionTime != nil {
 			ok := 0.0

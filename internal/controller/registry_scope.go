@@ -1,11 +1,14 @@
 package controller
 
 import (
+	"time"
+
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/dockyard-dev/dockyard/api/v1alpha1"
+	"github.com/dockyard-dev/dockyard/internal/scan"
 )
 
 // step names one part of a reconcile. A step that fails, or cannot run because a step it
@@ -20,6 +23,7 @@ const (
 	stepWorkload     step = "observe workload"
 	stepGC           step = "observe garbage collection"
 	stepBackup       step = "observe backups and restore"
+	stepScanner      step = "observe scanner"
 )
 
 // scope is what one reconcile observed and decided; status is computed from it once.
@@ -49,6 +53,13 @@ type scope struct {
 	deployment *appsv1.Deployment
 	// nodeTrust is the node-trust DaemonSet (spec.nodeTrust), when observed.
 	nodeTrust *appsv1.DaemonSet
+	// scanner is the scanner Deployment (spec.scanning), when observed; scanStatus what
+	// the scanner said, or scanErr why it could not be asked.
+	scanner    *appsv1.Deployment
+	scanStatus *scan.Status
+	scanErr    error
+	// now is when the reconcile started (for ages in the status).
+	now time.Time
 	// deploymentHeld is true when the Deployment was not applied because a Secret its
 	// pods need is missing; a running Deployment is then left untouched.
 	deploymentHeld bool

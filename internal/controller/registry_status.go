@@ -51,6 +51,8 @@ func computeStatus(reg *v1alpha1.Registry, s *scope, reconcileErr error) *v1alph
 	setOrRemove(v1alpha1.ConditionAuthReady, auth)
 
 	setOrRemove(v1alpha1.ConditionNodeTrustReady, nodeTrustCondition(reg, s))
+	setOrRemove(v1alpha1.ConditionScannerReady, scannerCondition(reg, s, s.now))
+	st.Scanning = scanningStatus(reg, s)
 	setOrRemove(v1alpha1.ConditionMonitoringReady, monitoringCondition(reg, s))
 
 	deps := []*metav1.Condition{&storage, cert, auth}

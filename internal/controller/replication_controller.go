@@ -57,6 +57,8 @@ type ReplicationReconciler struct {
 	// EventsAddr is where the leader receives registry events for onPush rules (see
 	// EventReceiver); empty: none are received, onPush rules run on their schedule only.
 	EventsAddr string
+	// Scans, when set, gets the pushes the receiver hears of, for the Registries' scanners.
+	Scans *ScanForwarder
 
 	pending *pendingPushes
 	// started holds the onPush rules this process has compared in full once: the first
@@ -307,7 +309,7 @@ func (r *ReplicationReconciler) SetupWithManager(ctx context.Context, mgr ctrl.M
 	}
 	r.pending = newPendingPushes()
 	if r.EventsAddr != "" {
-		if err := mgr.Add(&EventReceiver{Addr: r.EventsAddr, Client: mgr.GetClient(), pending: r.pending,
+		if err := mgr.Add(&EventReceiver{Addr: r.EventsAddr, Client: mgr.GetClient(), pending: r.pending, scans: r.Scans,
 			reviews: make(chan struct{}, eventsReviewsInFlight)}); err != nil {
 			return fmt.Errorf("add the registry events receiver: %w", err)
 		}

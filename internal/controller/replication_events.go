@@ -134,6 +134,8 @@ type EventReceiver struct {
 	// Clock returns the time; time.Now when nil.
 	Clock   func() time.Time
 	pending *pendingPushes
+	// scans, when set, also gets every push (for the scanners of spec.scanning).
+	scans *ScanForwarder
 
 	mu      sync.Mutex
 	known   map[[32]byte]reviewed
@@ -232,6 +234,9 @@ func (e *EventReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err := e.dispatch(r.Context(), ns, name, batch); err != nil {
 		http.Error(w, "dispatch: "+err.Error(), http.StatusServiceUnavailable)
 		return
+	}
+	if e.scans != nil {
+		e.scans.Add(types.NamespacedName{Namespace: ns, Name: name}, batch.Events)
 	}
 	w.WriteHeader(http.StatusAccepted)
 }

@@ -81,7 +81,7 @@ var _ = BeforeSuite(func() {
 	// The manager's writes are counted at its transport.
 	mgrCfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { return writes.wrap(rt) })
 	mgr, err := manager.New(mgrCfg, manager.Options{MetricsAddr: "0", ProbeAddr: "0", Image: testImage, ClusterDomain: "cluster.local",
-		RegistryAddress: registryAddress, EventsAddr: eventsAddr()})
+		RegistryAddress: registryAddress, ScannerAddress: scannerAddress, EventsAddr: eventsAddr()})
 	Expect(err).NotTo(HaveOccurred())
 	go func() {
 		defer GinkgoRecover()

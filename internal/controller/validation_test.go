@@ -63,6 +63,37 @@ var _ = Describe("Registry validation at apply time", func() {
 			r.Spec.NodeTrust = &v1alpha1.NodeTrustSpec{CRIOCertsDir: "/etc/containers/../../root/certs.d"}
 			return r
 		}, "spec.nodeTrust.crioCertsDir"),
+		Entry("a scanner database that may be older than its update interval", func(ns string) *v1alpha1.Registry {
+			r := newRegistry(ns, "r")
+			r.Spec.Scanning = &v1alpha1.ScanningSpec{Database: &v1alpha1.ScanDatabaseSpec{
+				UpdateInterval: &metav1.Duration{Duration: 24 * time.Hour}, MaxAge: &metav1.Duration{Duration: 12 * time.Hour}}}
+			return r
+		}, "maxAge must be longer than updateInterval"),
+		Entry("a scanner database updated less often than the default maxAge", func(ns string) *v1alpha1.Registry {
+			r := newRegistry(ns, "r")
+			r.Spec.Scanning = &v1alpha1.ScanningSpec{Database: &v1alpha1.ScanDatabaseSpec{UpdateInterval: &metav1.Duration{Duration: 96 * time.Hour}}}
+			return r
+		}, "maxAge must be longer than updateInterval"),
+		Entry("a scanner database repository without a tag", func(ns string) *v1alpha1.Registry {
+			r := newRegistry(ns, "r")
+			r.Spec.Scanning = &v1alpha1.ScanningSpec{Database: &v1alpha1.ScanDatabaseSpec{Repository: "security/trivy-db"}}
+			return r
+		}, "spec.scanning.database.repository"),
+		Entry("17 scans at a time", func(ns string) *v1alpha1.Registry {
+			r := newRegistry(ns, "r")
+			r.Spec.Scanning = &v1alpha1.ScanningSpec{Concurrency: ptrTo(int32(17))}
+			return r
+		}, "spec.scanning.concurrency"),
+		Entry("a scan timeout of 10s", func(ns string) *v1alpha1.Registry {
+			r := newRegistry(ns, "r")
+			r.Spec.Scanning = &v1alpha1.ScanningSpec{Timeout: &metav1.Duration{Duration: 10 * time.Second}}
+			return r
+		}, "timeout must be between 30s and 1h"),
+		Entry("a scanner image with a space", func(ns string) *v1alpha1.Registry {
+			r := newRegistry(ns, "r")
+			r.Spec.Scanning = &v1alpha1.ScanningSpec{Image: "trivy latest"}
+			return r
+		}, "spec.scanning.image"),
 		Entry("pull secrets without auth", func(ns string) *v1alpha1.Registry {
 			r := newRegistry(ns, "r")
 			r.Spec.PullSecrets = &v1alpha1.PullSecretsSpec{}

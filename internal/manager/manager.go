@@ -58,6 +58,9 @@ type Options struct {
 	// RegistryAddress, when set, is where the manager reaches a Registry's API for
 	// replication (tests that run registries on 127.0.0.1); its Service otherwise.
 	RegistryAddress func(*v1alpha1.Registry) string
+	// ScannerAddress, when set, is where the manager reaches a Registry's scanner (tests
+	// that run scanners on 127.0.0.1); its Service otherwise.
+	ScannerAddress func(*v1alpha1.Registry) string
 	// EventsAddr is where the leader receives registry events (onPush replication); empty
 	// or "0" turns the receiver off.
 	EventsAddr string
@@ -175,6 +178,7 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 		PrometheusOperator:      promOperator,
 		MaxConcurrentReconciles: o.MaxConcurrentReconciles,
 		EventsURL:               o.EventsURL,
+		ScannerAddress:          o.ScannerAddress,
 	}
 	if err := r.SetupWithManager(context.Background(), mgr); err != nil {
 		return nil, fmt.Errorf("set up Registry controller: %w", err)
@@ -192,7 +196,15 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 	if events == "0" {
 		events = ""
 	}
-	if err := (&controller.ReplicationReconciler{RegistryAddress: o.RegistryAddress, EventsAddr: events}).SetupWithManager(context.Background(), mgr); err != nil {
+	var scans *controller.ScanForwarder
+	if events != "" {
+		// Pushes reach the scanners through the same receiver as replication.
+		scans = &controller.ScanForwarder{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Address: o.ScannerAddress}
+		if err := mgr.Add(scans); err != nil {
+			return nil, fmt.Errorf("add the scan forwarder: %w", err)
+		}
+	}
+	if err := (&controller.ReplicationReconciler{RegistryAddress: o.RegistryAddress, EventsAddr: events, Scans: scans}).SetupWithManager(context.Background(), mgr); err != nil {
 		return nil, fmt.Errorf("set up ReplicationRule controller: %w", err)
 	}
 	return mgr, nil

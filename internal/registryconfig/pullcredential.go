@@ -66,6 +66,33 @@ func SignReplicationCredential(keys TokenKeys, issuer, service, rule string, rep
 	return tok, err
 }
 
+// A scanner credential is the identity of a Registry's vulnerability scanner: a
+// replication credential (same audience, same checks) with subject
+// scanner:<namespace>/<registry>, granting pull and push (to store reports) on every
+// repository, and nothing else: no delete (a scanner parses hostile images; if one were
+// taken over it must not destroy anything), and the registry lets it write manifests by
+// digest only, never a tag. Older reports of an image scanned again stay (readers take
+// the newest). The operator keeps it in the scanner's credentials Secret and renews it
+// well before it expires.
+
+// ScannerCredentialUserPrefix starts the user name a scanner credential stands for.
+const ScannerCredentialUserPrefix = "scanner:"
+
+// ScannerCredentialActions are what the scanner may do on every repository.
+var ScannerCredentialActions = []string{"pull", "push"}
+
+// SignScannerCredential signs the scanner credential of Registry namespace/name, valid
+// from now for ttl.
+func SignScannerCredential(keys TokenKeys, issuer, service, registry string, now time.Time, ttl time.Duration) (string, string, error) {
+	return signCredential(keys, PullCredentialClaims{
+		RegisteredClaims: jwt.RegisteredClaims{
+			Issuer: issuer, Subject: ScannerCredentialUserPrefix + registry,
+			Audience: jwt.ClaimStrings{ReplicationCredentialAudience(service)},
+		},
+		Repositories: []string{"**"}, Actions: ScannerCredentialActions,
+	}, now, ttl)
+}
+
 // SignPullCredential signs a pull credential for namespace granting pull on repositories,
 // valid from now for ttl, with the key replicas sign with at now. It returns the token and
 // the ID of the key that signed it (a credential signed with a retiring key is reissued).

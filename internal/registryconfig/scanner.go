@@ -39,7 +39,10 @@ type Scanner struct {
 	QueueSize   int `json:"queueSize"`
 	// DBUpdateInterval is how often the database is refreshed from Trivy.DBRepository.
 	DBUpdateInterval Duration `json:"dbUpdateInterval"`
-	Log              Log      `json:"log"`
+	// SweepInterval is how often the scanner lists the registry for images without a
+	// report (and once at start); 0: never.
+	SweepInterval Duration `json:"sweepInterval,omitempty"`
+	Log           Log      `json:"log"`
 }
 
 // ScannerTrivy says how to run Trivy.

@@ -123,13 +123,23 @@ func (q *Queue) Add(j Job) bool {
 	defer q.mu.Unlock()
 	q.init()
 	if q.keys[j.key()] {
+		if j.Cause != CauseSweep {
+			// A push, rescan or request is never answered by "already has a report".
+			for i := range q.pending {
+				if q.pending[i].job.key() == j.key() && q.pending[i].job.Cause == CauseSweep {
+					q.pending[i].job.Cause = j.Cause
+				}
+			}
+		}
 		return true
 	}
 	if q.running[j.key()] {
 		if j.Enqueued.IsZero() {
 			j.Enqueued = q.now()
 		}
-		q.rerun[j.key()] = j
+		if prev, ok := q.rerun[j.key()]; !ok || j.Cause != CauseSweep || prev.Cause == CauseSweep {
+			q.rerun[j.key()] = j
+		}
 		return true
 	}
 	if len(q.pending) >= cmp.Or(q.Size, 1000) {
@@ -245,6 +255,9 @@ func (q *Queue) backoff(n int) time.Duration {
 // errNotImage says why a manifest is not scanned itself.
 var errNotImage = errors.New("not a container image")
 
+// errAlreadyScanned: a sweep job whose image has a report.
+var errAlreadyScanned = errors.New("already has a report")
+
 // scan runs one attempt: check what the manifest is, scan it, store the report.
 func (q *Queue) scan(ctx context.Context, p queued) Result {
 	res := Result{Job: p.job, Attempts: p.attempts}
@@ -270,6 +283,16 @@ func (q *Queue) scan(ctx context.Context, p queued) Result {
 	if err := scannable(desc); err != nil {
 		res.Outcome, res.Err = Skipped, err
 		return res
+	}
+	if p.job.Cause == CauseSweep {
+		switch has, err := q.hasReport(ctx, ref); {
+		case err != nil:
+			res.Outcome, res.Err = Failed, fmt.Errorf("list the reports of %s: %w", ref, err)
+			return res
+		case has:
+			res.Outcome, res.Err = Skipped, errAlreadyScanned
+			return res
+		}
 	}
 	r, err := q.Scanner.Scan(ctx, ref.String(), q.Pull)
 	if err != nil {

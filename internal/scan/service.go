@@ -76,6 +76,9 @@ type Service struct {
 	// DBUpdateInterval is how often the database is refreshed from Trivy.DBRepository
 	// (default 6h); nothing is refreshed without a repository.
 	DBUpdateInterval time.Duration
+	// SweepInterval is how often Queue.Sweep looks for images without a report (it also
+	// runs once the database is ready); 0: never.
+	SweepInterval time.Duration
 	// TokenFile holds the bearer token a caller of ScanPath must present; re-read on each
 	// request, so a rotated Secret takes effect.
 	TokenFile string
@@ -90,11 +93,13 @@ type Service struct {
 }
 
 type serviceMetrics struct {
-	queue      prometheus.GaugeFunc
-	jobs       *prometheus.CounterVec
-	latency    prometheus.Histogram
-	dbUpdated  prometheus.Gauge
-	dbFailures prometheus.Counter
+	queue         prometheus.GaugeFunc
+	jobs          *prometheus.CounterVec
+	latency       prometheus.Histogram
+	dbUpdated     prometheus.Gauge
+	dbFailures    prometheus.Counter
+	sweeps        prometheus.Counter
+	sweepFailures prometheus.Counter
 }
 
 func (s *Service) init() {
@@ -115,6 +120,10 @@ func (s *Service) init() {
 				Help: "When the scanner's vulnerability database was built (0: no database)."}),
 			dbFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "dockyard_scan_db_update_failures_total",
 				Help: "Failed refreshes of the vulnerability database."}),
+			sweeps: prometheus.NewCounter(prometheus.CounterOpts{Name: "dockyard_scan_sweeps_total",
+				Help: "Sweeps of the registry for images without a report."}),
+			sweepFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "dockyard_scan_sweep_failures_total",
+				Help: "Sweeps that could not list every repository or tag."}),
 		}
 		for _, o := range []Outcome{Scanned, Skipped, Failed} {
 			s.m.jobs.WithLabelValues(string(o))
@@ -133,7 +142,7 @@ func (s *Service) init() {
 // Collectors are the service's metrics.
 func (s *Service) Collectors() []prometheus.Collector {
 	s.init()
-	return []prometheus.Collector{s.m.queue, s.m.jobs, s.m.latency, s.m.dbUpdated, s.m.dbFailures}
+	return []prometheus.Collector{s.m.queue, s.m.jobs, s.m.latency, s.m.dbUpdated, s.m.dbFailures, s.m.sweeps, s.m.sweepFailures}
 }
 
 func (s *Service) record(r Result) {
@@ -190,6 +199,18 @@ func (s *Service) Run(ctx context.Context) {
 	}
 	var wg sync.WaitGroup
 	wg.Go(func() { s.Queue.Run(ctx) })
+	if s.SweepInterval > 0 {
+		wg.Go(func() {
+			for {
+				s.sweep(ctx)
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(s.SweepInterval):
+				}
+			}
+		})
+	}
 	wg.Go(func() {
 		for s.Trivy.DBRepository != "" {
 			select {
@@ -201,6 +222,24 @@ func (s *Service) Run(ctx context.Context) {
 		}
 	})
 	wg.Wait()
+}
+
+// sweep runs one Queue.Sweep and records what it found.
+func (s *Service) sweep(ctx context.Context) {
+	res, err := s.Queue.Sweep(ctx)
+	if ctx.Err() != nil {
+		return
+	}
+	s.m.sweeps.Inc()
+	if err != nil {
+		s.m.sweepFailures.Inc()
+		s.mu.Lock()
+		s.status.LastError = "sweep: " + err.Error()
+		s.mu.Unlock()
+		s.Log.Warn("Sweep for images without a report", "err", err, "repositories", res.Repositories, "tags", res.Tags, "queued", res.Queued)
+		return
+	}
+	s.Log.Info("Swept for images without a report", "repositories", res.Repositories, "tags", res.Tags, "queued", res.Queued, "incomplete", res.Incomplete)
 }
 
 // dbRetry is the wait between attempts to get a first database.
@@ -295,6 +334,12 @@ var (
 	digestRE     = regexp.MustCompile(`^sha256:[a-f0-9]{64}$`)
 )
 
+// ValidJob reports whether a repository and digest may be queued: the distribution spec's
+// repository grammar (at most 255 characters) and a sha256 digest.
+func ValidJob(repository, digest string) bool {
+	return len(repository) <= 255 && repositoryRE.MatchString(repository) && digestRE.MatchString(digest)
+}
+
 func (s *Service) serveScan(w http.ResponseWriter, r *http.Request) {
 	if err := s.authorize(r); err != nil {
 		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": err.Error()})
@@ -312,7 +357,7 @@ func (s *Service) serveScan(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	for i, j := range req.Jobs {
-		if len(j.Repository) > 255 || !repositoryRE.MatchString(j.Repository) || !digestRE.MatchString(j.Digest) {
+		if !ValidJob(j.Repository, j.Digest) {
 			writeJSON(w, http.StatusBadRequest, map[string]string{"error": fmt.Sprintf("job %d: an invalid repository or sha256 digest", i)})
 			return
 		}

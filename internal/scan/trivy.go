@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
 )
 
 // Trivy runs the trivy program. Registry credentials reach it through its environment
@@ -37,9 +39,47 @@ type Trivy struct {
 	Timeout time.Duration
 }
 
-// Credentials log in to a registry.
+// Credentials log in to a registry: Username and Password, or, with Dir set, the files
+// "username" and "password" in Dir, read again at every use (a mounted Secret the
+// operator renews takes effect without a restart).
 type Credentials struct {
 	Username, Password string
+	Dir                string
+}
+
+// resolve returns the credentials to use now.
+func (c *Credentials) resolve() (*Credentials, error) {
+	if c == nil || c.Dir == "" {
+		return c, nil
+	}
+	u, err := os.ReadFile(filepath.Join(c.Dir, "username"))
+	if err != nil {
+		return nil, fmt.Errorf("read the registry username: %w", err)
+	}
+	p, err := os.ReadFile(filepath.Join(c.Dir, "password"))
+	if err != nil {
+		return nil, fmt.Errorf("read the registry password: %w", err)
+	}
+	return &Credentials{Username: strings.TrimSpace(string(u)), Password: strings.TrimSpace(string(p))}, nil
+}
+
+// Authenticator presents the credentials to go-containerregistry (read again at every
+// use when Dir is set).
+func (c *Credentials) Authenticator() authn.Authenticator {
+	if c == nil {
+		return authn.Anonymous
+	}
+	return credAuth{c}
+}
+
+type credAuth struct{ c *Credentials }
+
+func (a credAuth) Authorization() (*authn.AuthConfig, error) {
+	c, err := a.c.resolve()
+	if err != nil {
+		return nil, err
+	}
+	return &authn.AuthConfig{Username: c.Username, Password: c.Password}, nil
 }
 
 // VersionInfo is what `trivy version` says about itself and its database.
@@ -174,6 +214,10 @@ func (t Trivy) run(ctx context.Context, cred *Credentials, args ...string) ([]by
 			env = append(env, k+"="+v)
 		}
 	}
+	cred, err := cred.resolve()
+	if err != nil {
+		return nil, err
+	}
 	if cred != nil {
 		env = append(env, "TRIVY_USERNAME="+cred.Username, "TRIVY_PASSWORD="+cred.Password)
 	}
@@ -183,7 +227,7 @@ func (t Trivy) run(ctx context.Context, cred *Credentials, args ...string) ([]by
 	stderr := &tailBuffer{max: maxLog}
 	cmd.Stdout = &limitedWriter{w: &stdout, n: MaxReportBytes}
 	cmd.Stderr = stderr
-	err := cmd.Run()
+	err = cmd.Run()
 	if ctx.Err() != nil {
 		return nil, fmt.Errorf("trivy %s: gave up after %s", args[0], timeout)
 	}

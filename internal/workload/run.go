@@ -37,6 +37,8 @@ commands:
                                              htpasswd line (for the users Secret)
   scanner --config FILE                      scan images with Trivy as the operator sends them
                                              (spec.scanning); store reports as referrers
+  copy-binary DEST                           copy this program to DEST (the scanner's init
+                                             container puts it into the Trivy image's pod)
   node-trust --ca FILE --host H... [--containerd-dir DIR] [--crio-dir DIR]
                                              install the CA for the node's container runtime
                                              until SIGTERM, then remove it (spec.nodeTrust)
@@ -74,6 +76,12 @@ func RunIO(ctx context.Context, args []string, stdin io.Reader, stdout, stderr i
 		return runNodeTrust(ctx, args[1:], stderr)
 	case "scanner":
 		return runScanner(ctx, args[1:], stderr)
+	case "copy-binary":
+		if len(args) != 2 {
+			fmt.Fprint(stderr, usage)
+			return fmt.Errorf("%w: copy-binary takes one destination", ErrUsage)
+		}
+		return copyBinary(args[1])
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -11,10 +11,10 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -37,32 +37,47 @@ func runScanner(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	log := setupLogging(cfg.Log, stderr).With("component", "scanner")
-	user, password, err := registryconfig.ScannerCredentials(cfg.CredentialsDir)
-	if err != nil {
+	// The credential is read again at every use: the operator renews it in its Secret.
+	if _, _, err := registryconfig.ScannerCredentials(cfg.CredentialsDir); err != nil {
 		return err
 	}
 	var cred *scan.Credentials
-	auth := authn.Anonymous
-	if user != "" {
-		cred = &scan.Credentials{Username: user, Password: password}
-		auth = &authn.Basic{Username: user, Password: password}
+	if cfg.CredentialsDir != "" {
+		cred = &scan.Credentials{Dir: cfg.CredentialsDir}
 	}
+	auth := cred.Authenticator()
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	var env []string
+	home, err := os.MkdirTemp("", "scanner-home-")
+	if err != nil {
+		return fmt.Errorf("make a home directory for trivy: %w", err)
+	}
+	env = append(env, "HOME="+home)
 	if cfg.CAFile != "" {
 		pem, err := os.ReadFile(cfg.CAFile)
-		if err != nil {
+		switch {
+		case errors.Is(err, os.ErrNotExist):
+			// A TLS Secret without ca.crt: the certificate is publicly trusted.
+			log.Info("The registry's TLS Secret has no ca.crt; trusting the system's roots", "caFile", cfg.CAFile)
+		case err != nil:
 			return fmt.Errorf("read the registry's CA: %w", err)
+		default:
+			pool, err := x509.SystemCertPool()
+			if err != nil {
+				pool = x509.NewCertPool()
+			}
+			if !pool.AppendCertsFromPEM(pem) {
+				return fmt.Errorf("%s holds no PEM certificate", cfg.CAFile)
+			}
+			tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+			// Trivy trusts the registry's CA and the system's roots (a database from a
+			// public mirror): one bundle of both.
+			bundle := filepath.Join(home, "ca-bundle.crt")
+			if err := os.WriteFile(bundle, append(systemRoots(), append([]byte("\n"), pem...)...), 0o600); err != nil {
+				return fmt.Errorf("write the CA bundle: %w", err)
+			}
+			env = append(env, "SSL_CERT_FILE="+bundle)
 		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return fmt.Errorf("%s holds no PEM certificate", cfg.CAFile)
-		}
-		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
-		env = append(env, "SSL_CERT_FILE="+cfg.CAFile)
-	}
-	if home, err := os.MkdirTemp("", "scanner-home-"); err == nil {
-		env = append(env, "HOME="+home)
 	}
 	keyPEM, err := os.ReadFile(cfg.SigningKeyFile)
 	if err != nil {
@@ -76,14 +91,19 @@ func runScanner(ctx context.Context, args []string, stderr io.Writer) error {
 		JavaDBRepository: cfg.Trivy.JavaDBRepository, Insecure: cfg.Insecure, Env: env, Timeout: cfg.Trivy.Timeout.Duration}
 	// The registry's credentials go only to the registry: a database from anywhere else
 	// (a public mirror) is downloaded anonymously.
+	// Likewise plain HTTP (a registry without TLS): only to the registry itself, never to
+	// a mirror elsewhere, whose certificate is checked.
 	var dbCred *scan.Credentials
+	dbTrivy := trivy
+	dbTrivy.Insecure = false
 	if sameRegistry(cfg.Trivy.DBRepository, cfg.Registry) && (cfg.Trivy.JavaDBRepository == "" || sameRegistry(cfg.Trivy.JavaDBRepository, cfg.Registry)) {
 		dbCred = cred
+		dbTrivy.Insecure = cfg.Insecure
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	svc := &scan.Service{Trivy: trivy, DBCredentials: dbCred, DBUpdateInterval: cfg.DBUpdateInterval.Duration,
-		TokenFile: cfg.TokenFile, Log: log,
+	svc := &scan.Service{Trivy: dbTrivy, DBCredentials: dbCred, DBUpdateInterval: cfg.DBUpdateInterval.Duration,
+		SweepInterval: cfg.SweepInterval.Duration, TokenFile: cfg.TokenFile, Log: log,
 		Queue: &scan.Queue{Registry: cfg.Registry, Insecure: cfg.Insecure, Scanner: trivy, Pull: cred, Key: key,
 			Remote: []remote.Option{remote.WithTransport(tr), remote.WithAuth(auth)}, Concurrency: cfg.Concurrency, Size: cfg.QueueSize}}
 	metrics := prometheus.NewRegistry()
@@ -124,4 +144,20 @@ func runScanner(ctx context.Context, args []string, stderr io.Writer) error {
 func sameRegistry(ref, host string) bool {
 	h, _, ok := strings.Cut(ref, "/")
 	return ok && strings.EqualFold(h, host)
+}
+
+// systemRoots returns the system's CA bundle (SSL_CERT_FILE, or the first of the usual
+// places that exists), empty when there is none.
+func systemRoots() []byte {
+	files := []string{"/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/ca-bundle.pem",
+		"/etc/pki/tls/cacert.pem", "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem", "/etc/ssl/cert.pem"}
+	if f := os.Getenv("SSL_CERT_FILE"); f != "" {
+		files = append([]string{f}, files...)
+	}
+	for _, f := range files {
+		if data, err := os.ReadFile(f); err == nil {
+			return data
+		}
+	}
+	return nil
 }

@@ -36,6 +36,9 @@ const (
 	AlertRetentionFailed             = "DockyardRetentionFailed"
 	AlertRegistryReplicationFailing  = "DockyardReplicationFailing"
 	AlertRegistryReplicationLagging  = "DockyardReplicationLagging"
+	AlertScanDatabaseStale           = "DockyardScanDatabaseStale"
+	AlertScanBacklog                 = "DockyardScanBacklog"
+	alertScanBacklog                 = 100
 	alertSeverityCritical            = "critical"
 	alertSeverityWarning             = "warning"
 	gcMissedSchedules                = 3
@@ -189,6 +192,19 @@ func PrometheusRule(reg *v1alpha1.Registry) *monitoringv1.PrometheusRule {
 		fmt.Sprintf(`max by (%s) (dockyard_replication_lag_seconds{%s}) > %d`, byRule, sel, alertReplicationLagSeconds),
 		"ReplicationRule {{ $labels.rule }} of Registry "+id+" is more than an hour behind",
 		"The destination of ReplicationRule {{ $labels.namespace }}/{{ $labels.rule }} was {{ $value | humanizeDuration }} behind at the end of its last run.")
+
+	if sc := reg.Spec.Scanning; sc != nil {
+		maxAge := sc.GetDatabase().GetMaxAge()
+		add(AlertScanDatabaseStale, alertSeverityWarning, "15m",
+			fmt.Sprintf(`time() - max by (%s) (%s{%s}) > %d`, by, "dockyard_registry_scan_database_timestamp_seconds", sel, int64(maxAge.Seconds())),
+			"The vulnerability database of Registry "+id+" is older than "+promDuration(maxAge),
+			"The scanner's vulnerability database is older than "+promDuration(maxAge)+", or it has none (status.scanning.databaseUpdatedAt): scans miss what was published since. Mirror a newer database into "+
+				ScanDatabaseRef(reg, sc.GetDatabase().GetRepository())+"; status.scanning.lastError says why the scanner could not update it.")
+		add(AlertScanBacklog, alertSeverityWarning, "1h",
+			fmt.Sprintf(`max by (%s) (%s{%s}) > %d`, by, "dockyard_registry_scan_queue_length", sel, alertScanBacklog),
+			"The scanner of Registry "+id+" falls behind",
+			"The scanner's queue has held more than 100 images (now {{ $value }}) for an hour: new images wait that long for a report. Raise spec.scanning.concurrency (and its resources), or see status.scanning.lastError.")
+	}
 
 	om := monitoringMeta(reg)
 	interval := monitoringv1.Duration(alertEvaluationInterval)

@@ -32,6 +32,7 @@ func allAlerts(r *v1alpha1.Registry) {
 	issuer(r)
 	r.Spec.GarbageCollection = &v1alpha1.GarbageCollectionSpec{Schedule: "0 3 * * *"}
 	r.Spec.Backup = &v1alpha1.BackupSpec{Schedule: "0 1 * * *", Destination: v1alpha1.BackupLocation{Volume: &v1alpha1.BackupVolume{ClaimName: "backups"}}}
+	r.Spec.Scanning = &v1alpha1.ScanningSpec{Database: &v1alpha1.ScanDatabaseSpec{Repository: "security/trivy-db:2"}}
 	r.Spec.Monitoring = &v1alpha1.MonitoringSpec{
 		Labels: map[string]string{"release": "kube-prometheus-stack"},
 		Alerts: &v1alpha1.AlertsSpec{Labels: map[string]string{"team": "platform"}},
@@ -45,6 +46,7 @@ func TestPrometheusRuleHoldsOnlyAlertsThatApply(t *testing.T) {
 	certs := []string{AlertRegistryCertificateExpiring, AlertRegistryCertificateCritical}
 	gcs := []string{AlertRegistryGCFailed, AlertRegistryGCNotRun}
 	backups := []string{AlertRegistryBackupFailed, AlertRegistryBackupNotRun}
+	scans := []string{AlertScanDatabaseStale, AlertScanBacklog}
 	cases := []struct {
 		name string
 		reg  *v1alpha1.Registry
@@ -52,10 +54,11 @@ func TestPrometheusRuleHoldsOnlyAlertsThatApply(t *testing.T) {
 	}{
 		{"volume storage, no TLS, no GC", reg(), slices.Concat(always, storage)},
 		{"object storage", reg(s3("")), always},
-		{"TLS, GC, backups and a volume", reg(allAlerts), slices.Concat(always, storage, certs, gcs, backups)},
-		{"suspended GC and backups", reg(allAlerts, func(r *v1alpha1.Registry) {
+		{"TLS, GC, backups, scanning and a volume", reg(allAlerts), slices.Concat(always, storage, certs, gcs, backups, scans)},
+		{"suspended GC and backups, no scanning", reg(allAlerts, func(r *v1alpha1.Registry) {
 			r.Spec.GarbageCollection.Suspend = true
 			r.Spec.Backup.Suspend = true
+			r.Spec.Scanning = nil
 		}), slices.Concat(always, storage, certs)},
 	}
 	for _, tc := range cases {

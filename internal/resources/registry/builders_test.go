@@ -228,10 +228,11 @@ func TestDeployment(t *testing.T) {
 // TestRestrictedPodSecurity checks the fields the "restricted" Pod Security Standard
 // requires, on both the registry and the GC pods.
 func TestRestrictedPodSecurity(t *testing.T) {
-	r := reg(gc, issuer, auth)
+	r := reg(gc, issuer, auth, func(r *v1alpha1.Registry) { r.Spec.Scanning = &v1alpha1.ScanningSpec{} })
 	pods := map[string]corev1.PodSpec{
 		"registry": Deployment(r, in).Spec.Template.Spec,
 		"gc":       CronJob(r, in).Spec.JobTemplate.Spec.Template.Spec,
+		"scanner":  ScannerDeployment(r, in, "h").Spec.Template.Spec,
 	}
 	for name, p := range pods {
 		t.Run(name, func(t *testing.T) {
@@ -242,7 +243,7 @@ func TestRestrictedPodSecurity(t *testing.T) {
 			if p.AutomountServiceAccountToken == nil || *p.AutomountServiceAccountToken {
 				t.Errorf("the registry needs no API token")
 			}
-			for _, c := range p.Containers {
+			for _, c := range append(p.InitContainers, p.Containers...) {
 				sc := c.SecurityContext
 				if sc == nil || sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation ||
 					sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem ||

@@ -76,6 +76,13 @@ func NetworkPolicy(reg *v1alpha1.Registry) *networkingv1.NetworkPolicy {
 			Ports: []networkingv1.NetworkPolicyPort{{Protocol: &tcp, Port: ptr(intstr.FromInt32(registryconfig.DefaultPort))}},
 		})
 	}
+	if reg.Spec.Scanning != nil {
+		// The Registry's own scanner pulls images and stores reports.
+		rules = append(rules, networkingv1.NetworkPolicyIngressRule{
+			From:  []networkingv1.NetworkPolicyPeer{{PodSelector: &metav1.LabelSelector{MatchLabels: ScannerSelectorLabels(reg)}}},
+			Ports: []networkingv1.NetworkPolicyPort{{Protocol: &tcp, Port: ptr(intstr.FromInt32(registryconfig.DefaultPort))}},
+		})
+	}
 	if len(np.MetricsFrom) > 0 {
 		rules = append(rules, networkingv1.NetworkPolicyIngressRule{
 			From:  np.MetricsFrom,

@@ -13,6 +13,7 @@ import (
 	"github.com/distribution/distribution/v3/registry/auth"
 
 	"github.com/dockyard-dev/dockyard/internal/registryconfig"
+	"github.com/dockyard-dev/dockyard/internal/workload/route"
 )
 
 // allowed reports whether id may perform action on repository: the access rules or
@@ -31,7 +32,7 @@ func (c *Controller) permits(ctx context.Context, id Identity, repository, actio
 	if c.rulesAllow(id, repository, action) {
 		return true, "", nil
 	}
-	if c.kube == nil || c.kube.cfg.RBAC == nil || id.anonymous() || id.Provider == ProviderPullSecret || id.Provider == ProviderReplication ||
+	if c.kube == nil || c.kube.cfg.RBAC == nil || id.anonymous() || id.Provider == ProviderPullSecret || id.Provider == ProviderReplication || id.Provider == ProviderScanner ||
 		(id.Provider == ProviderRobot && !c.robotKnown(id.User)) {
 		return false, "", nil
 	}
@@ -52,8 +53,8 @@ func (c *Controller) rulesAllow(id Identity, repository, action string) bool {
 		return action == ActionPull && slices.ContainsFunc(id.repositories, func(p string) bool {
 			return MatchRepository(p, repository)
 		})
-	case ProviderReplication:
-		// A replication credential does the actions it names on what it names.
+	case ProviderReplication, ProviderScanner:
+		// A replication (or scanner) credential does the actions it names on what it names.
 		return slices.Contains(id.actions, action) && slices.ContainsFunc(id.repositories, func(p string) bool {
 			return MatchRepository(p, repository)
 		})
@@ -145,6 +146,15 @@ func (c *Controller) Authorized(r *http.Request, access ...auth.Access) (*auth.G
 		return nil, c.challenge(r, access, err, "invalid_token")
 	default:
 		ok, reason, err := c.allAllowed(r.Context(), id, access, true)
+		if ok && err == nil && id.Provider == ProviderScanner && !scannerMayWrite(r) {
+			// Denied outright: no other token would allow it.
+			reason := "a scanner credential stores manifests by digest only (its reports); it never writes a tag"
+			c.audit.denied(r, id, describe(access), reason)
+			if d := decisionFrom(r.Context()); d != nil {
+				d.deny(reason)
+			}
+			return nil, &challenge{err: errDenied, denied: true, reason: reason}
+		}
 		if err != nil {
 			c.log.Warn("An authorizer could not be asked", "user", id.User, "err", err)
 			return unavailable(err)
@@ -180,6 +190,17 @@ func (c *Controller) Authorized(r *http.Request, access ...auth.Access) (*auth.G
 }
 
 var errDenied = errors.New("requested access to the resource is denied")
+
+// scannerMayWrite is false for a manifest written by tag: the scanner stores its reports
+// by digest, so a scanner that was taken over (it parses hostile images) cannot move a tag.
+func scannerMayWrite(r *http.Request) bool {
+	rt, ok := route.Of(r)
+	if !ok || rt.Kind != route.Manifest || r.Method != http.MethodPut {
+		return true
+	}
+	_, byDigest := rt.ManifestDigest()
+	return byDigest
+}
 
 // deniedMessage is the message of a 403 DENIED answer: the reason, when an authorizer gave
 // one (Kubernetes RBAC names the verb, resource and namespace that were missing).

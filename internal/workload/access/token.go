@@ -272,7 +272,7 @@ func (ts *tokenService) verify(raw string) (Identity, error) {
 	if id.Provider == ProviderPullSecret && len(id.repositories) == 0 {
 		return Identity{}, errors.New("a pull credential's token names no repository")
 	}
-	if id.Provider == ProviderReplication && (len(id.repositories) == 0 || len(id.actions) == 0) {
+	if (id.Provider == ProviderReplication || id.Provider == ProviderScanner) && (len(id.repositories) == 0 || len(id.actions) == 0) {
 		return Identity{}, errors.New("a replication credential's token names no repository or action")
 	}
 	ts.cache.put(sum, cachedToken{id: id, keys: ks}, claims.ExpiresAt.Time, now)
@@ -309,6 +309,10 @@ func (ts *tokenService) verifyPull(raw string) (Identity, error) {
 // metrics and tokens.
 const ProviderReplication = "replication"
 
+// ProviderScanner names scanner credentials (a Registry's vulnerability scanner, see
+// registryconfig.SignScannerCredential) in logs, metrics and tokens.
+const ProviderScanner = "scanner"
+
 // verifyReplication checks a replication credential (see
 // registryconfig.SignReplicationCredential): signed with a token key, audience
 // Service#replication. Its identity may do the actions it names on the patterns it names,
@@ -324,10 +328,16 @@ func (ts *tokenService) verifyReplication(raw string) (Identity, error) {
 	if err != nil {
 		return Identity{}, fmt.Errorf("%w: %w", errBadPassword, err)
 	}
-	if !strings.HasPrefix(claims.Subject, registryconfig.ReplicationCredentialUserPrefix) || len(claims.Repos) == 0 || len(claims.Acts) == 0 {
+	provider := ProviderReplication
+	if strings.HasPrefix(claims.Subject, registryconfig.ScannerCredentialUserPrefix) {
+		provider = ProviderScanner
+	} else if !strings.HasPrefix(claims.Subject, registryconfig.ReplicationCredentialUserPrefix) {
 		return Identity{}, fmt.Errorf("%w: not a replication credential", errBadPassword)
 	}
-	id := Identity{User: claims.Subject, Provider: ProviderReplication, repositories: claims.Repos,
+	if len(claims.Repos) == 0 || len(claims.Acts) == 0 {
+		return Identity{}, fmt.Errorf("%w: not a replication credential", errBadPassword)
+	}
+	id := Identity{User: claims.Subject, Provider: provider, repositories: claims.Repos,
 		actions: claims.Acts, expires: claims.ExpiresAt.Time}
 	ts.cache.put(sum, cachedToken{id: id, keys: ks}, claims.ExpiresAt.Time, now)
 	return id, nil

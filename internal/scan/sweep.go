@@ -1,0 +1,168 @@
+package scan
+
+import (
+	"cmp"
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"regexp"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+)
+
+// CauseSweep marks jobs the sweep queued: they are skipped when the image already has a
+// report signed by the scanner.
+const CauseSweep = "sweep"
+
+// Bounds of one sweep.
+const (
+	// MaxSweepImages bounds the tags one sweep looks at (a registry with more is swept
+	// in part: the first MaxSweepImages tags in catalog order).
+	MaxSweepImages = 20000
+	// maxIndexChildren bounds the images of one index the sweep queues.
+	maxIndexChildren = 64
+)
+
+// SweepResult says what a sweep saw.
+type SweepResult struct {
+	// Repositories and Tags looked at; Scanned images that already had a report; Queued
+	// those that had none.
+	Repositories, Tags, Scanned, Queued int
+	// Incomplete: MaxSweepImages was reached.
+	Incomplete bool
+}
+
+// sweepWait is how long a sweep waits for room in the queue before looking again.
+var sweepWait = time.Second
+
+// referrerTag matches the tags of the referrers tag schema and cosign's (sha256-<hex>,
+// sha256-<hex>.sig/.att/.sbom): never images of their own.
+var referrerTag = regexp.MustCompile(`^sha256-[0-9a-f]{64}(\.[a-z]+)?$`)
+
+// Sweep lists the registry's repositories and tags and queues every image they name
+// (the images of an index one by one) that has no report signed by the queue's key, as a
+// CauseSweep job. It is the backstop of the push events: pushes the scanner never heard
+// of (it was down, or the operator's event queue overflowed) and images older than the
+// scanner get a report. It fills at most half the queue, waiting for room, so pushes are
+// never refused for its sake. Errors of single repositories are returned joined after the
+// rest was swept.
+func (q *Queue) Sweep(ctx context.Context) (SweepResult, error) {
+	var res SweepResult
+	var nopts []name.Option
+	if q.Insecure {
+		nopts = append(nopts, name.Insecure)
+	}
+	reg, err := name.NewRegistry(q.Registry, nopts...)
+	if err != nil {
+		return res, err
+	}
+	opts := append(append([]remote.Option(nil), q.Remote...), remote.WithContext(ctx))
+	repos, err := remote.Catalog(ctx, reg, opts...)
+	if err != nil {
+		return res, fmt.Errorf("list repositories: %w", err)
+	}
+	var errs []error
+	images := 0
+	for _, r := range repos {
+		if ctx.Err() != nil {
+			return res, ctx.Err()
+		}
+		res.Repositories++
+		repo, err := name.NewRepository(q.Registry+"/"+r, nopts...)
+		if err != nil {
+			continue
+		}
+		tags, err := remote.List(repo, opts...)
+		if err != nil {
+			if !isNotFound(err) {
+				errs = append(errs, fmt.Errorf("list tags of %s: %w", r, err))
+			}
+			continue
+		}
+		for _, t := range tags {
+			if referrerTag.MatchString(t) {
+				continue
+			}
+			if images >= MaxSweepImages {
+				res.Incomplete = true
+				return res, errors.Join(errs...)
+			}
+			images++
+			res.Tags++
+			desc, err := remote.Get(repo.Tag(t), opts...)
+			if err != nil {
+				if !isNotFound(err) {
+					errs = append(errs, fmt.Errorf("read %s:%s: %w", r, t, err))
+				}
+				continue
+			}
+			digests := []string{desc.Digest.String()}
+			if desc.MediaType == types.OCIImageIndex || desc.MediaType == types.DockerManifestList {
+				idx, err := desc.ImageIndex()
+				if err != nil {
+					errs = append(errs, fmt.Errorf("read index %s:%s: %w", r, t, err))
+					continue
+				}
+				im, err := idx.IndexManifest()
+				if err != nil {
+					errs = append(errs, fmt.Errorf("read index %s:%s: %w", r, t, err))
+					continue
+				}
+				digests = digests[:0]
+				for i, m := range im.Manifests {
+					if i >= maxIndexChildren {
+						break
+					}
+					digests = append(digests, m.Digest.String())
+				}
+			}
+			for _, d := range digests {
+				switch has, err := q.hasReport(ctx, repo.Digest(d)); {
+				case err != nil:
+					errs = append(errs, fmt.Errorf("list the reports of %s@%s: %w", r, d, err))
+					continue
+				case has:
+					res.Scanned++
+					continue
+				}
+				if err := q.waitForRoom(ctx); err != nil {
+					return res, err
+				}
+				if q.Add(Job{Repository: r, Digest: d, Cause: CauseSweep}) {
+					res.Queued++
+				}
+			}
+		}
+	}
+	return res, errors.Join(errs...)
+}
+
+// waitForRoom waits until the queue is less than half full (the rest is for pushes).
+func (q *Queue) waitForRoom(ctx context.Context) error {
+	for q.Len() >= max(cmp.Or(q.Size, 1000)/2, 1) {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(sweepWait):
+		}
+	}
+	return nil
+}
+
+// hasReport reports whether the image already has a report signed by the queue's key
+// (what a sweep job checks first).
+func (q *Queue) hasReport(ctx context.Context, ref name.Digest) (bool, error) {
+	if q.Key == nil {
+		return false, nil
+	}
+	pub, _ := q.Key.Public().(ed25519.PublicKey)
+	list, err := Reports(ref, []ed25519.PublicKey{pub}, append(append([]remote.Option(nil), q.Remote...), remote.WithContext(ctx))...)
+	if err != nil {
+		return false, err
+	}
+	return len(list) > 0, nil
+}
