@@ -71,7 +71,7 @@ func (f *ScanForwarder) Add(key types.NamespacedName, events []registryconfig.Ev
 	}
 	f.mu.Lock()
 	f.init()
-	q := append(f.pending[key], jobs...)
+	q := append(append([]scan.JobSpec(nil), f.pending[key]...), jobs...)
 	if over := len(q) - scanForwardMaxPending; over > 0 {
 		q = q[over:]
 	}
