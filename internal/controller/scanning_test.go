@@ -86,37 +86,15 @@ func startScanner(ns, regName string, live *liveRegistry, dbUpdated time.Time) *
 	return svc
 }
 
-// poke changes an annotation so the Registry is reconciled now (its scanner status is
-// otherwise refreshed every minute).
-func poke(ns, name string) {
-	GinkgoHelper()
-	Eventually(func() error {
-		reg := &v1alpha1.Registry{}
-		if err := k8sClient.Get(ctx, key(ns, name), reg); err != nil {
-			return err
-		}
-		if reg.Annotations == nil {
-			reg.Annotations = map[string]string{}
-		}
-		reg.Annotations["test.dockyard.dev/poke"] = time.Now().Format(time.RFC3339Nano)
-		return k8sClient.Update(ctx, reg)
-	}, timeout, interval).Should(Succeed())
-}
-
 var _ = Describe("Registry scanning", func() {
 	var ns string
 	BeforeEach(func() { ns = newNamespace() })
 
 	It("deploys a scanner with its own identity, hands it every push, and reports what it found", func() {
 		live := localRegistry(ns, "main", true)
-		Eventually(func() error {
-			reg := &v1alpha1.Registry{}
-			if err := k8sClient.Get(ctx, key(ns, "main"), reg); err != nil {
-				return err
-			}
+		updateRegistry(ns, "main", func(reg *v1alpha1.Registry) {
 			reg.Spec.Scanning = &v1alpha1.ScanningSpec{Database: &v1alpha1.ScanDatabaseSpec{Repository: "security/trivy-db:2"}}
-			return k8sClient.Update(ctx, reg)
-		}, timeout, interval).Should(Succeed())
+		})
 
 		By("the scanner's children: a restricted pod in the Trivy image, its config, Service and Secrets")
 		dep := get(ns, "main-scanner", &appsv1.Deployment{})
@@ -158,18 +136,13 @@ var _ = Describe("Registry scanning", func() {
 		svcScanner := startScanner(ns, "main", live, time.Now().Add(-96*time.Hour))
 		markDeploymentAvailable(ns, "main-scanner")
 		Eventually(func() *time.Time { return svcScanner.Status().DBUpdatedAt }, 2*time.Minute, interval).ShouldNot(BeNil())
-		poke(ns, "main")
+		touch(ns, "main")
 		expectCondition(ns, "main", v1alpha1.ConditionScannerReady, metav1.ConditionFalse, v1alpha1.ReasonDatabaseStale)
 
 		By("maxAge raised above the database's age: ScannerAvailable")
-		Eventually(func() error {
-			reg := &v1alpha1.Registry{}
-			if err := k8sClient.Get(ctx, key(ns, "main"), reg); err != nil {
-				return err
-			}
+		updateRegistry(ns, "main", func(reg *v1alpha1.Registry) {
 			reg.Spec.Scanning.Database.MaxAge = &metav1.Duration{Duration: 168 * time.Hour}
-			return k8sClient.Update(ctx, reg)
-		}, timeout, interval).Should(Succeed())
+		})
 		expectCondition(ns, "main", v1alpha1.ConditionScannerReady, metav1.ConditionTrue, v1alpha1.ReasonScannerAvailable)
 
 		By("a push reaches the scanner through the operator, as the scanner's own identity pulls and stores the report")
@@ -191,7 +164,7 @@ var _ = Describe("Registry scanning", func() {
 
 		By("status.scanning counts it")
 		Eventually(func(g Gomega) {
-			poke(ns, "main")
+			touch(ns, "main")
 			reg := &v1alpha1.Registry{}
 			g.Expect(k8sClient.Get(ctx, key(ns, "main"), reg)).To(Succeed())
 			g.Expect(reg.Status.Scanning).NotTo(BeNil())
@@ -202,14 +175,7 @@ var _ = Describe("Registry scanning", func() {
 		}, timeout, time.Second).Should(Succeed())
 
 		By("scanning switched off: the scanner's children and credential are gone, its signing key stays")
-		Eventually(func() error {
-			reg := &v1alpha1.Registry{}
-			if err := k8sClient.Get(ctx, key(ns, "main"), reg); err != nil {
-				return err
-			}
-			reg.Spec.Scanning = nil
-			return k8sClient.Update(ctx, reg)
-		}, timeout, interval).Should(Succeed())
+		updateRegistry(ns, "main", func(reg *v1alpha1.Registry) { reg.Spec.Scanning = nil })
 		for _, obj := range []client.Object{&appsv1.Deployment{}, &corev1.Service{}, &corev1.ConfigMap{}} {
 			Eventually(func() bool {
 				return apierrors.IsNotFound(k8sClient.Get(ctx, key(ns, "main-scanner"), obj))

@@ -40,13 +40,7 @@ var _ = Describe("vulnerability scanning on a real cluster", Ordered, Label("sca
 		reg := registryClient(ns, "main")
 
 		By("without a database the scanner says so")
-		Eventually(func(g Gomega) {
-			r := &v1alpha1.Registry{}
-			g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "main"}, r)).To(Succeed())
-			c := conditionOf(r, v1alpha1.ConditionScannerReady)
-			g.Expect(c).NotTo(BeNil())
-			g.Expect(c.Reason).To(Equal(v1alpha1.ReasonDatabaseMissing), "%s: %s", c.Reason, c.Message)
-		}, longWait, poll).Should(Succeed())
+		expectScannerReady(ns, "main", metav1.ConditionFalse, v1alpha1.ReasonDatabaseMissing)
 
 		By("mirroring the (fixture) vulnerability database into the Registry")
 		dir := GinkgoT().TempDir()
@@ -55,13 +49,7 @@ var _ = Describe("vulnerability scanning on a real cluster", Ordered, Label("sca
 		Expect(err).NotTo(HaveOccurred())
 		Expect(remote.Write(reg.ref("security/trivy-db:2"), db, reg.opts("alice", "alice-pw")...)).To(Succeed())
 		// The scanner retries every 30 s until it has a database, then turns ready.
-		Eventually(func(g Gomega) {
-			r := &v1alpha1.Registry{}
-			g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "main"}, r)).To(Succeed())
-			c := conditionOf(r, v1alpha1.ConditionScannerReady)
-			g.Expect(c).NotTo(BeNil())
-			g.Expect(c.Status).To(Equal(metav1.ConditionTrue), "%s: %s", c.Reason, c.Message)
-		}, longWait, poll).Should(Succeed())
+		expectScannerReady(ns, "main", metav1.ConditionTrue, v1alpha1.ReasonScannerAvailable)
 
 		By("pushing an image with a vulnerable musl: its report arrives as a signed referrer")
 		img, err := trivyfix.AlpineImage("3.20.3", []trivyfix.Package{{Name: "musl", Version: "1.2.4-r2"}}, nil)
@@ -90,6 +78,19 @@ var _ = Describe("vulnerability scanning on a real cluster", Ordered, Label("sca
 		}, 3*time.Minute, poll).Should(Succeed())
 	})
 })
+
+// expectScannerReady waits for the Registry's ScannerReady condition to have status and reason.
+func expectScannerReady(ns, name string, status metav1.ConditionStatus, reason string) {
+	GinkgoHelper()
+	Eventually(func(g Gomega) {
+		r := &v1alpha1.Registry{}
+		g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, r)).To(Succeed())
+		c := conditionOf(r, v1alpha1.ConditionScannerReady)
+		g.Expect(c).NotTo(BeNil())
+		g.Expect(c.Status).To(Equal(status), "%s: %s", c.Reason, c.Message)
+		g.Expect(c.Reason).To(Equal(reason), c.Message)
+	}, longWait, poll).Should(Succeed())
+}
 
 func conditionOf(r *v1alpha1.Registry, t string) *metav1.Condition {
 	for i := range r.Status.Conditions {
