@@ -43,7 +43,8 @@ func (r *RegistryReconciler) reconcileScanner(ctx context.Context, reg *v1alpha1
 		for _, del := range []struct {
 			obj  client.Object
 			name string
-		}{{&appsv1.Deployment{}, reg.ScannerName()}, {&corev1.Service{}, reg.ScannerName()}, {&corev1.ConfigMap{}, reg.ScannerName()}} {
+		}{{&appsv1.Deployment{}, reg.ScannerName()}, {&corev1.Service{}, reg.ScannerName()}, {&corev1.ConfigMap{}, reg.ScannerName()},
+			{&corev1.ServiceAccount{}, reg.ScannerName()}} {
 			if err := r.applyOrDelete(ctx, reg, nil, del.obj, del.name); err != nil {
 				return 0, err
 			}
@@ -52,7 +53,7 @@ func (r *RegistryReconciler) reconcileScanner(ctx context.Context, reg *v1alpha1
 		// if scanning is switched on again.
 		return 0, r.deleteSecret(ctx, reg, reg.ScannerCredentialsSecretName())
 	}
-	uid, pub, err := r.ensureScannerSecret(ctx, reg)
+	uid, pub, err := r.ensureScannerSecret(ctx, reg, true)
 	if err != nil {
 		return 0, err
 	}
@@ -67,6 +68,9 @@ func (r *RegistryReconciler) reconcileScanner(ctx context.Context, reg *v1alpha1
 	if err := r.apply(ctx, cm, &corev1.ConfigMap{}); err != nil {
 		return 0, err
 	}
+	if err := r.apply(ctx, resources.ScannerServiceAccount(reg), &corev1.ServiceAccount{}); err != nil {
+		return 0, err
+	}
 	if err := r.apply(ctx, resources.ScannerService(reg), &corev1.Service{}); err != nil {
 		return 0, err
 	}
@@ -79,7 +83,7 @@ func (r *RegistryReconciler) reconcileScanner(ctx context.Context, reg *v1alpha1
 
 // ensureScannerSecret creates the scanner Secret once (its signing key must outlive pods:
 // reports it signed stay trusted) and returns its UID and public key.
-func (r *RegistryReconciler) ensureScannerSecret(ctx context.Context, reg *v1alpha1.Registry) (string, []byte, error) {
+func (r *RegistryReconciler) ensureScannerSecret(ctx context.Context, reg *v1alpha1.Registry, create bool) (string, []byte, error) {
 	key := client.ObjectKey{Namespace: reg.Namespace, Name: reg.ScannerSecretName()}
 	sec := &corev1.Secret{}
 	err := r.APIReader.Get(ctx, key, sec)
@@ -90,7 +94,7 @@ func (r *RegistryReconciler) ensureScannerSecret(ctx context.Context, reg *v1alp
 		}
 		return string(sec.UID), sec.Data[resources.ScannerPublicKeyKey], nil
 	}
-	if !apierrors.IsNotFound(err) {
+	if !apierrors.IsNotFound(err) || !create {
 		return "", nil, fmt.Errorf("get Secret %s: %w", key, err)
 	}
 	pub, priv, err := ed25519.GenerateKey(rand.Reader)
@@ -115,7 +119,7 @@ func (r *RegistryReconciler) ensureScannerSecret(ctx context.Context, reg *v1alp
 	if err := r.Client.Create(ctx, sec, client.FieldOwner(FieldOwner)); err != nil {
 		if apierrors.IsAlreadyExists(err) {
 			// Created meanwhile: use that one.
-			return r.ensureScannerSecret(ctx, reg)
+			return r.ensureScannerSecret(ctx, reg, false)
 		}
 		return "", nil, fmt.Errorf("create Secret %s: %w", key, err)
 	}

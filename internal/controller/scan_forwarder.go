@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -41,6 +42,9 @@ type ScanForwarder struct {
 
 	mu      sync.Mutex
 	pending map[types.NamespacedName][]scan.JobSpec
+	// retryAt holds, per Registry whose scanner failed, when to try it again: a scanner
+	// that is away never delays the others.
+	retryAt map[types.NamespacedName]time.Time
 	wake    chan struct{}
 	// delivered counts jobs handed over (tests and metrics read it).
 	delivered int
@@ -52,6 +56,7 @@ func (f *ScanForwarder) NeedLeaderElection() bool { return true }
 func (f *ScanForwarder) init() {
 	if f.pending == nil {
 		f.pending = map[types.NamespacedName][]scan.JobSpec{}
+		f.retryAt = map[types.NamespacedName]time.Time{}
 		f.wake = make(chan struct{}, 1)
 	}
 }
@@ -112,10 +117,27 @@ func (f *ScanForwarder) flush(ctx context.Context, log logr.Logger) bool {
 	f.mu.Unlock()
 	retry := false
 	sc := &scannerClient{Reader: f.Reader, Address: f.Address, HTTP: f.HTTP}
+	now := time.Now()
 	for key, jobs := range batch {
+		f.mu.Lock()
+		wait := f.retryAt[key].After(now)
+		f.mu.Unlock()
+		if wait {
+			f.putBack(key, jobs)
+			retry = true
+			continue
+		}
 		reg := &v1alpha1.Registry{}
-		if err := f.Client.Get(ctx, key, reg); err != nil || reg.Spec.Scanning == nil || !reg.DeletionTimestamp.IsZero() {
-			// Gone, or not scanning: nothing to hand over.
+		if err := f.Client.Get(ctx, key, reg); err != nil {
+			if !apierrors.IsNotFound(err) {
+				log.Error(err, "Read the Registry, holding its pushes", "registry", key.String())
+				f.putBack(key, jobs)
+				retry = true
+			}
+			continue
+		}
+		if reg.Spec.Scanning == nil || !reg.DeletionTimestamp.IsZero() {
+			// Not scanning: nothing to hand over.
 			continue
 		}
 		for len(jobs) > 0 {
@@ -132,11 +154,15 @@ func (f *ScanForwarder) flush(ctx context.Context, log logr.Logger) bool {
 				}
 				log.Info("Scanner not reachable, holding pushes", "registry", key.String(), "pushes", len(jobs), "err", err.Error())
 				f.putBack(key, jobs)
+				f.mu.Lock()
+				f.retryAt[key] = time.Now().Add(scanForwardRetry)
+				f.mu.Unlock()
 				retry = true
 				break
 			}
 			f.mu.Lock()
 			f.delivered += resp.Accepted
+			delete(f.retryAt, key)
 			f.mu.Unlock()
 			if resp.Refused > 0 {
 				log.Info("Scanner queue full; its sweep will find the refused pushes", "registry", key.String(), "refused", resp.Refused)

@@ -106,6 +106,8 @@ var _ = Describe("Registry scanning", func() {
 		Expect(pod.InitContainers[0].Image).To(Equal(testImage))
 		Expect(pod.InitContainers[0].Args).To(Equal([]string{"registry", "copy-binary", "/opt/dockyard/dockyard"}))
 		Expect(*pod.AutomountServiceAccountToken).To(BeFalse())
+		Expect(pod.ServiceAccountName).To(Equal("main-scanner"))
+		get(ns, "main-scanner", &corev1.ServiceAccount{})
 		Expect(*pod.SecurityContext.RunAsNonRoot).To(BeTrue())
 		for _, c := range append(pod.InitContainers, pod.Containers...) {
 			Expect(*c.SecurityContext.ReadOnlyRootFilesystem).To(BeTrue(), c.Name)
@@ -176,7 +178,7 @@ var _ = Describe("Registry scanning", func() {
 
 		By("scanning switched off: the scanner's children and credential are gone, its signing key stays")
 		updateRegistry(ns, "main", func(reg *v1alpha1.Registry) { reg.Spec.Scanning = nil })
-		for _, obj := range []client.Object{&appsv1.Deployment{}, &corev1.Service{}, &corev1.ConfigMap{}} {
+		for _, obj := range []client.Object{&appsv1.Deployment{}, &corev1.Service{}, &corev1.ConfigMap{}, &corev1.ServiceAccount{}} {
 			Eventually(func() bool {
 				return apierrors.IsNotFound(k8sClient.Get(ctx, key(ns, "main-scanner"), obj))
 			}, timeout, interval).Should(BeTrue(), "%T main-scanner deleted", obj)

@@ -80,6 +80,9 @@ type Queue struct {
 	Remote []remote.Option
 	// Key signs the reports.
 	Key ed25519.PrivateKey
+	// NoPrune keeps older reports of an image scanned again (the scanner's identity may
+	// not delete).
+	NoPrune bool
 	// Concurrency is the number of scans at a time (default 1).
 	Concurrency int
 	// Size bounds the queue (default 1000); Add refuses beyond it.
@@ -255,6 +258,16 @@ func (q *Queue) backoff(n int) time.Duration {
 // errNotImage says why a manifest is not scanned itself.
 var errNotImage = errors.New("not a container image")
 
+// errReadOnly: the report cannot be stored in the image's repository.
+var errReadOnly = errors.New("read-only repository")
+
+// isReadOnly is true for a registry answer that no retry changes: the repository takes no
+// writes (405) or not from us (403).
+func isReadOnly(err error) bool {
+	var terr *transport.Error
+	return errors.As(err, &terr) && (terr.StatusCode == http.StatusMethodNotAllowed || terr.StatusCode == http.StatusForbidden)
+}
+
 // errAlreadyScanned: a sweep job whose image has a report.
 var errAlreadyScanned = errors.New("already has a report")
 
@@ -302,11 +315,19 @@ func (q *Queue) scan(ctx context.Context, p queued) Result {
 	ropts := append(append([]remote.Option(nil), q.Remote...), remote.WithContext(ctx))
 	h, err := Attach(repo, desc.Descriptor, r, q.Key, ropts...)
 	if err != nil {
+		if isReadOnly(err) {
+			// A repository nobody may write (a pull-through cache of an upstream): retrying
+			// would scan it again for nothing.
+			res.Outcome, res.Err = Skipped, fmt.Errorf("%w: %w", errReadOnly, err)
+			return res
+		}
 		res.Outcome, res.Err = Failed, err
 		return res
 	}
-	if err := Prune(ref, h, ropts...); err != nil {
-		res.PruneErr = err
+	if !q.NoPrune {
+		if err := Prune(ref, h, ropts...); err != nil {
+			res.PruneErr = err
+		}
 	}
 	res.Outcome, res.Report, res.Latency = Scanned, r, q.now().Sub(p.job.Enqueued)
 	return res

@@ -7,12 +7,23 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
+
+// UserAgent is how the scanner's own requests (reading manifests, sweeping, storing
+// reports) introduce themselves; Trivy's pulls say "trivy/<version>". The registry does not
+// count either as a pull of the image (see the registry's pull recorder).
+const UserAgent = "dockyard-scanner"
+
+// IsScannerAgent is true for the User-Agent of the scanner or of Trivy.
+func IsScannerAgent(ua string) bool {
+	return strings.HasPrefix(ua, UserAgent) || strings.HasPrefix(ua, "trivy/")
+}
 
 // CauseSweep marks jobs the sweep queued: they are skipped when the image already has a
 // report signed by the scanner.

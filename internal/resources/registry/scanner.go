@@ -154,6 +154,17 @@ func ScannerCredentialsSecret(reg *v1alpha1.Registry, credential, keyID string, 
 	}
 }
 
+// ScannerServiceAccount is the scanner pod's own identity: no API token, and none of the
+// annotations (cloud workload identity for the storage bucket) a user puts on the
+// Registry's ServiceAccount — the pod that parses hostile images gets no storage access.
+func ScannerServiceAccount(reg *v1alpha1.Registry) *corev1.ServiceAccount {
+	return &corev1.ServiceAccount{
+		TypeMeta:                     typeMeta("v1", "ServiceAccount"),
+		ObjectMeta:                   objectMeta(reg, reg.ScannerName(), ComponentScanner),
+		AutomountServiceAccountToken: ptr(false),
+	}
+}
+
 // ScannerService is how the operator reaches the scanner. Not-ready pods are published
 // too: a scanner still without a database takes jobs (it holds them) and tells why it
 // has none.
@@ -286,7 +297,7 @@ func ScannerDeployment(reg *v1alpha1.Registry, in Inputs, inputsHash string) *ap
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: annotations},
 				Spec: corev1.PodSpec{
-					ServiceAccountName:            reg.ServiceName(),
+					ServiceAccountName:            reg.ScannerName(),
 					AutomountServiceAccountToken:  ptr(false),
 					InitContainers:                []corev1.Container{install},
 					Containers:                    []corev1.Container{scanner},

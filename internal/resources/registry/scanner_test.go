@@ -88,6 +88,9 @@ func TestScannerDeployment(t *testing.T) {
 		!slices.Equal(c.Args, []string{"registry", "scanner", "--config", "/etc/dockyard/scanner/config.json"}) {
 		t.Errorf("scanner container = %s %v %v", c.Image, c.Command, c.Args)
 	}
+	if p.ServiceAccountName != "main-scanner" || p.ServiceAccountName == r.ServiceName() {
+		t.Errorf("the scanner runs as %q: want its own ServiceAccount, not the Registry's", p.ServiceAccountName)
+	}
 	if *d.Spec.Replicas != 1 || d.Spec.Strategy.Type != "Recreate" {
 		t.Errorf("replicas %d, strategy %s: one scanner at a time", *d.Spec.Replicas, d.Spec.Strategy.Type)
 	}

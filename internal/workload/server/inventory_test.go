@@ -15,6 +15,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/dockyard-dev/dockyard/internal/retention"
+	"github.com/dockyard-dev/dockyard/internal/scan"
 	"github.com/dockyard-dev/dockyard/internal/workload/inventory"
 	"github.com/dockyard-dev/dockyard/internal/workload/layout"
 )
@@ -150,6 +151,16 @@ func TestPullTimesAreRecorded(t *testing.T) {
 	}
 	if !pulledAt("team-a/app").IsZero() {
 		t.Error("a push is not a pull")
+	}
+	// The scanner reading the image (its own requests, Trivy's) is not a use of it.
+	for _, ua := range []string{scan.UserAgent, "trivy/0.74.0"} {
+		if _, err := remote.Get(mustTag(t, reg.host+"/team-a/app:v1"), append(append([]remote.Option(nil), opts...), remote.WithUserAgent(ua))...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(200 * time.Millisecond) // written after the response, if at all
+	if !pulledAt("team-a/app").IsZero() {
+		t.Error("the scanner's reads counted as pulls")
 	}
 	// containerd resolving a tag whose content it has: a HEAD counts.
 	if _, err := remote.Head(mustTag(t, reg.host+"/team-a/app:v1"), opts...); err != nil {

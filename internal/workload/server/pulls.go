@@ -10,6 +10,7 @@ import (
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/opencontainers/go-digest"
 
+	"github.com/dockyard-dev/dockyard/internal/scan"
 	"github.com/dockyard-dev/dockyard/internal/workload/layout"
 	"github.com/dockyard-dev/dockyard/internal/workload/route"
 )
@@ -73,7 +74,9 @@ func (w *pullWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 func (p *pullRecorder) middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rt, ok := route.Of(r)
-		if !ok || rt.Kind != route.Manifest || (r.Method != http.MethodGet && r.Method != http.MethodHead) {
+		// A scanner reading an image (dockyard's, or Trivy) does not use it: counting it would
+		// keep every image "recently pulled" for retention's pulledWithin.
+		if !ok || rt.Kind != route.Manifest || (r.Method != http.MethodGet && r.Method != http.MethodHead) || scan.IsScannerAgent(r.UserAgent()) {
 			next.ServeHTTP(w, r)
 			return
 		}
