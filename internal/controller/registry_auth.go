@@ -206,11 +206,12 @@ func (c *providerCheckCache) run(key string, now time.Time, check func() error) 
 }
 
 // ensureTokenKeys creates the token keys Secret and rotates its keys (see
-// resources.RotateTokenKeys). It returns when to look again.
-func (r *RegistryReconciler) ensureTokenKeys(ctx context.Context, reg *v1alpha1.Registry) (time.Duration, error) {
+// resources.RotateTokenKeys). It returns when to look again and the keys the Secret now
+// holds (none without spec.auth).
+func (r *RegistryReconciler) ensureTokenKeys(ctx context.Context, reg *v1alpha1.Registry) (time.Duration, registryconfig.TokenKeys, error) {
 	key := client.ObjectKey{Namespace: reg.Namespace, Name: reg.TokenKeysSecretName()}
 	if reg.Spec.Auth == nil {
-		return 0, r.deleteSecret(ctx, reg, reg.TokenKeysSecretName())
+		return 0, registryconfig.TokenKeys{}, r.deleteSecret(ctx, reg, reg.TokenKeysSecretName())
 	}
 	sec := &corev1.Secret{}
 	var current registryconfig.TokenKeys
@@ -218,7 +219,7 @@ func (r *RegistryReconciler) ensureTokenKeys(ctx context.Context, reg *v1alpha1.
 	switch {
 	case apierrors.IsNotFound(err):
 	case err != nil:
-		return 0, fmt.Errorf("get Secret %s: %w", key, err)
+		return 0, registryconfig.TokenKeys{}, fmt.Errorf("get Secret %s: %w", key, err)
 	default:
 		if err := json.Unmarshal(sec.Data[registryconfig.TokenKeysKey], &current); err != nil {
 			// Unreadable (edited by hand): start over. Tokens issued so far stop working.
@@ -231,23 +232,23 @@ func (r *RegistryReconciler) ensureTokenKeys(ctx context.Context, reg *v1alpha1.
 	keys, changed, next, err := resources.RotateTokenKeys(now, current.Keys, tokens.GetKeyRotationInterval(),
 		resources.TokenKeyRetireAfter(tokens.GetSessionTTL()), registryconfig.NewTokenKey)
 	if err != nil {
-		return 0, fmt.Errorf("generate token key: %w", err)
+		return 0, registryconfig.TokenKeys{}, fmt.Errorf("generate token key: %w", err)
 	}
 	if changed {
 		desired, err := resources.TokenKeysSecret(reg, keys)
 		if err != nil {
-			return 0, err
+			return 0, registryconfig.TokenKeys{}, err
 		}
 		ctrl.LoggerFrom(ctx).Info("Writing token keys", "secret", key, "keys", len(keys))
 		if _, err := r.applier.Apply(ctx, desired, ""); err != nil {
-			return 0, err
+			return 0, registryconfig.TokenKeys{}, err
 		}
 		if len(current.Keys) > 0 && len(keys) > len(current.Keys) {
 			r.Recorder.Eventf(reg, nil, corev1.EventTypeNormal, "TokenKeyRotated", "RotateTokenKey",
 				"Published a new token signing key; replicas sign with it from %s", keys[len(keys)-1].SignFrom.Format(time.RFC3339))
 		}
 	}
-	return max(time.Second, next.Sub(now)), nil
+	return max(time.Second, next.Sub(now)), registryconfig.TokenKeys{Keys: keys}, nil
 }
 
 // authCondition reports every identity provider: the users Secret, the LDAP bind Secret,

@@ -45,7 +45,7 @@ func (r *RegistryReconciler) reconcileChildren(ctx context.Context, s *scope) (c
 	in.InputsHash = inputsHash(s.inputsHash, rendered, httpSecretUID)
 	// The token keys are read live by the pods (not part of the hash): rotating them never
 	// restarts a pod.
-	rotateIn, err := r.ensureTokenKeys(ctx, reg)
+	rotateIn, tokenKeys, err := r.ensureTokenKeys(ctx, reg)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
@@ -127,7 +127,7 @@ func (r *RegistryReconciler) reconcileChildren(ctx context.Context, s *scope) (c
 	if err := r.applyOrDelete(ctx, reg, nodeTrustOrNil(reg, in), &appsv1.DaemonSet{}, reg.NodeTrustName()); err != nil {
 		return ctrl.Result{}, err
 	}
-	scannerIn, err := r.reconcileScanner(ctx, reg, in)
+	scannerIn, err := r.reconcileScanner(ctx, reg, in, tokenKeys)
 	if err != nil {
 		return ctrl.Result{}, err
 	}

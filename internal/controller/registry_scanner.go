@@ -37,8 +37,9 @@ const scannerStatusInterval = time.Minute
 const scannerTimeout = 5 * time.Second
 
 // reconcileScanner applies the scanner's children (spec.scanning) or deletes them, and
-// returns when to look again (the credential's renewal).
-func (r *RegistryReconciler) reconcileScanner(ctx context.Context, reg *v1alpha1.Registry, in resources.Inputs) (time.Duration, error) {
+// returns when to look again (the credential's renewal). keys are the Registry's token
+// keys as ensureTokenKeys left them.
+func (r *RegistryReconciler) reconcileScanner(ctx context.Context, reg *v1alpha1.Registry, in resources.Inputs, keys registryconfig.TokenKeys) (time.Duration, error) {
 	if reg.Spec.Scanning == nil {
 		for _, del := range []struct {
 			obj  client.Object
@@ -57,7 +58,7 @@ func (r *RegistryReconciler) reconcileScanner(ctx context.Context, reg *v1alpha1
 	if err != nil {
 		return 0, err
 	}
-	renewIn, err := r.renewScannerCredential(ctx, reg)
+	renewIn, err := r.renewScannerCredential(ctx, reg, keys)
 	if err != nil {
 		return 0, err
 	}
@@ -129,18 +130,9 @@ func (r *RegistryReconciler) ensureScannerSecret(ctx context.Context, reg *v1alp
 // renewScannerCredential keeps the scanner's registry credential valid (with spec.auth):
 // a new one at half its lifetime, and at once when the token keys sign with a new key.
 // It returns when to look again.
-func (r *RegistryReconciler) renewScannerCredential(ctx context.Context, reg *v1alpha1.Registry) (time.Duration, error) {
+func (r *RegistryReconciler) renewScannerCredential(ctx context.Context, reg *v1alpha1.Registry, keys registryconfig.TokenKeys) (time.Duration, error) {
 	if reg.Spec.Auth == nil {
 		return 0, r.deleteSecret(ctx, reg, reg.ScannerCredentialsSecretName())
-	}
-	sec := &corev1.Secret{}
-	keysSecret := client.ObjectKey{Namespace: reg.Namespace, Name: reg.TokenKeysSecretName()}
-	if err := r.APIReader.Get(ctx, keysSecret, sec); err != nil {
-		return 0, fmt.Errorf("read the token keys for the scanner's credential: %w", err)
-	}
-	var keys registryconfig.TokenKeys
-	if err := json.Unmarshal(sec.Data[registryconfig.TokenKeysKey], &keys); err != nil {
-		return 0, fmt.Errorf("token keys unreadable: %w", err)
 	}
 	now := r.now()
 	signing, err := registryconfig.SigningKey(keys, now)

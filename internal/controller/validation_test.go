@@ -89,6 +89,31 @@ var _ = Describe("Registry validation at apply time", func() {
 			r.Spec.Scanning = &v1alpha1.ScanningSpec{Timeout: &metav1.Duration{Duration: 10 * time.Second}}
 			return r
 		}, "timeout must be between 30s and 1h"),
+		Entry("a sweep every 5 minutes", func(ns string) *v1alpha1.Registry {
+			r := newRegistry(ns, "r")
+			r.Spec.Scanning = &v1alpha1.ScanningSpec{SweepInterval: &metav1.Duration{Duration: 5 * time.Minute}}
+			return r
+		}, "sweepInterval must be between 10m and 168h"),
+		Entry("a database update every minute", func(ns string) *v1alpha1.Registry {
+			r := newRegistry(ns, "r")
+			r.Spec.Scanning = &v1alpha1.ScanningSpec{Database: &v1alpha1.ScanDatabaseSpec{UpdateInterval: &metav1.Duration{Duration: time.Minute}}}
+			return r
+		}, "updateInterval must be between 10m and 168h"),
+		Entry("a database allowed to be 60 days old", func(ns string) *v1alpha1.Registry {
+			r := newRegistry(ns, "r")
+			r.Spec.Scanning = &v1alpha1.ScanningSpec{Database: &v1alpha1.ScanDatabaseSpec{MaxAge: &metav1.Duration{Duration: 1440 * time.Hour}}}
+			return r
+		}, "maxAge must be between 1h and 720h"),
+		Entry("a Java database repository without a tag", func(ns string) *v1alpha1.Registry {
+			r := newRegistry(ns, "r")
+			r.Spec.Scanning = &v1alpha1.ScanningSpec{Database: &v1alpha1.ScanDatabaseSpec{JavaRepository: "security/trivy-java-db"}}
+			return r
+		}, "spec.scanning.database.javaRepository"),
+		Entry("no scans at a time", func(ns string) *v1alpha1.Registry {
+			r := newRegistry(ns, "r")
+			r.Spec.Scanning = &v1alpha1.ScanningSpec{Concurrency: ptrTo(int32(0))}
+			return r
+		}, "spec.scanning.concurrency"),
 		Entry("a scanner image with a space", func(ns string) *v1alpha1.Registry {
 			r := newRegistry(ns, "r")
 			r.Spec.Scanning = &v1alpha1.ScanningSpec{Image: "trivy latest"}
