@@ -47,8 +47,9 @@ builder cluster hack/cluster/bins.sh >/dev/null & pids+=($!) names+=(cluster)
 builder scantools hack/build-scantools.sh trivy & pids+=($!) names+=(scantools)
 builder go-tools go_tools & pids+=($!) names+=(go-tools)
 # Dockyard itself: `go vet` compiles every package and its dependencies into the build
-# cache, the first thing `make test` would otherwise do alone.
-builder dockyard go vet ./... & pids+=($!) names+=(dockyard)
+# cache, the first thing `make test` would otherwise do alone. With the Makefile's settings
+# (CGO_ENABLED=0, -trimpath) so `make test` and the image binary reuse what it compiles.
+builder dockyard env CGO_ENABLED=0 GOFLAGS="${GOFLAGS:-} -trimpath" go vet ./... & pids+=($!) names+=(dockyard)
 failed=0
 for i in "${!pids[@]}"; do
   if ! wait "${pids[$i]}"; then

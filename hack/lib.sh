@@ -12,10 +12,12 @@ source "$ROOT/hack/versions.env"
 DOCKYARD_CACHE=${DOCKYARD_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/dockyard}
 
 # GO_TEST_TOOL_GCFLAGS compiles the servers and clients the tests run (dex, versitygw, Trivy,
-# cosign) without optimisation or inlining: about a quarter less compile time on a cold
-# machine (controller-gen measured 98 s -> 74 s), the same behaviour, and speed does not
-# matter for test fixtures. Tools whose speed CI waits on (golangci-lint, kube-apiserver,
-# etcd, the local cluster's binaries) are built optimised.
+# cosign, and the local cluster's containerd, runc, CoreDNS and cert-manager) without
+# optimisation or inlining: about a quarter less compile time on a cold machine
+# (controller-gen measured 98 s -> 74 s), the same behaviour, and their speed does not
+# matter for tests. Tools whose speed CI waits on (golangci-lint, kube-apiserver and etcd,
+# which envtest and the cluster share, and the kubelet and controllers built with them so
+# they reuse the same compiled packages) are built optimised.
 GO_TEST_TOOL_GCFLAGS="all=-N -l"
 
 # go_tool NAME PACKAGE VERSION: prints the path of PACKAGE@VERSION's binary, building it with

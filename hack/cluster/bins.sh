@@ -108,7 +108,7 @@ build_containerd() {
     wrapper_module "$work" dockyard.local/cluster/containerd <<<"$m ${CLUSTER_CONTAINERD_VERSION}"
   (cd "$work" && GOFLAGS=-mod=mod go mod tidy >/dev/null)
   local ldflags="-s -w -X $m/version.Version=${CLUSTER_CONTAINERD_VERSION} -X $m/version.Package=github.com/containerd/containerd/v2"
-  (cd "$work" && GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -tags "no_btrfs no_devmapper no_zfs" \
+  (cd "$work" && GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -gcflags="$GO_TEST_TOOL_GCFLAGS" -tags "no_btrfs no_devmapper no_zfs" \
     -ldflags="$ldflags" -o "$OUT/" "$m/cmd/containerd" "$m/cmd/containerd-shim-runc-v2" "$m/cmd/ctr")
 }
 
@@ -122,7 +122,7 @@ build_runc() {
   # would then drop the pin): add the requirement with `go get` and build the package directly.
   rm "$work/tools.go"
   (cd "$work" && GOFLAGS=-mod=mod go get "$m@${CLUSTER_RUNC_VERSION}" >/dev/null 2>&1)
-  (cd "$work" && GOFLAGS=-mod=mod CGO_ENABLED=1 go build -trimpath -buildmode=pie \
+  (cd "$work" && GOFLAGS=-mod=mod CGO_ENABLED=1 go build -trimpath -gcflags="$GO_TEST_TOOL_GCFLAGS" -buildmode=pie \
     -tags "seccomp urfave_cli_no_docs netgo osusergo" \
     -ldflags="-s -w -linkmode external -extldflags '-static-pie' -X main.version=${CLUSTER_RUNC_VERSION#v}" -o "$OUT/runc" "$m")
 }
@@ -169,7 +169,7 @@ func main() { coremain.Run() }
 GO
   rm "$work/tools.go"
   (cd "$work" && GOFLAGS=-mod=mod go mod tidy >/dev/null)
-  (cd "$work" && GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o "$OUT/coredns" .)
+  (cd "$work" && GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -gcflags="$GO_TEST_TOOL_GCFLAGS" -ldflags="-s -w" -o "$OUT/coredns" .)
 }
 
 build_certmanager_done() {
@@ -183,7 +183,7 @@ build_certmanager() {
   (cd "$work" && GOFLAGS=-mod=mod go mod tidy >/dev/null)
   local ldflags="-s -w -X $m/pkg/util.AppVersion=${CLUSTER_CERT_MANAGER_VERSION} -X $m/pkg/util.AppGitCommit=dockyard"
   mkdir -p "$OUT/cert-manager"
-  (cd "$work" && GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -ldflags="$ldflags" -o "$OUT/cert-manager/" \
+  (cd "$work" && GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -gcflags="$GO_TEST_TOOL_GCFLAGS" -ldflags="$ldflags" -o "$OUT/cert-manager/" \
     "$m/cmd/controller" "$m/cmd/webhook" "$m/cmd/cainjector")
   cp "$(go env GOMODCACHE)/$m@${CLUSTER_CERT_MANAGER_VERSION}/deploy/crds/"crd-*.yaml "$OUT/cert-manager/"
 }

@@ -31,12 +31,14 @@ CLUSTER_BUSYBOX_IMAGE=dockyard.local/cluster/busybox:stable
 CLUSTER_COREDNS_IMAGE=dockyard.local/cluster/coredns:${CLUSTER_COREDNS_VERSION}
 cert_manager_image() { echo "dockyard.local/cluster/cert-manager-$1:${CLUSTER_CERT_MANAGER_VERSION}"; }
 
-# $DOCKYARD_CACHE/cluster/<key> (or $CLUSTER_BIN_DIR): the key changes whenever a pinned version that goes into it changes.
+# $DOCKYARD_CACHE/cluster/<key> (or $CLUSTER_BIN_DIR): the key changes whenever a pinned version that goes into it
+# changes, or how they are compiled (flags=).
 cluster_bin_dir() {
   if [[ -n "${CLUSTER_BIN_DIR:-}" ]]; then echo "$CLUSTER_BIN_DIR"; return; fi
   local key
   key=$(printf '%s\n' "k8s=$KUBERNETES_VERSION" "etcd=$ETCD_VERSION" "containerd=$CLUSTER_CONTAINERD_VERSION" \
-    "runc=$CLUSTER_RUNC_VERSION" "coredns=$CLUSTER_COREDNS_VERSION" "cert-manager=$CLUSTER_CERT_MANAGER_VERSION" |
+    "runc=$CLUSTER_RUNC_VERSION" "coredns=$CLUSTER_COREDNS_VERSION" "cert-manager=$CLUSTER_CERT_MANAGER_VERSION" \
+    "flags=$GO_TEST_TOOL_GCFLAGS for containerd runc coredns cert-manager" |
     sha256sum | cut -c1-10)
   echo "$DOCKYARD_CACHE/cluster/k8s-${KUBERNETES_VERSION}-${key}"
 }
