@@ -103,6 +103,18 @@ func (r *Registry) RegistryHosts(clusterDomain string) []string {
 	return hosts
 }
 
+// ImageHosts are the names images in pod specs reach the Registry by: RegistryHosts plus
+// the certificate's DNS names (spec.tls.dnsNames), with and without the Service port.
+func (r *Registry) ImageHosts(clusterDomain string) []string {
+	hosts := r.RegistryHosts(clusterDomain)
+	if r.Spec.TLS != nil {
+		for _, n := range r.Spec.TLS.DNSNames {
+			hosts = append(hosts, n, fmt.Sprintf("%s:%d", n, r.ServicePort()))
+		}
+	}
+	return dedupe(hosts)
+}
+
 // GetSessionTTL returns the refresh-token lifetime or its default.
 func (t *TokenSpec) GetSessionTTL() time.Duration {
 	if t == nil || t.SessionTTL == nil || t.SessionTTL.Duration == 0 {

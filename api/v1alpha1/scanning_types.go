@@ -61,6 +61,12 @@ type ScanningSpec struct {
 	// +optional
 	SweepInterval *metav1.Duration `json:"sweepInterval,omitempty"`
 
+	// policy decides which of the Registry's images may run in the cluster, checked by
+	// the operator's admission webhook at `kubectl apply` (see CompliancePolicy). Unset:
+	// images are scanned and reported, never refused.
+	// +optional
+	Policy *CompliancePolicy `json:"policy,omitempty"`
+
 	// resources of the scanner container. Default: requests 100m CPU and 256Mi, a memory
 	// limit of 1Gi plus 1Gi per concurrent scan (Trivy holds the database and a layer at a
 	// time per scan).

@@ -34,6 +34,12 @@ type Checker struct {
 	mu          sync.Mutex
 	cache       map[string]cachedReport
 	cachedVulns int
+	signed      map[string]cachedSignature
+}
+
+type cachedSignature struct {
+	signed  bool
+	fetched time.Time
 }
 
 type cachedReport struct {
@@ -96,16 +102,65 @@ func (c *Checker) Check(ctx context.Context, ref name.Reference, p Policy) (Deci
 		if err != nil {
 			return Decision{}, err
 		}
-		v := Evaluate(p, r, now)
+		v := Evaluate(p, repo.RepositoryStr(), r, now)
 		worst = merge(worst, v)
 	}
 	d.Verdict = *worst
+	if p.Signatures != nil {
+		// What is signed is what the reference names: the index of a multi-platform image.
+		ok, err := c.signedBy(repo.Digest(desc.Digest.String()), p.Signatures, opts, now)
+		if err != nil {
+			return Decision{}, err
+		}
+		if !ok {
+			d.Unsigned, d.Allowed = true, false
+			if d.Reason == Compliant || d.Reason == NotScannedAllowed {
+				d.Reason = Unsigned
+			}
+		}
+	}
 	d.Message = d.Verdict.Message(d.Image, p)
 	return d, nil
 }
 
+// signedBy is SignedBy, cached per digest and key set for TTL.
+func (c *Checker) signedBy(d name.Digest, keys *Keys, opts []remote.Option, now time.Time) (bool, error) {
+	key := d.String() + " " + keys.ID
+	c.mu.Lock()
+	if cs, ok := c.signed[key]; ok && now.Sub(cs.fetched) < c.ttl() {
+		c.mu.Unlock()
+		return cs.signed, nil
+	}
+	c.mu.Unlock()
+	ok, err := SignedBy(d, keys, opts...)
+	if err != nil {
+		return false, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.signed == nil || len(c.signed) >= c.maxCached() {
+		c.signed = map[string]cachedSignature{}
+	}
+	c.signed[key] = cachedSignature{signed: ok, fetched: now}
+	return ok, nil
+}
+
+func (c *Checker) ttl() time.Duration {
+	if c.TTL <= 0 {
+		return 30 * time.Second
+	}
+	return c.TTL
+}
+
+func (c *Checker) maxCached() int {
+	if c.MaxCached <= 0 {
+		return 10000
+	}
+	return c.MaxCached
+}
+
 // reasonRank orders reasons from most to least permissive, for merging.
-var reasonRank = map[Reason]int{Compliant: 0, NotScannedAllowed: 1, Vulnerable: 2, NotScanned: 3}
+var reasonRank = map[Reason]int{Compliant: 0, NotScannedAllowed: 1, Unsigned: 2, Vulnerable: 3, NotScanned: 4}
 
 // merge combines the verdicts of an index's images: the least permissive reason wins
 // (whatever the order of the images), and every blocking vulnerability is listed once.
@@ -132,10 +187,7 @@ func merge(acc *Verdict, v Verdict) *Verdict {
 
 func (c *Checker) report(d name.Digest, opts []remote.Option, now time.Time) (*scan.Report, error) {
 	key := d.String()
-	ttl := c.TTL
-	if ttl <= 0 {
-		ttl = 30 * time.Second
-	}
+	ttl := c.ttl()
 	c.mu.Lock()
 	if cr, ok := c.cache[key]; ok && now.Sub(cr.fetched) < ttl {
 		c.mu.Unlock()
@@ -160,10 +212,7 @@ func (c *Checker) report(d name.Digest, opts []remote.Option, now time.Time) (*s
 	if r != nil {
 		n = len(r.Vulnerabilities)
 	}
-	limit := c.MaxCached
-	if limit <= 0 {
-		limit = 10000
-	}
+	limit := c.maxCached()
 	if old, ok := c.cache[key]; ok {
 		c.cachedVulns -= old.vulns
 	}

@@ -1,7 +1,8 @@
 // Package compliance decides whether an image may run: its newest vulnerability report
-// (package scan) against a policy of severities, fixability and exemptions. The decision
-// is pure, so the admission webhook, the registry and the status all give the same answer
-// with the same words.
+// (package scan) against a policy of severities, fixability and exemptions, and its
+// signatures against the policy's keys. The decision is pure (the Checker only fetches
+// what it needs), so the admission webhook, the registry and the status all give the same
+// answer with the same words.
 package compliance
 
 import (
@@ -24,6 +25,10 @@ type Policy struct {
 	// BlockUnscanned makes an image without a report non-compliant; otherwise it is let
 	// through until it is scanned.
 	BlockUnscanned bool
+	// Signatures, when it has keys, requires a cosign signature by one of them.
+	Signatures *Keys
+	// Exemption tells a person how to get one, at the end of a refusal's message.
+	ExemptionHint string
 }
 
 // Exemption accepts one vulnerability (by ID) until Expires, for a recorded reason.
@@ -32,6 +37,26 @@ type Exemption struct {
 	Reason string
 	// Expires ends the exemption; zero never does.
 	Expires time.Time
+	// Repositories limits it to these repositories (exact, or a prefix ending in /**);
+	// empty: every repository.
+	Repositories []string
+}
+
+// appliesTo reports whether the exemption covers repository repo.
+func (e Exemption) appliesTo(repo string) bool {
+	if len(e.Repositories) == 0 {
+		return true
+	}
+	for _, r := range e.Repositories {
+		if prefix, ok := strings.CutSuffix(r, "/**"); ok {
+			if strings.HasPrefix(repo, prefix+"/") {
+				return true
+			}
+		} else if r == repo {
+			return true
+		}
+	}
+	return false
 }
 
 // Reason is why a verdict is what it is.
@@ -47,6 +72,8 @@ const (
 	NotScanned Reason = "NotScanned"
 	// NotScannedAllowed: there is no report yet, and the policy lets it through.
 	NotScannedAllowed Reason = "NotScannedAllowed"
+	// Unsigned: the policy requires a signature by one of its keys and there is none.
+	Unsigned Reason = "Unsigned"
 )
 
 // Verdict is the decision about one image.
@@ -57,6 +84,9 @@ type Verdict struct {
 	Blocking []scan.Vulnerability
 	// Exempted are vulnerabilities that would block but are exempted, with the exemption.
 	Exempted []Exempted
+	// Unsigned is set when the policy requires a signature and none of its keys signed
+	// the image (whatever Reason says about vulnerabilities).
+	Unsigned bool
 }
 
 // Exempted is a blocking vulnerability let through by an exemption.
@@ -65,8 +95,9 @@ type Exempted struct {
 	Exemption     Exemption
 }
 
-// Evaluate decides about the image whose newest report is r (nil: not scanned) at now.
-func Evaluate(p Policy, r *scan.Report, now time.Time) Verdict {
+// Evaluate decides about the vulnerabilities of an image of repository repo whose newest
+// report is r (nil: not scanned) at now. Signatures are the Checker's part.
+func Evaluate(p Policy, repo string, r *scan.Report, now time.Time) Verdict {
 	if r == nil {
 		if p.BlockUnscanned {
 			return Verdict{Reason: NotScanned}
@@ -81,7 +112,7 @@ func Evaluate(p Policy, r *scan.Report, now time.Time) Verdict {
 		if vuln.Severity.Rank() < p.Severity.Rank() || (p.FixableOnly && !vuln.Fixable()) {
 			continue
 		}
-		if e, ok := p.exemption(vuln.ID, now); ok {
+		if e, ok := p.exemption(vuln.ID, repo, now); ok {
 			v.Exempted = append(v.Exempted, Exempted{Vulnerability: vuln, Exemption: e})
 			continue
 		}
@@ -93,10 +124,10 @@ func Evaluate(p Policy, r *scan.Report, now time.Time) Verdict {
 	return v
 }
 
-// exemption returns the live exemption of id, if any.
-func (p Policy) exemption(id string, now time.Time) (Exemption, bool) {
+// exemption returns the live exemption of id in repo, if any.
+func (p Policy) exemption(id, repo string, now time.Time) (Exemption, bool) {
 	for _, e := range p.Exemptions {
-		if strings.EqualFold(e.ID, id) && (e.Expires.IsZero() || now.Before(e.Expires)) {
+		if strings.EqualFold(e.ID, id) && (e.Expires.IsZero() || now.Before(e.Expires)) && e.appliesTo(repo) {
 			return e, true
 		}
 	}
@@ -109,30 +140,46 @@ const maxListed = 5
 // Message explains the verdict about image to a person: what was found and how to get
 // past it. It is empty for an allowed image.
 func (v Verdict) Message(image string, p Policy) string {
-	switch {
-	case v.Allowed:
+	if v.Allowed {
 		return ""
-	case v.Reason == NotScanned:
-		return fmt.Sprintf("image %s has not been scanned yet, and the policy refuses unscanned images; "+
-			"wait for its scan, or ask the registry's owner to scan it now", image)
 	}
-	var b strings.Builder
-	what := "vulnerabilities"
-	if p.FixableOnly {
-		what = "fixable vulnerabilities"
-	}
-	fmt.Fprintf(&b, "image %s has %d %s at or above %s:", image, len(v.Blocking), what, p.Severity)
-	for i, vuln := range v.Blocking {
-		if i == maxListed {
-			fmt.Fprintf(&b, " and %d more", len(v.Blocking)-maxListed)
-			break
+	var parts []string
+	switch v.Reason {
+	case NotScanned:
+		parts = append(parts, fmt.Sprintf("image %s has not been scanned yet, and the policy refuses unscanned images: "+
+			"wait for its scan (usually a minute after the push)", image))
+	case Vulnerable:
+		var b strings.Builder
+		what := "vulnerabilities"
+		if p.FixableOnly {
+			what = "fixable vulnerabilities"
 		}
-		sep := ","
-		if i == 0 {
-			sep = ""
+		fmt.Fprintf(&b, "image %s has %d %s at or above %s:", image, len(v.Blocking), what, p.Severity)
+		for i, vuln := range v.Blocking {
+			if i == maxListed {
+				fmt.Fprintf(&b, " and %d more", len(v.Blocking)-maxListed)
+				break
+			}
+			sep := ","
+			if i == 0 {
+				sep = ""
+			}
+			fmt.Fprintf(&b, "%s %s", sep, vuln)
 		}
-		fmt.Fprintf(&b, "%s %s", sep, vuln)
+		hint := p.ExemptionHint
+		if hint == "" {
+			hint = "the registry's scanning policy"
+		}
+		b.WriteString("; rebuild it with the fixed packages, or add an exemption (id, reason, expires) to " + hint)
+		parts = append(parts, b.String())
 	}
-	b.WriteString("; rebuild it with the fixed packages, or add an exemption (ID, reason, expiry) to the registry's scanning policy")
-	return b.String()
+	if v.Unsigned {
+		n := 0
+		if p.Signatures != nil {
+			n = len(p.Signatures.Keys)
+		}
+		parts = append(parts, fmt.Sprintf("image %s is not signed by any of the %d keys the policy trusts: "+
+			"sign it with `cosign sign --key <key> %s` (a key whose public half is in the policy)", image, n, image))
+	}
+	return strings.Join(parts, "; ")
 }

@@ -46,11 +46,20 @@ func TestEvaluate(t *testing.T) {
 			report: report, allowed: true, reason: Compliant, exempted: 2},
 		{name: "an expired exemption does not count", policy: Policy{Severity: scan.SeverityCritical, Exemptions: []Exemption{
 			{ID: "CVE-2099-0001", Reason: "was patched", Expires: now}}}, report: report, reason: Vulnerable, blocking: "CVE-2099-0001"},
+		{name: "an exemption for the repository applies", policy: Policy{Severity: scan.SeverityCritical, Exemptions: []Exemption{
+			{ID: "CVE-2099-0001", Reason: "r", Repositories: []string{"team-b/app", "team-a/app"}}}}, report: report, allowed: true,
+			reason: Compliant, exempted: 1},
+		{name: "an exemption for a prefix applies below it", policy: Policy{Severity: scan.SeverityCritical, Exemptions: []Exemption{
+			{ID: "CVE-2099-0001", Reason: "r", Repositories: []string{"team-a/**"}}}}, report: report, allowed: true,
+			reason: Compliant, exempted: 1},
+		{name: "an exemption for other repositories does not", policy: Policy{Severity: scan.SeverityCritical, Exemptions: []Exemption{
+			{ID: "CVE-2099-0001", Reason: "r", Repositories: []string{"team-a/app/sub", "team-a", "team-ab/**"}}}}, report: report,
+			reason: Vulnerable, blocking: "CVE-2099-0001"},
 		{name: "unscanned blocked", policy: Policy{Severity: scan.SeverityHigh, BlockUnscanned: true}, reason: NotScanned},
 		{name: "unscanned let through", policy: Policy{Severity: scan.SeverityHigh}, allowed: true, reason: NotScannedAllowed},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			v := Evaluate(tc.policy, tc.report, now)
+			v := Evaluate(tc.policy, "team-a/app", tc.report, now)
 			if v.Allowed != tc.allowed || v.Reason != tc.reason || ids(v.Blocking) != tc.blocking || len(v.Exempted) != tc.exempted {
 				t.Errorf("Evaluate = allowed %v, %s, blocking %q, %d exempted; want %v, %s, %q, %d",
 					v.Allowed, v.Reason, ids(v.Blocking), len(v.Exempted), tc.allowed, tc.reason, tc.blocking, tc.exempted)
@@ -69,7 +78,7 @@ func TestMessageNamesTheImageTheVulnerabilitiesAndTheWayOut(t *testing.T) {
 		vulns = append(vulns, scan.Vulnerability{ID: "CVE-2099-000" + string(rune('1'+i)), Severity: scan.SeverityCritical,
 			Package: "musl", InstalledVersion: "1.2.4-r2", FixedVersion: "1.2.5-r0"})
 	}
-	v := Evaluate(p, &scan.Report{Vulnerabilities: vulns}, time.Now())
+	v := Evaluate(p, "app", &scan.Report{Vulnerabilities: vulns}, time.Now())
 	msg := v.Message("registry.team-a.svc:5000/app@sha256:ab", p)
 	for _, want := range []string{
 		"image registry.team-a.svc:5000/app@sha256:ab has 7 vulnerabilities at or above HIGH:",
@@ -83,7 +92,7 @@ func TestMessageNamesTheImageTheVulnerabilitiesAndTheWayOut(t *testing.T) {
 	if strings.Contains(msg, "CVE-2099-0006") {
 		t.Errorf("message %q lists more than 5", msg)
 	}
-	unscanned := Evaluate(Policy{BlockUnscanned: true}, nil, time.Now()).Message("r/app@sha256:ab", Policy{BlockUnscanned: true})
+	unscanned := Evaluate(Policy{BlockUnscanned: true}, "app", nil, time.Now()).Message("r/app@sha256:ab", Policy{BlockUnscanned: true})
 	if !strings.Contains(unscanned, "has not been scanned yet") {
 		t.Errorf("unscanned message = %q", unscanned)
 	}

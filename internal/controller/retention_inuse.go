@@ -67,18 +67,11 @@ func (r *RetentionPolicyReconciler) imagesInUse(ctx context.Context, reg *v1alph
 	return out, nil
 }
 
-// registryHostSet are the names pods reach the Registry by: its Service's names, the
-// Ingress host and the certificate's DNS names (with and without the port).
+// registryHostSet are the names pods reach the Registry by (Registry.ImageHosts).
 func registryHostSet(reg *v1alpha1.Registry, clusterDomain string) map[string]bool {
 	hosts := map[string]bool{}
-	for _, h := range reg.RegistryHosts(clusterDomain) {
+	for _, h := range reg.ImageHosts(clusterDomain) {
 		hosts[h] = true
-	}
-	if reg.Spec.TLS != nil {
-		for _, n := range reg.Spec.TLS.DNSNames {
-			hosts[n] = true
-			hosts[fmt.Sprintf("%s:%d", n, reg.ServicePort())] = true
-		}
 	}
 	return hosts
 }

@@ -2,6 +2,7 @@ package controller_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
@@ -14,6 +15,7 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
@@ -26,6 +28,7 @@ import (
 	sigsyaml "sigs.k8s.io/yaml"
 
 	"github.com/dockyard-dev/dockyard/internal/manager"
+	"github.com/dockyard-dev/dockyard/internal/testfixture"
 )
 
 // The suite runs the real manager against a real kube-apiserver and etcd (envtest; built
@@ -44,6 +47,9 @@ var (
 )
 
 const testImage = "dockyard:test"
+
+// operatorNamespace is where the suite's manager keeps its webhook certificate.
+const operatorNamespace = "dockyard-system"
 
 func TestController(t *testing.T) {
 	RegisterFailHandler(Fail)
@@ -80,8 +86,14 @@ var _ = BeforeSuite(func() {
 	mgrCfg := rest.CopyConfig(mgrUser.Config())
 	// The manager's writes are counted at its transport.
 	mgrCfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { return writes.wrap(rt) })
+	// The compliance webhook, served on 127.0.0.1 and called there by the real API server.
+	Expect(k8sClient.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: operatorNamespace}})).To(Succeed())
+	webhookPort, err := testfixture.FreePort()
+	Expect(err).NotTo(HaveOccurred())
 	mgr, err := manager.New(mgrCfg, manager.Options{MetricsAddr: "0", ProbeAddr: "0", Image: testImage, ClusterDomain: "cluster.local",
-		RegistryAddress: registryAddress, ScannerAddress: scannerAddress, EventsAddr: eventsAddr()})
+		RegistryAddress: registryAddress, ScannerAddress: scannerAddress, EventsAddr: eventsAddr(),
+		Namespace: operatorNamespace, WebhookAddr: fmt.Sprintf("127.0.0.1:%d", webhookPort), WebhookService: "dockyard-webhook",
+		WebhookURL: fmt.Sprintf("https://127.0.0.1:%d/validate-compliance", webhookPort), WebhookFailurePolicy: "Fail"})
 	Expect(err).NotTo(HaveOccurred())
 	go func() {
 		defer GinkgoRecover()

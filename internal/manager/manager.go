@@ -4,12 +4,17 @@ package manager
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"flag"
 	"fmt"
+	"net"
+	"net/url"
 	"os"
+	"strconv"
 
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -30,8 +35,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/dockyard-dev/dockyard/api/v1alpha1"
+	"github.com/dockyard-dev/dockyard/internal/admission"
 	"github.com/dockyard-dev/dockyard/internal/controller"
 	resources "github.com/dockyard-dev/dockyard/internal/resources/registry"
 )
@@ -69,6 +77,19 @@ type Options struct {
 	EventsURL string
 	// PprofAddr serves Go's pprof profiles (for measuring; off by default: "0" or empty).
 	PprofAddr string
+	// WebhookAddr serves the compliance admission webhook (host:port, e.g. :9443); empty
+	// or "0" turns the webhook off (Registries' spec.scanning.policy is then not enforced).
+	WebhookAddr string
+	// WebhookService is the Service in front of WebhookAddr, in Namespace.
+	WebhookService string
+	// WebhookURL, when set, is the URL the API server calls instead of the Service
+	// (tests serving the webhook on 127.0.0.1); the certificate is then for its host.
+	WebhookURL string
+	// WebhookFailurePolicy is Fail (default) or Ignore.
+	WebhookFailurePolicy string
+	// Namespace is the operator's namespace (env POD_NAMESPACE): the webhook's Secret
+	// lives there, and it is never checked.
+	Namespace string
 }
 
 // NewScheme returns the scheme with every type the operator reads or writes.
@@ -96,11 +117,18 @@ func Run(ctx context.Context, args []string, version string) error {
 	fs.IntVar(&o.MaxConcurrentReconciles, "max-concurrent-reconciles", 4, "Registries reconciled in parallel")
 	fs.StringVar(&o.EventsAddr, "events-bind-address", "0", "address the leader receives registry events on (onPush replication), e.g. :8082; 0 disables it")
 	fs.StringVar(&o.PprofAddr, "pprof-bind-address", "0", "address of Go's pprof endpoints (/debug/pprof), for profiling; 0 disables it")
+	fs.StringVar(&o.WebhookAddr, "webhook-bind-address", "0", "address of the compliance admission webhook (spec.scanning.policy), e.g. :9443; 0 disables it")
+	fs.StringVar(&o.WebhookService, "webhook-service", "dockyard-webhook", "the Service in front of --webhook-bind-address, in the operator's namespace")
+	fs.StringVar(&o.WebhookFailurePolicy, "webhook-failure-policy", "Fail", "what the API server does when the compliance webhook cannot be reached: Fail (refuse; only objects naming images of Registries with a policy are ever sent) or Ignore (admit)")
+	fs.StringVar(&o.Namespace, "namespace", os.Getenv("POD_NAMESPACE"), "the operator's namespace (default env POD_NAMESPACE): the webhook's certificate Secret lives there; it is never checked")
 	fs.StringVar(&o.EventsURL, "events-url", "", "URL registries send events to, e.g. http://dockyard-events.dockyard-system.svc:8082/v1/events (the Service in front of --events-bind-address); empty: registries send none")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if o.WebhookFailurePolicy != "Fail" && o.WebhookFailurePolicy != "Ignore" {
+		return fmt.Errorf("--webhook-failure-policy must be Fail or Ignore, not %q", o.WebhookFailurePolicy)
 	}
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 	log := ctrl.Log.WithName("setup")
@@ -146,7 +174,34 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 	if err != nil {
 		return nil, err
 	}
+	webhookOn := o.WebhookAddr != "" && o.WebhookAddr != "0"
+	var certs *admission.Certs
+	var webhookServer webhook.Server
+	if webhookOn {
+		if o.Namespace == "" {
+			return nil, errors.New("the compliance webhook needs the operator's namespace (--namespace or env POD_NAMESPACE)")
+		}
+		host, port, err := splitHostPort(o.WebhookAddr)
+		if err != nil {
+			return nil, fmt.Errorf("--webhook-bind-address: %w", err)
+		}
+		names := []string{o.WebhookService + "." + o.Namespace + ".svc", o.WebhookService + "." + o.Namespace + ".svc." + o.ClusterDomain}
+		if o.WebhookURL != "" {
+			u, err := url.Parse(o.WebhookURL)
+			if err != nil {
+				return nil, fmt.Errorf("webhook URL: %w", err)
+			}
+			names = []string{u.Hostname()}
+		}
+		certs = &admission.Certs{Namespace: o.Namespace, Name: o.WebhookService + "-tls", Hosts: names,
+			Log: ctrl.Log.WithName("admission-certs")}
+		webhookServer = webhook.NewServer(webhook.Options{Host: host, Port: port, TLSOpts: []func(*tls.Config){func(c *tls.Config) {
+			c.GetCertificate = certs.GetCertificate
+			c.MinVersion = tls.VersionTLS12
+		}}})
+	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		WebhookServer:           webhookServer,
 		Scheme:                  scheme,
 		Metrics:                 MetricsOptions(o),
 		HealthProbeBindAddress:  o.ProbeAddr,
@@ -207,7 +262,46 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 	if err := (&controller.ReplicationReconciler{RegistryAddress: o.RegistryAddress, EventsAddr: events, Scans: scans}).SetupWithManager(context.Background(), mgr); err != nil {
 		return nil, fmt.Errorf("set up ReplicationRule controller: %w", err)
 	}
+	if webhookOn {
+		if err := setupCompliance(mgr, o, certs); err != nil {
+			return nil, err
+		}
+	}
 	return mgr, nil
+}
+
+// setupCompliance serves the compliance admission webhook on every replica and lets the
+// leader keep its configuration.
+func setupCompliance(mgr ctrl.Manager, o Options, certs *admission.Certs) error {
+	certs.Reader, certs.Client = mgr.GetAPIReader(), mgr.GetClient()
+	if err := mgr.Add(certs); err != nil {
+		return fmt.Errorf("add the webhook's certificate keeper: %w", err)
+	}
+	targets := &admission.Targets{Client: mgr.GetClient(), Secrets: mgr.GetAPIReader(), ClusterDomain: o.ClusterDomain, Address: o.RegistryAddress}
+	mgr.GetWebhookServer().Register(admission.Path, &webhook.Admission{Handler: &admission.Handler{
+		Targets: targets, Namespace: o.Namespace, Log: ctrl.Log.WithName("compliance")}})
+	port := int32(443)
+	conf := &admission.Configurer{Client: mgr.GetClient(), Certs: certs, URL: o.WebhookURL, Namespace: o.Namespace,
+		ClusterDomain: o.ClusterDomain, Targets: targets, Log: ctrl.Log.WithName("compliance-webhook"),
+		FailurePolicy: admissionregistrationv1.FailurePolicyType(o.WebhookFailurePolicy),
+		Service:       &admissionregistrationv1.ServiceReference{Namespace: o.Namespace, Name: o.WebhookService, Path: ptr.To(admission.Path), Port: &port}}
+	if err := ctrl.NewControllerManagedBy(mgr).Named("compliance-webhook").For(&v1alpha1.Registry{}).Complete(conf); err != nil {
+		return fmt.Errorf("set up the compliance webhook's configuration: %w", err)
+	}
+	return nil
+}
+
+// splitHostPort reads host:port (host may be empty).
+func splitHostPort(addr string) (string, int, error) {
+	host, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil || port <= 0 || port > 65535 {
+		return "", 0, fmt.Errorf("bad port %q", p)
+	}
+	return host, port, nil
 }
 
 // CacheOptions restricts the informers of child kinds to objects Dockyard labelled, so the

@@ -20,9 +20,14 @@ import (
 // count either as a pull of the image (see the registry's pull recorder).
 const UserAgent = "dockyard-scanner"
 
-// IsScannerAgent is true for the User-Agent of the scanner or of Trivy.
+// AdmissionUserAgent is the User-Agent of the operator's admission webhook, which reads
+// manifests, reports and signatures to decide: not a pull of the image either.
+const AdmissionUserAgent = "dockyard-admission"
+
+// IsScannerAgent is true for the User-Agent of the scanner, of Trivy or of the admission
+// webhook.
 func IsScannerAgent(ua string) bool {
-	return strings.HasPrefix(ua, UserAgent) || strings.HasPrefix(ua, "trivy/")
+	return strings.HasPrefix(ua, UserAgent) || strings.HasPrefix(ua, "trivy/") || strings.HasPrefix(ua, AdmissionUserAgent)
 }
 
 // CauseSweep marks jobs the sweep queued: they are skipped when the image already has a

@@ -6,6 +6,8 @@ package cosign
 
 import (
 	"bytes"
+	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -51,6 +53,34 @@ func New(t TB, caPEM []byte) *Signer {
 	}
 	s.Key, s.PublicKey = filepath.Join(s.home, "cosign.key"), filepath.Join(s.home, "cosign.pub")
 	return s
+}
+
+// Login stores credentials for host (host:port) where cosign finds them
+// ($HOME/.docker/config.json).
+func (s *Signer) Login(t TB, host, user, password string) {
+	t.Helper()
+	cfg, err := json.Marshal(map[string]any{"auths": map[string]any{
+		host: map[string]string{"auth": base64.StdEncoding.EncodeToString([]byte(user + ":" + password))}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(s.home, ".docker")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), cfg, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// PublicKeyPEM is the public key file's content.
+func (s *Signer) PublicKeyPEM(t TB) string {
+	t.Helper()
+	b, err := os.ReadFile(s.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
 
 // Sign signs ref (repository@digest) and pushes the signature (cosign's sha256-<hex>.sig

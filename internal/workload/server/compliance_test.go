@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"encoding/pem"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/dockyard-dev/dockyard/internal/compliance"
 	"github.com/dockyard-dev/dockyard/internal/scan"
+	"github.com/dockyard-dev/dockyard/internal/testfixture/cosign"
 	trivyfix "github.com/dockyard-dev/dockyard/internal/testfixture/trivy"
 )
 
@@ -126,4 +128,99 @@ func mustAlpine(t *testing.T, musl string) ggcrv1.Image {
 		t.Fatal(err)
 	}
 	return img
+}
+
+// TestComplianceSignatures: the real cosign signs an image with a local key (no
+// transparency log) and the checker accepts that key, refuses another key, refuses an
+// unsigned image and an image whose signature names another digest, and an index is
+// checked by its own signature; a signature copied to another repository (as replication
+// does) still counts.
+func TestComplianceSignatures(t *testing.T) {
+	_, auth := authFixture(t, testUsers)
+	reg := startRegistry(t, auth, nil)
+	caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: reg.ca.cert.Raw})
+	signer, other := cosign.New(t, caPEM), cosign.New(t, caPEM)
+	signer.Login(t, reg.host, "alice", "alice-pw")
+	alice, bob := reg.opts("alice", "alice-pw"), reg.opts("bob", "bob-pw")
+	repo, _ := name.NewRepository(reg.host + "/team-a/app")
+	push := func(tag string, img ggcrv1.Image) name.Digest {
+		t.Helper()
+		if err := remote.Write(repo.Tag(tag), img, alice...); err != nil {
+			t.Fatal(err)
+		}
+		d, _ := img.Digest()
+		return repo.Digest(d.String())
+	}
+	signed, unsigned := push("signed", mustAlpine(t, "1.2.5-r0")), push("unsigned", mustAlpine(t, "1.2.6-r0"))
+	if err := signer.Sign(signed.String()); err != nil {
+		t.Fatal(err)
+	}
+	// The signature manifest of signed, stored as if it signed unsigned: the payload names
+	// the other digest, so it must not count.
+	sigTag := func(d name.Digest) name.Tag {
+		return repo.Tag(strings.Replace(d.DigestStr(), ":", "-", 1) + ".sig")
+	}
+	sig, err := remote.Image(sigTag(signed), alice...)
+	if err != nil {
+		t.Fatalf("cosign stored no signature at %s: %v", sigTag(signed), err)
+	}
+	if err := remote.Write(sigTag(unsigned), sig, alice...); err != nil {
+		t.Fatal(err)
+	}
+
+	keys, err := compliance.ParseKeys([]string{signer.PublicKeyPEM(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherKeys, err := compliance.ParseKeys([]string{other.PublicKeyPEM(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bothKeys, err := compliance.ParseKeys([]string{other.PublicKeyPEM(t), signer.PublicKeyPEM(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		ref  name.Digest
+		keys *compliance.Keys
+		want bool
+	}{{signed, keys, true}, {signed, otherKeys, false}, {signed, bothKeys, true}, {unsigned, keys, false}} {
+		got, err := compliance.SignedBy(tc.ref, tc.keys, bob...)
+		if err != nil || got != tc.want {
+			t.Errorf("SignedBy(%s, %s) = %v, %v; want %v", tc.ref.DigestStr()[:15], tc.keys.ID, got, err, tc.want)
+		}
+	}
+
+	checker := &compliance.Checker{Remote: bob, Keys: scanKeys}
+	p := compliance.Policy{Signatures: keys}
+	d, err := checker.Check(context.Background(), repo.Tag("unsigned"), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Allowed || d.Reason != compliance.Unsigned || !strings.Contains(d.Message, "is not signed by any of the 1 keys") {
+		t.Errorf("unsigned image: allowed=%v %s %q", d.Allowed, d.Reason, d.Message)
+	}
+	if d, err := checker.Check(context.Background(), repo.Tag("signed"), p); err != nil || !d.Allowed {
+		t.Errorf("signed image: %+v, %v", d, err)
+	}
+
+	// Replication copies the image and its signature tag to another repository.
+	copyRepo, _ := name.NewRepository(reg.host + "/team-a/mirror/app")
+	img, _ := remote.Image(signed, alice...)
+	if err := remote.Write(copyRepo.Tag("v1"), img, alice...); err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(copyRepo.Tag(strings.Replace(signed.DigestStr(), ":", "-", 1)+".sig"), sig, alice...); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := checker.Check(context.Background(), copyRepo.Tag("v1"), p); err != nil || !d.Allowed {
+		t.Errorf("replicated signed image: %+v, %v", d, err)
+	}
+	// The real cosign agrees with the checker.
+	if err := signer.Verify(signed.String()); err != nil {
+		t.Errorf("cosign verify of the signed image: %v", err)
+	}
+	if err := other.Verify(signed.String()); err == nil {
+		t.Error("cosign verify with another key succeeded")
+	}
 }

@@ -176,7 +176,7 @@ func TestScanAttachAndDecide(t *testing.T) {
 
 	// The policy's decision, and the words a person gets.
 	policy := compliance.Policy{Severity: scan.SeverityHigh, BlockUnscanned: true}
-	verdict := compliance.Evaluate(policy, stored.Report, time.Now())
+	verdict := compliance.Evaluate(policy, "team-a/app", stored.Report, time.Now())
 	if verdict.Allowed || !strings.Contains(verdict.Message(vuln.String(), policy), "CVE-2099-0001 (CRITICAL, musl 1.2.4-r2, fixed in 1.2.5-r0)") {
 		t.Errorf("vulnerable image: allowed=%v, message %q", verdict.Allowed, verdict.Message(vuln.String(), policy))
 	}
@@ -184,7 +184,7 @@ func TestScanAttachAndDecide(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v := compliance.Evaluate(policy, cleanStored.Report, time.Now()); !v.Allowed {
+	if v := compliance.Evaluate(policy, "team-a/app", cleanStored.Report, time.Now()); !v.Allowed {
 		t.Errorf("clean image refused: %s", v.Message(clean.String(), policy))
 	}
 }

@@ -1,0 +1,258 @@
+package admission
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/dockyard-dev/dockyard/api/v1alpha1"
+	"github.com/dockyard-dev/dockyard/internal/compliance"
+	"github.com/dockyard-dev/dockyard/internal/registryconfig"
+	resources "github.com/dockyard-dev/dockyard/internal/resources/registry"
+	"github.com/dockyard-dev/dockyard/internal/scan"
+)
+
+// refreshTargets is how long a Registry's access (CA, credential, scanner key) is reused
+// before it is read again; a spec change rebuilds it at once.
+const refreshTargets = 10 * time.Minute
+
+// credentialTTL is the lifetime of the webhook's pull credential for a Registry (a fresh
+// one is signed every refreshTargets).
+const credentialTTL = time.Hour
+
+// Targets are the Registries with a compliance policy, by the hosts images name them by.
+type Targets struct {
+	// Client lists Registries (the manager's cache).
+	Client client.Reader
+	// Secrets reads the Registries' TLS, token-key and scanner Secrets (uncached).
+	Secrets client.Reader
+	// ClusterDomain completes the Service names images may use.
+	ClusterDomain string
+	// Address, when set, is where the webhook reaches a Registry (tests that run
+	// registries on 127.0.0.1); its Service otherwise.
+	Address func(*v1alpha1.Registry) string
+	// TTL is how long a report or signature verdict is reused (the Checker's TTL).
+	TTL time.Duration
+	// Now returns the time; time.Now when nil.
+	Now func() time.Time
+
+	mu    sync.Mutex
+	byUID map[types.UID]*Target
+}
+
+// Target is one Registry with a policy, ready to check images against it.
+type Target struct {
+	Namespace, Name string
+	// Hosts the Registry is known by (host or host:port).
+	Hosts []string
+	// ScannerImage runs in the Registry's namespace unchecked.
+	ScannerImage string
+	Action       v1alpha1.ComplianceAction
+	Policy       compliance.Policy
+	// PolicyErr is set when the policy cannot be used (a public key that does not parse).
+	PolicyErr error
+	Checker   *compliance.Checker
+
+	generation int64
+	built      time.Time
+	address    string
+	plainHTTP  bool
+}
+
+// Rewrite points ref at the address the webhook reaches the Registry by.
+func (t *Target) Rewrite(ref name.Reference) name.Reference {
+	var opts []name.Option
+	if t.plainHTTP {
+		opts = append(opts, name.Insecure)
+	}
+	repo := t.address + "/" + ref.Context().RepositoryStr()
+	var out name.Reference
+	var err error
+	if d, ok := ref.(name.Digest); ok {
+		out, err = name.NewDigest(repo+"@"+d.DigestStr(), opts...)
+	} else {
+		out, err = name.NewTag(repo+":"+ref.Identifier(), opts...)
+	}
+	if err != nil {
+		return ref
+	}
+	return out
+}
+
+// ForHost returns the Registry with a policy that host names, or nil.
+func (ts *Targets) ForHost(ctx context.Context, host string) (*Target, error) {
+	var regs v1alpha1.RegistryList
+	if err := ts.Client.List(ctx, &regs); err != nil {
+		return nil, fmt.Errorf("list Registries: %w", err)
+	}
+	for i := range regs.Items {
+		reg := &regs.Items[i]
+		if reg.Spec.Scanning == nil || reg.Spec.Scanning.Policy == nil || !reg.DeletionTimestamp.IsZero() {
+			continue
+		}
+		if !hostsOf(reg, ts.ClusterDomain)[strings.ToLower(host)] {
+			continue
+		}
+		return ts.target(ctx, reg)
+	}
+	return nil, nil
+}
+
+// target returns the Registry's Target, rebuilding it when its spec changed or it is old.
+func (ts *Targets) target(ctx context.Context, reg *v1alpha1.Registry) (*Target, error) {
+	now := ts.now()
+	ts.mu.Lock()
+	t, ok := ts.byUID[reg.UID]
+	ts.mu.Unlock()
+	if ok && t.generation == reg.Generation && now.Sub(t.built) < refreshTargets {
+		return t, nil
+	}
+	t, err := ts.build(ctx, reg, now)
+	if err != nil {
+		return nil, err
+	}
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	if ts.byUID == nil {
+		ts.byUID = map[types.UID]*Target{}
+	}
+	ts.byUID[reg.UID] = t
+	return t, nil
+}
+
+// Forget drops Targets of Registries that are gone or have no policy (called by the
+// configuration reconciler with the UIDs that still have one).
+func (ts *Targets) Forget(keep map[types.UID]bool) {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	for uid := range ts.byUID {
+		if !keep[uid] {
+			delete(ts.byUID, uid)
+		}
+	}
+}
+
+func (ts *Targets) build(ctx context.Context, reg *v1alpha1.Registry, now time.Time) (*Target, error) {
+	spec := reg.Spec.Scanning
+	t := &Target{Namespace: reg.Namespace, Name: reg.Name, ScannerImage: spec.GetImage(), Action: spec.Policy.Action,
+		generation: reg.Generation, built: now, plainHTTP: reg.Spec.TLS == nil}
+	for h := range hostsOf(reg, ts.ClusterDomain) {
+		t.Hosts = append(t.Hosts, h)
+	}
+	if t.Action == "" {
+		t.Action = v1alpha1.ComplianceDeny
+	}
+	t.Policy, t.PolicyErr = PolicyOf(reg)
+	t.address = fmt.Sprintf("%s.%s.svc:%d", reg.ServiceName(), reg.Namespace, reg.ServicePort())
+	if ts.Address != nil {
+		t.address = ts.Address(reg)
+	}
+	opts := []remote.Option{remote.WithUserAgent(scan.AdmissionUserAgent)}
+	if reg.Spec.TLS != nil {
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
+		}
+		sec := &corev1.Secret{}
+		if err := ts.Secrets.Get(ctx, client.ObjectKey{Namespace: reg.Namespace, Name: reg.TLSSecretName()}, sec); err != nil {
+			return nil, fmt.Errorf("read the Registry's TLS Secret %s: %w", reg.TLSSecretName(), err)
+		}
+		pool.AppendCertsFromPEM(sec.Data["ca.crt"])
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+		tr.ResponseHeaderTimeout = 5 * time.Second
+		opts = append(opts, remote.WithTransport(tr))
+	}
+	if reg.Spec.Auth != nil {
+		sec := &corev1.Secret{}
+		if err := ts.Secrets.Get(ctx, client.ObjectKey{Namespace: reg.Namespace, Name: reg.TokenKeysSecretName()}, sec); err != nil {
+			return nil, fmt.Errorf("read the Registry's token keys: %w", err)
+		}
+		var keys registryconfig.TokenKeys
+		if err := json.Unmarshal(sec.Data[registryconfig.TokenKeysKey], &keys); err != nil {
+			return nil, fmt.Errorf("the Registry's token keys are unreadable: %w", err)
+		}
+		cred, err := registryconfig.SignReplicationCredential(keys, reg.TokenIssuer(), reg.TokenService(),
+			"admission-webhook", []string{"**"}, []string{"pull"}, now, credentialTTL)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, remote.WithAuth(&authn.Basic{Username: "dockyard-admission", Password: cred}))
+	}
+	var scanKeys []byte
+	sec := &corev1.Secret{}
+	switch err := ts.Secrets.Get(ctx, client.ObjectKey{Namespace: reg.Namespace, Name: reg.ScannerSecretName()}, sec); {
+	case apierrors.IsNotFound(err):
+		// No scanner yet: no report can be trusted, every image is "not scanned".
+	case err != nil:
+		return nil, fmt.Errorf("read the scanner's public key: %w", err)
+	default:
+		scanKeys = sec.Data[resources.ScannerPublicKeyKey]
+	}
+	c := &compliance.Checker{Remote: opts, TTL: ts.TTL, Now: ts.Now}
+	if len(scanKeys) > 0 {
+		keys, err := scan.ParsePublicKeys(scanKeys)
+		if err != nil {
+			return nil, fmt.Errorf("the scanner's public key: %w", err)
+		}
+		c.Keys = keys
+	}
+	t.Checker = c
+	return t, nil
+}
+
+// PolicyOf converts a Registry's spec.scanning.policy (which must be set).
+func PolicyOf(reg *v1alpha1.Registry) (compliance.Policy, error) {
+	p := reg.Spec.Scanning.Policy
+	out := compliance.Policy{FixableOnly: p.FixableOnly, BlockUnscanned: p.Unscanned == v1alpha1.UnscannedDeny,
+		ExemptionHint: fmt.Sprintf("spec.scanning.policy.exemptions of Registry %s/%s", reg.Namespace, reg.Name)}
+	if p.Severity != "" {
+		sev, err := scan.ParseSeverity(p.Severity)
+		if err != nil {
+			return out, fmt.Errorf("severity: %w", err)
+		}
+		out.Severity = sev
+	}
+	for _, e := range p.Exemptions {
+		out.Exemptions = append(out.Exemptions, compliance.Exemption{ID: e.ID, Reason: e.Reason, Expires: e.Expires.Time,
+			Repositories: e.Repositories})
+	}
+	if p.Signatures != nil {
+		keys, err := compliance.ParseKeys(p.Signatures.PublicKeys)
+		if err != nil {
+			return out, fmt.Errorf("signatures.publicKeys: %w", err)
+		}
+		out.Signatures = keys
+	}
+	return out, nil
+}
+
+// hostsOf are the hosts images name reg by (Registry.ImageHosts), in lower case.
+func hostsOf(reg *v1alpha1.Registry, clusterDomain string) map[string]bool {
+	hosts := map[string]bool{}
+	for _, h := range reg.ImageHosts(clusterDomain) {
+		hosts[strings.ToLower(h)] = true
+	}
+	return hosts
+}
+
+func (ts *Targets) now() time.Time {
+	if ts.Now != nil {
+		return ts.Now()
+	}
+	return time.Now()
+}
