@@ -115,7 +115,7 @@ test-e2e: $(KUSTOMIZE) image-tar ## Run test/e2e on the local cluster (make clus
 	hack/e2e-images.sh
 	hack/cluster/import-image.sh bin/images/dockyard.tar bin/images/dex.tar bin/images/crane.tar bin/images/trivy.tar
 	go test -c -tags e2e -o bin/e2e.test ./test/e2e
-	cd test/e2e && ../../hack/cluster/in-ns env E2E_CONTAINERD_CERTS_DIR=$(CURDIR)/bin/cluster/state/certs.d KUSTOMIZE=$(KUSTOMIZE) ../../bin/e2e.test -ginkgo.v $(E2E_FLAGS)
+	cd test/e2e && ../../hack/cluster/in-ns env E2E_CONTAINERD_CERTS_DIR=$(CURDIR)/bin/cluster/state/certs.d KUSTOMIZE=$(KUSTOMIZE) DOCKYARD_REQUIRE_CLIENTS=1 DOCKYARD_COSIGN="$$(../../hack/build-scantools.sh cosign)" ../../bin/e2e.test -ginkgo.v $(E2E_FLAGS)
 
 .PHONY: demo
 demo: $(KUSTOMIZE) image-tar ## The main job: a local cluster (or your kubeconfig's), the operator, a Registry, push + pull; prints URL and credentials.

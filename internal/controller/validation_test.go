@@ -119,6 +119,50 @@ var _ = Describe("Registry validation at apply time", func() {
 			r.Spec.Scanning = &v1alpha1.ScanningSpec{Image: "trivy latest"}
 			return r
 		}, "spec.scanning.image"),
+		Entry("a compliance policy that refuses nothing", func(ns string) *v1alpha1.Registry {
+			r := newRegistry(ns, "r")
+			r.Spec.Scanning = &v1alpha1.ScanningSpec{Policy: &v1alpha1.CompliancePolicy{FixableOnly: true}}
+			return r
+		}, "a policy that refuses nothing"),
+		Entry("a compliance policy with an unknown severity", func(ns string) *v1alpha1.Registry {
+			r := newRegistry(ns, "r")
+			r.Spec.Scanning = &v1alpha1.ScanningSpec{Policy: &v1alpha1.CompliancePolicy{Severity: "Severe"}}
+			return r
+		}, "spec.scanning.policy.severity"),
+		Entry("a compliance policy with an unknown action", func(ns string) *v1alpha1.Registry {
+			r := newRegistry(ns, "r")
+			r.Spec.Scanning = &v1alpha1.ScanningSpec{Policy: &v1alpha1.CompliancePolicy{Severity: "High", Action: "Audit"}}
+			return r
+		}, "spec.scanning.policy.action"),
+		Entry("an exemption without a reason", func(ns string) *v1alpha1.Registry {
+			r := newRegistry(ns, "r")
+			r.Spec.Scanning = &v1alpha1.ScanningSpec{Policy: &v1alpha1.CompliancePolicy{Severity: "High",
+				Exemptions: []v1alpha1.VulnerabilityExemption{{ID: "CVE-2099-0001", Expires: metav1.Now()}}}}
+			return r
+		}, "spec.scanning.policy.exemptions[0].reason"),
+		Entry("an exemption with a bad ID", func(ns string) *v1alpha1.Registry {
+			r := newRegistry(ns, "r")
+			r.Spec.Scanning = &v1alpha1.ScanningSpec{Policy: &v1alpha1.CompliancePolicy{Severity: "High",
+				Exemptions: []v1alpha1.VulnerabilityExemption{{ID: "CVE 2099 0001", Reason: "r", Expires: metav1.Now()}}}}
+			return r
+		}, "spec.scanning.policy.exemptions[0].id"),
+		Entry("an exemption for an upper-case repository", func(ns string) *v1alpha1.Registry {
+			r := newRegistry(ns, "r")
+			r.Spec.Scanning = &v1alpha1.ScanningSpec{Policy: &v1alpha1.CompliancePolicy{Severity: "High",
+				Exemptions: []v1alpha1.VulnerabilityExemption{{ID: "CVE-2099-0001", Reason: "r", Expires: metav1.Now(), Repositories: []string{"Team-A/app"}}}}}
+			return r
+		}, "spec.scanning.policy.exemptions[0].repositories[0]"),
+		Entry("a signature key that is not a PEM public key", func(ns string) *v1alpha1.Registry {
+			r := newRegistry(ns, "r")
+			r.Spec.Scanning = &v1alpha1.ScanningSpec{Policy: &v1alpha1.CompliancePolicy{
+				Signatures: &v1alpha1.SignaturePolicy{PublicKeys: []string{"-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----"}}}}
+			return r
+		}, "each entry is one PEM block"),
+		Entry("signatures without keys", func(ns string) *v1alpha1.Registry {
+			r := newRegistry(ns, "r")
+			r.Spec.Scanning = &v1alpha1.ScanningSpec{Policy: &v1alpha1.CompliancePolicy{Signatures: &v1alpha1.SignaturePolicy{}}}
+			return r
+		}, "spec.scanning.policy.signatures.publicKeys"),
 		Entry("pull secrets without auth", func(ns string) *v1alpha1.Registry {
 			r := newRegistry(ns, "r")
 			r.Spec.PullSecrets = &v1alpha1.PullSecretsSpec{}

@@ -84,9 +84,9 @@ func (s *Signer) PublicKeyPEM(t TB) string {
 }
 
 // Sign signs ref (repository@digest) and pushes the signature (cosign's sha256-<hex>.sig
-// tag) to the registry.
-func (s *Signer) Sign(ref string) error {
-	_, err := s.run("sign", "--key", s.Key, "--tlog-upload=false", "--yes", ref)
+// tag) to the registry; extra are more flags for cosign sign.
+func (s *Signer) Sign(ref string, extra ...string) error {
+	_, err := s.run(append(append([]string{"sign", "--key", s.Key, "--tlog-upload=false", "--yes"}, extra...), ref)...)
 	return err
 }
 
