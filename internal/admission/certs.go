@@ -164,7 +164,7 @@ func (c *Certs) Ensure(ctx context.Context) error {
 		}
 		return c.load(sec)
 	}
-	return fmt.Errorf("Secret %s/%s kept changing while it was renewed", c.Namespace, c.Name)
+	return fmt.Errorf("the Secret %s/%s kept changing while it was renewed", c.Namespace, c.Name)
 }
 
 // renew fills in what sec lacks or what is due: a CA, then a serving certificate for
@@ -215,7 +215,7 @@ func (c *Certs) renew(sec *corev1.Secret) (bool, error) {
 func (c *Certs) load(sec *corev1.Secret) error {
 	pair, err := tls.X509KeyPair(sec.Data[corev1.TLSCertKey], sec.Data[corev1.TLSPrivateKeyKey])
 	if err != nil {
-		return fmt.Errorf("Secret %s/%s: %w", c.Namespace, c.Name, err)
+		return fmt.Errorf("the Secret %s/%s: %w", c.Namespace, c.Name, err)
 	}
 	c.mu.Lock()
 	c.cert, c.bundle = &pair, bytes.Clone(sec.Data[keyCABundle])

@@ -3,6 +3,10 @@ package compliance
 import (
 	"bytes"
 	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
@@ -42,7 +46,7 @@ func ParseKeys(pems []string) (*Keys, error) {
 		if err != nil {
 			return nil, fmt.Errorf("public key %d: %w", i+1, err)
 		}
-		if err := cryptoutils.ValidatePubKey(pub); err != nil {
+		if err := acceptableKey(pub); err != nil {
 			return nil, fmt.Errorf("public key %d: %w", i+1, err)
 		}
 		ver, err := signature.LoadVerifier(pub, crypto.SHA256)
@@ -62,6 +66,27 @@ func ParseKeys(pems []string) (*Keys, error) {
 	}
 	k.ID = hex.EncodeToString(h.Sum(nil))[:16]
 	return k, nil
+}
+
+// acceptableKey admits the keys cosign makes and sigstore verifies: ECDSA on P-256, P-384
+// or P-521, RSA of 2048 bits or more, Ed25519.
+func acceptableKey(pub crypto.PublicKey) error {
+	switch k := pub.(type) {
+	case *ecdsa.PublicKey:
+		switch k.Curve {
+		case elliptic.P256(), elliptic.P384(), elliptic.P521():
+			return nil
+		}
+		return fmt.Errorf("ECDSA curve %s is not accepted (P-256, P-384 or P-521)", k.Curve.Params().Name)
+	case *rsa.PublicKey:
+		if k.N.BitLen() < 2048 {
+			return fmt.Errorf("RSA key of %d bits is too small (2048 or more)", k.N.BitLen())
+		}
+		return nil
+	case ed25519.PublicKey:
+		return nil
+	}
+	return fmt.Errorf("key type %T is not accepted", pub)
 }
 
 // Cosign's signature format (what `cosign sign --key` stores): a manifest whose layers are
