@@ -7,12 +7,13 @@ import (
 // CompliancePolicy decides which of the Registry's images may run in the cluster. The
 // operator's admission webhook checks every Pod, and the Pod template of every
 // Deployment, StatefulSet, DaemonSet, ReplicaSet, Job and CronJob, whose image comes from
-// this Registry (by any of its names: the Service's names, the Ingress host,
-// spec.tls.dnsNames): a tag is resolved to its digest, the newest report the scanner
-// signed is read, and the policy decides. A refusal names the image, the vulnerabilities
+// this Registry (by any of its host names, with any port: the Service's names, the
+// Ingress host, spec.tls.dnsNames; not by IP address): a tag is resolved to its digest,
+// the newest report the scanner signed is read, and the policy decides. A refusal names the image, the vulnerabilities
 // or the missing signature, and how to get an exemption. The operator's own namespace and
 // kube-system, kube-public and kube-node-lease are never checked, nor is spec.scanning.image
-// in the Registry's namespace (the scanner must run to scan anything); a namespace
+// in the Registry's namespace (the scanner must run to scan anything), nor what
+// Kubernetes' controllers create from a checked template; a namespace
 // labelled dockyard.dev/compliance=ignore is not checked either (a cluster administrator's
 // escape hatch, visible on the namespace).
 // +kubebuilder:validation:XValidation:rule="has(self.severity) || has(self.signatures) || (has(self.unscanned) && self.unscanned == 'Deny')",message="policy: set severity, signatures or unscanned: Deny (a policy that refuses nothing)"
@@ -49,7 +50,8 @@ type CompliancePolicy struct {
 	// record of who accepted what, and why, is this list (in Git, for a GitOps
 	// repository). An admitted image that needed one gets a warning naming it, and the
 	// API server's audit log records it (audit annotation
-	// compliance.dockyard.dev/exempted). Expired entries stop applying on their own.
+	// pods.compliance.dockyard.dev/exempted, or workloads./cronjobs.). Expired entries
+	// stop applying on their own.
 	// +kubebuilder:validation:MaxItems=256
 	// +listType=atomic
 	// +optional

@@ -26,8 +26,9 @@ import (
 )
 
 // Lifetimes of the webhook's self-managed certificates. The CA outlives many serving
-// certificates, so a renewal never changes the caBundle the API server trusts: the new
-// certificate is trusted the moment it is served, and no admission call fails.
+// certificates, so a serving renewal never changes the caBundle the API server trusts:
+// the new certificate is trusted the moment it is served. A new CA (every nine years, or
+// when the Secret was deleted) is written into the configuration at once (OnBundleChange).
 const (
 	caLifetime      = 10 * 365 * 24 * time.Hour
 	servingLifetime = 365 * 24 * time.Hour
@@ -64,6 +65,9 @@ type Certs struct {
 	// Now returns the time; time.Now when nil.
 	Now func() time.Time
 	Log logr.Logger
+	// OnBundleChange, when set, is called after the CA bundle changed (a new CA), so the
+	// webhook's configuration is rewritten at once, not at its next hourly check.
+	OnBundleChange func()
 
 	mu     sync.RWMutex
 	cert   *tls.Certificate
@@ -144,6 +148,7 @@ func (c *Certs) Ensure(ctx context.Context) error {
 				Labels: map[string]string{"app.kubernetes.io/name": "dockyard", "app.kubernetes.io/component": "admission-webhook"}},
 				Type: corev1.SecretTypeTLS}
 		}
+		orig := sec.DeepCopy()
 		changed, err := c.renew(sec)
 		if err != nil {
 			return err
@@ -152,7 +157,9 @@ func (c *Certs) Ensure(ctx context.Context) error {
 			if create {
 				err = c.Client.Create(ctx, sec)
 			} else {
-				err = c.Client.Update(ctx, sec)
+				// A patch that fails if another replica wrote first (the operator may
+				// patch Secrets, not update them).
+				err = c.Client.Patch(ctx, sec, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{}))
 			}
 			if apierrors.IsAlreadyExists(err) || apierrors.IsConflict(err) {
 				continue // another replica wrote it first: read theirs
@@ -218,8 +225,12 @@ func (c *Certs) load(sec *corev1.Secret) error {
 		return fmt.Errorf("the Secret %s/%s: %w", c.Namespace, c.Name, err)
 	}
 	c.mu.Lock()
+	changed := !bytes.Equal(c.bundle, sec.Data[keyCABundle])
 	c.cert, c.bundle = &pair, bytes.Clone(sec.Data[keyCABundle])
 	c.mu.Unlock()
+	if changed && c.OnBundleChange != nil {
+		c.OnBundleChange()
+	}
 	select {
 	case <-c.ready:
 	default:

@@ -69,9 +69,7 @@ func (c *Configurer) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result
 			continue
 		}
 		keep[reg.UID] = true
-		for h := range hostsOf(reg, c.ClusterDomain) {
-			hosts = append(hosts, h)
-		}
+		hosts = append(hosts, hostsOf(reg, c.ClusterDomain)...)
 	}
 	if c.Targets != nil {
 		c.Targets.Forget(keep)
@@ -123,14 +121,21 @@ func (c *Configurer) Desired(hosts []string, caBundle []byte) *admissionregistra
 		{Key: "kubernetes.io/metadata.name", Operator: metav1.LabelSelectorOpNotIn, Values: append(slices.Clone(SystemNamespaces), c.Namespace)},
 		{Key: IgnoreLabel, Operator: metav1.LabelSelectorOpNotIn, Values: []string{"ignore"}},
 	}}
-	notController := admissionregistrationv1.MatchCondition{Name: "not-a-kubernetes-controller",
-		Expression: "!(request.userInfo.username == 'system:kube-controller-manager' || request.userInfo.username.startsWith('system:serviceaccount:kube-system:'))"}
+	users := make([]string, len(ControllerUsers))
+	for i, u := range ControllerUsers {
+		users[i] = "'" + u + "'"
+	}
+	notController := admissionregistrationv1.MatchCondition{Name: "not-created-by-a-kubernetes-controller",
+		Expression: "!(request.userInfo.username in [" + strings.Join(users, ", ") + "] && has(object.metadata.ownerReferences) && " +
+			"object.metadata.ownerReferences.exists(o, has(o.controller) && o.controller))"}
 	webhook := func(name, spec string, rules ...admissionregistrationv1.RuleWithOperations) admissionregistrationv1.ValidatingWebhook {
 		return admissionregistrationv1.ValidatingWebhook{
 			Name: name, ClientConfig: cc, Rules: rules, FailurePolicy: &fail, SideEffects: &none,
 			TimeoutSeconds: &timeout, AdmissionReviewVersions: []string{"v1"}, NamespaceSelector: nsSel,
 			MatchConditions: []admissionregistrationv1.MatchCondition{notController,
-				{Name: "names-an-image-of-a-registry-with-a-policy", Expression: imagesExpression(spec, hosts)}},
+				{Name: "creates-or-changes-images", Expression: "request.operation == 'CREATE' || " +
+					imagesList("object."+spec) + " != " + imagesList("oldObject."+spec)},
+				{Name: "names-an-image-of-a-registry-with-a-policy", Expression: imagesExpression("object."+spec, hosts)}},
 		}
 	}
 	rule := func(group string, resources ...string) admissionregistrationv1.RuleWithOperations {
@@ -142,32 +147,58 @@ func (c *Configurer) Desired(hosts []string, caBundle []byte) *admissionregistra
 		ObjectMeta: metav1.ObjectMeta{Name: ConfigName, Labels: map[string]string{
 			"app.kubernetes.io/name": "dockyard", "app.kubernetes.io/component": "admission-webhook", "app.kubernetes.io/managed-by": "dockyard"}},
 		Webhooks: []admissionregistrationv1.ValidatingWebhook{
-			webhook("pods.compliance.dockyard.dev", "object.spec", rule("", "pods")),
-			webhook("workloads.compliance.dockyard.dev", "object.spec.template.spec",
-				rule("apps", "deployments", "statefulsets", "daemonsets", "replicasets"), rule("batch", "jobs")),
-			webhook("cronjobs.compliance.dockyard.dev", "object.spec.jobTemplate.spec.template.spec", rule("batch", "cronjobs")),
+			webhook("pods.compliance.dockyard.dev", "spec", rule("", "pods", "pods/ephemeralcontainers")),
+			webhook("workloads.compliance.dockyard.dev", "spec.template.spec",
+				rule("apps", "deployments", "statefulsets", "daemonsets", "replicasets"), rule("batch", "jobs"),
+				rule("", "replicationcontrollers")),
+			webhook("cronjobs.compliance.dockyard.dev", "spec.jobTemplate.spec.template.spec", rule("batch", "cronjobs")),
 		},
 	}
 }
 
-// imagesExpression is a CEL expression true when the pod spec at spec names an image on
-// one of hosts (every field guarded with has(): an evaluation error would count as a
-// failure of the webhook).
-func imagesExpression(spec string, hosts []string) string {
-	var m []string
-	for _, h := range hosts {
-		m = append(m, fmt.Sprintf("c.image.lowerAscii().startsWith('%s/')", h))
-	}
-	match := "has(c.image) && (" + strings.Join(m, " || ") + ")"
+// guarded is a CEL condition that every field on the path to spec (object.a.b…) is set.
+func guarded(spec string) string {
 	parts := strings.Split(spec, ".")
-	guard := []string{}
+	var guard []string
 	for i := 2; i <= len(parts); i++ {
 		guard = append(guard, "has("+strings.Join(parts[:i], ".")+")")
 	}
-	g := strings.Join(guard, " && ")
-	var lists []string
-	for _, list := range []string{"containers", "initContainers", "ephemeralContainers"} {
-		lists = append(lists, fmt.Sprintf("(has(%s.%s) && %s.%s.exists(c, %s))", spec, list, spec, list, match))
+	return strings.Join(guard, " && ")
+}
+
+// imageLists are where a pod spec names images: x.image in the container lists, and
+// x.image.reference in image volumes.
+var imageLists = []struct{ list, field string }{
+	{"containers", "image"}, {"initContainers", "image"}, {"ephemeralContainers", "image"}, {"volumes", "image.reference"},
+}
+
+// imagesList is a CEL list of every image the pod spec at spec names (empty when it is
+// absent), to compare an update's images with the old object's.
+func imagesList(spec string) string {
+	var parts []string
+	for _, l := range imageLists {
+		f := "x." + l.field
+		parts = append(parts, fmt.Sprintf("(has(%s.%s) ? %s.%s.map(x, %s ? %s : '') : [])", spec, l.list, spec, l.list, guarded(f), f))
 	}
-	return g + " && (" + strings.Join(lists, " || ") + ")"
+	return "(" + guarded(spec) + " ? " + strings.Join(parts, " + ") + " : [])"
+}
+
+// imagesExpression is a CEL expression true when the pod spec at spec names an image on
+// one of hosts (host names: any port; *.wildcards), every field guarded with has() (an
+// evaluation error would count as a failure of the webhook).
+func imagesExpression(spec string, hosts []string) string {
+	var lists []string
+	for _, l := range imageLists {
+		f := "x." + l.field
+		var m []string
+		for _, h := range hosts {
+			if suffix, ok := strings.CutPrefix(h, "*."); ok {
+				m = append(m, fmt.Sprintf("%s.lowerAscii().matches(r'^[a-z0-9-]+\\.%s[:/]')", f, strings.ReplaceAll(suffix, ".", "\\.")))
+			} else {
+				m = append(m, fmt.Sprintf("%s.lowerAscii().startsWith('%s/') || %s.lowerAscii().startsWith('%s:')", f, h, f, h))
+			}
+		}
+		lists = append(lists, fmt.Sprintf("(has(%s.%s) && %s.%s.exists(x, %s && (%s)))", spec, l.list, spec, l.list, guarded(f), strings.Join(m, " || ")))
+	}
+	return guarded(spec) + " && (" + strings.Join(lists, " || ") + ")"
 }

@@ -10,6 +10,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -68,7 +69,7 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 	if req.Namespace == h.Namespace || slices.Contains(SystemNamespaces, req.Namespace) {
 		return admission.Allowed("")
 	}
-	if req.Kind.Kind == "Pod" && IsControllerUser(req.UserInfo.Username) {
+	if IsControllerUser(req.UserInfo.Username) && hasControllerOwner(req.Object.Raw) {
 		// Created from a template that was checked when it was applied: an image found
 		// non-compliant later must never stop a running workload from scaling or healing.
 		return admission.Allowed("")
@@ -102,28 +103,37 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 			break
 		}
 		ref, host, ok := parseImage(img)
-		if !ok {
-			continue // not a reference the gate can read; the kubelet will say what is wrong
+		if host == "" {
+			continue // no reference at all; the API server and the kubelet say what is wrong
 		}
-		t, err := h.Targets.ForHost(ctx, host)
+		targets, err := h.Targets.ForHost(ctx, host)
 		if err != nil {
 			denials = append(denials, fmt.Sprintf("image %s could not be checked: %v", img, err))
 			continue
 		}
-		if t == nil || (t.Namespace == req.Namespace && img == t.ScannerImage) {
-			continue // not a Dockyard Registry with a policy, or its scanner
-		}
-		msg, warns, ex := h.check(ctx, t, img, ref)
-		warnings = append(warnings, warns...)
-		exempted = append(exempted, ex...)
-		if msg == "" {
-			continue
-		}
-		refused = append(refused, img)
-		if t.Action == v1alpha1.ComplianceWarn {
-			warnings = append(warnings, msg+" (the policy's action is Warn: admitted)")
-		} else {
-			denials = append(denials, msg)
+		// Every Registry known by this host decides (two claiming one name: the stricter wins).
+		for _, t := range targets {
+			if t.Namespace == req.Namespace && img == t.ScannerImage {
+				continue // the Registry's own scanner
+			}
+			var msg string
+			var warns, ex []string
+			if !ok {
+				msg = fmt.Sprintf("image %s names Registry %s/%s but is not a reference the compliance check can read", img, t.Namespace, t.Name)
+			} else {
+				msg, warns, ex = h.check(ctx, t, img, ref)
+			}
+			warnings = append(warnings, warns...)
+			exempted = append(exempted, ex...)
+			if msg == "" {
+				continue
+			}
+			refused = append(refused, img)
+			if t.Action == v1alpha1.ComplianceWarn {
+				warnings = append(warnings, msg+" (the policy's action is Warn: admitted)")
+			} else {
+				denials = append(denials, msg)
+			}
 		}
 	}
 	resp := admission.Allowed("")
@@ -168,27 +178,69 @@ func (h *Handler) check(ctx context.Context, t *Target, img string, ref name.Ref
 	return d.Verdict.Message(img+" ("+d.Digest+")", t.Policy), warnings, exempted
 }
 
-// IsControllerUser is true for the identities Kubernetes' controllers create Pods as.
-func IsControllerUser(user string) bool {
-	return user == "system:kube-controller-manager" || strings.HasPrefix(user, "system:serviceaccount:kube-system:")
+// ControllerUsers are the identities Kubernetes' controllers create Pods, ReplicaSets and
+// Jobs as (kube-controller-manager with and without --use-service-account-credentials).
+var ControllerUsers = []string{
+	"system:kube-controller-manager",
+	"system:serviceaccount:kube-system:replicaset-controller",
+	"system:serviceaccount:kube-system:deployment-controller",
+	"system:serviceaccount:kube-system:statefulset-controller",
+	"system:serviceaccount:kube-system:daemon-set-controller",
+	"system:serviceaccount:kube-system:job-controller",
+	"system:serviceaccount:kube-system:cronjob-controller",
+	"system:serviceaccount:kube-system:replication-controller",
+}
+
+// IsControllerUser is true for the identities Kubernetes' controllers create objects as.
+func IsControllerUser(user string) bool { return slices.Contains(ControllerUsers, user) }
+
+// hasControllerOwner reports whether the object names a controlling owner (what a
+// controller creates from a template always does).
+func hasControllerOwner(raw []byte) bool {
+	var m struct {
+		Metadata struct {
+			OwnerReferences []struct {
+				Controller *bool `json:"controller"`
+			} `json:"ownerReferences"`
+		} `json:"metadata"`
+	}
+	if json.Unmarshal(raw, &m) != nil {
+		return false
+	}
+	for _, o := range m.Metadata.OwnerReferences {
+		if o.Controller != nil && *o.Controller {
+			return true
+		}
+	}
+	return false
 }
 
 // parseImage reads an image reference as the kubelet does (docker.io by default) and
-// returns it for go-containerregistry, with its host.
-func parseImage(img string) (name.Reference, string, bool) {
+// returns it for go-containerregistry, with its host (lower case, without the port).
+// ok is false when go-containerregistry cannot read a reference that has a host.
+func parseImage(img string) (ref name.Reference, host string, ok bool) {
 	named, err := reference.ParseNormalizedNamed(img)
 	if err != nil {
 		return nil, "", false
 	}
+	host = hostname(reference.Domain(named))
 	s := reference.TagNameOnly(named).String()
 	if c, ok := named.(reference.Canonical); ok {
 		s = named.Name() + "@" + c.Digest().String() // by digest, whatever tag it also names
 	}
-	ref, err := name.ParseReference(s, name.StrictValidation)
+	ref, err = name.ParseReference(s, name.StrictValidation)
 	if err != nil {
-		return nil, "", false
+		return nil, host, false
 	}
-	return ref, reference.Domain(named), true
+	return ref, host, true
+}
+
+// hostname is host without its port, in lower case.
+func hostname(host string) string {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	return strings.ToLower(strings.Trim(host, "[]"))
 }
 
 // podImages lists the images of the pod spec in an object of kind (Pod or a workload
@@ -226,6 +278,15 @@ func podImages(kind string, raw []byte) ([]string, error) {
 			return nil, err
 		}
 		spec = &o.Spec.Template.Spec
+	case "ReplicationController":
+		var o corev1.ReplicationController
+		if err := json.Unmarshal(raw, &o); err != nil {
+			return nil, err
+		}
+		if o.Spec.Template == nil {
+			return nil, nil
+		}
+		spec = &o.Spec.Template.Spec
 	case "Job":
 		var o batchv1.Job
 		if err := json.Unmarshal(raw, &o); err != nil {
@@ -255,6 +316,11 @@ func podImages(kind string, raw []byte) ([]string, error) {
 	}
 	for _, c := range spec.EphemeralContainers {
 		add(c.Image)
+	}
+	for _, v := range spec.Volumes {
+		if v.Image != nil {
+			add(v.Image.Reference)
+		}
 	}
 	return out, nil
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -57,7 +58,7 @@ type Targets struct {
 // Target is one Registry with a policy, ready to check images against it.
 type Target struct {
 	Namespace, Name string
-	// Hosts the Registry is known by (host or host:port).
+	// Hosts the Registry is known by (host names, maybe *.wildcards).
 	Hosts []string
 	// ScannerImage runs in the Registry's namespace unchecked.
 	ScannerImage string
@@ -93,23 +94,45 @@ func (t *Target) Rewrite(ref name.Reference) name.Reference {
 	return out
 }
 
-// ForHost returns the Registry with a policy that host names, or nil.
-func (ts *Targets) ForHost(ctx context.Context, host string) (*Target, error) {
+// ForHost returns the Registries with a policy that host (a host name without port, lower
+// case) names: usually none or one.
+func (ts *Targets) ForHost(ctx context.Context, host string) ([]*Target, error) {
 	var regs v1alpha1.RegistryList
 	if err := ts.Client.List(ctx, &regs); err != nil {
 		return nil, fmt.Errorf("list Registries: %w", err)
 	}
+	var out []*Target
 	for i := range regs.Items {
 		reg := &regs.Items[i]
 		if reg.Spec.Scanning == nil || reg.Spec.Scanning.Policy == nil || !reg.DeletionTimestamp.IsZero() {
 			continue
 		}
-		if !hostsOf(reg, ts.ClusterDomain)[strings.ToLower(host)] {
+		if !matchesHost(hostsOf(reg, ts.ClusterDomain), host) {
 			continue
 		}
-		return ts.target(ctx, reg)
+		t, err := ts.target(ctx, reg)
+		if err != nil {
+			return nil, fmt.Errorf("the Registry %s/%s: %w", reg.Namespace, reg.Name, err)
+		}
+		out = append(out, t)
 	}
-	return nil, nil
+	return out, nil
+}
+
+// matchesHost reports whether host is one of names, a name being exact or a wildcard
+// (*.example.com: one label in front of example.com).
+func matchesHost(names []string, host string) bool {
+	for _, n := range names {
+		if suffix, ok := strings.CutPrefix(n, "*."); ok {
+			label, rest, found := strings.Cut(host, ".")
+			if found && label != "" && rest == suffix {
+				return true
+			}
+		} else if n == host {
+			return true
+		}
+	}
+	return false
 }
 
 // target returns the Registry's Target, rebuilding it when its spec changed or it is old.
@@ -150,9 +173,7 @@ func (ts *Targets) build(ctx context.Context, reg *v1alpha1.Registry, now time.T
 	spec := reg.Spec.Scanning
 	t := &Target{Namespace: reg.Namespace, Name: reg.Name, ScannerImage: spec.GetImage(), Action: spec.Policy.Action,
 		generation: reg.Generation, built: now, plainHTTP: reg.Spec.TLS == nil}
-	for h := range hostsOf(reg, ts.ClusterDomain) {
-		t.Hosts = append(t.Hosts, h)
-	}
+	t.Hosts = hostsOf(reg, ts.ClusterDomain)
 	if t.Action == "" {
 		t.Action = v1alpha1.ComplianceDeny
 	}
@@ -197,7 +218,8 @@ func (ts *Targets) build(ctx context.Context, reg *v1alpha1.Registry, now time.T
 	sec := &corev1.Secret{}
 	switch err := ts.Secrets.Get(ctx, client.ObjectKey{Namespace: reg.Namespace, Name: reg.ScannerSecretName()}, sec); {
 	case apierrors.IsNotFound(err):
-		// No scanner yet: no report can be trusted, every image is "not scanned".
+		// No scanner yet: no report can be trusted, every image is "not scanned" (the
+		// Checker reads no report without a key).
 	case err != nil:
 		return nil, fmt.Errorf("read the scanner's public key: %w", err)
 	default:
@@ -241,11 +263,15 @@ func PolicyOf(reg *v1alpha1.Registry) (compliance.Policy, error) {
 	return out, nil
 }
 
-// hostsOf are the hosts images name reg by (Registry.ImageHosts), in lower case.
-func hostsOf(reg *v1alpha1.Registry, clusterDomain string) map[string]bool {
-	hosts := map[string]bool{}
+// hostsOf are the host names (lower case, without port; maybe *.wildcards) images name
+// reg by: those of Registry.ImageHosts. Any port counts: the gate does not let a second
+// spelling of the same server through.
+func hostsOf(reg *v1alpha1.Registry, clusterDomain string) []string {
+	var hosts []string
 	for _, h := range reg.ImageHosts(clusterDomain) {
-		hosts[strings.ToLower(h)] = true
+		if n := hostname(h); !slices.Contains(hosts, n) {
+			hosts = append(hosts, n)
+		}
 	}
 	return hosts
 }

@@ -81,6 +81,10 @@ func (c *Checker) Check(ctx context.Context, ref name.Reference, p Policy) (Deci
 			return Decision{}, err
 		}
 		for _, m := range im.Manifests {
+			if m.MediaType.IsIndex() {
+				// A runtime may descend into it: refuse rather than judge it unseen.
+				return Decision{}, fmt.Errorf("%s holds a nested index (%s), which the compliance check does not read", ref, m.Digest)
+			}
 			if !m.MediaType.IsImage() || (m.Platform != nil && m.Platform.OS == "unknown") {
 				continue // attestations and other non-runnable entries
 			}
@@ -195,8 +199,15 @@ func (c *Checker) report(d name.Digest, opts []remote.Option, now time.Time) (*s
 	}
 	c.mu.Unlock()
 	var r *scan.Report
+	if len(c.Keys) == 0 {
+		return nil, nil // no scanner key (no scanner yet): nothing can count as scanned
+	}
 	st, err := scan.Latest(d, c.Keys, opts...)
 	switch {
+	case errors.Is(err, scan.ErrUnreadable):
+		// Reports exist but none reads back (a network error, a deleted blob): not the
+		// same as "not scanned", which a policy may let through.
+		return nil, err
 	case errors.Is(err, scan.ErrNoReport):
 	case err != nil:
 		return nil, err

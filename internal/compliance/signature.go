@@ -135,13 +135,19 @@ func SignedBy(d name.Digest, keys *Keys, opts ...remote.Option) (bool, error) {
 	} else if !isNotFound(err) {
 		return false, fmt.Errorf("list the referrers of %s: %w", d, err)
 	}
+	// Every signature manifest is tried: a broken one does not hide a valid one; an
+	// error counts only when no valid signature was found.
+	var errs []error
 	for _, m := range manifests {
 		ok, err := signedIn(d.Context().Digest(m.String()), h, keys, opts)
-		if err != nil || ok {
-			return ok, err
+		if ok {
+			return true, nil
+		}
+		if err != nil {
+			errs = append(errs, err)
 		}
 	}
-	return false, nil
+	return false, errors.Join(errs...)
 }
 
 // signedIn checks the signatures in one cosign signature manifest.
@@ -154,6 +160,7 @@ func signedIn(sigs name.Digest, subject v1.Hash, keys *Keys, opts []remote.Optio
 	if err != nil {
 		return false, fmt.Errorf("read the signatures %s: %w", sigs, err)
 	}
+	var readErr error
 	for i, l := range m.Layers {
 		if i == maxSignatureLayers {
 			break
@@ -168,7 +175,8 @@ func signedIn(sigs name.Digest, subject v1.Hash, keys *Keys, opts []remote.Optio
 		}
 		pl, err := readBlob(img, l.Digest)
 		if err != nil {
-			return false, fmt.Errorf("read signature payload %s: %w", l.Digest, err)
+			readErr = fmt.Errorf("read signature payload %s: %w", l.Digest, err)
+			continue
 		}
 		if !payloadNames(pl, subject) {
 			continue
@@ -179,7 +187,7 @@ func signedIn(sigs name.Digest, subject v1.Hash, keys *Keys, opts []remote.Optio
 			}
 		}
 	}
-	return false, nil
+	return false, readErr
 }
 
 // payloadNames reports whether a simple-signing payload is a cosign signature of subject.

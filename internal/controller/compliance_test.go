@@ -1,6 +1,7 @@
 package controller_test
 
 import (
+	"strings"
 	"sync"
 	"time"
 
@@ -65,6 +66,21 @@ func podWith(ns, podName, image string) *corev1.Pod {
 		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: image}}}}
 }
 
+// freshPod is podWith under a generated name, for creates retried until a policy change
+// arrives (a retry never collides with an earlier attempt that was admitted).
+func freshPod(ns, prefix, image string) *corev1.Pod {
+	p := podWith(ns, "", image)
+	p.GenerateName = prefix + "-"
+	return p
+}
+
+// withOwner gives p a controlling owner, as a ReplicaSet's Pods have.
+func withOwner(p *corev1.Pod) *corev1.Pod {
+	p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "app-1", UID: "0a2b1c3d",
+		Controller: ptrTo(true)}}
+	return p
+}
+
 var _ = Describe("Compliance admission", func() {
 	It("refuses Pods and templates whose image breaks the Registry's policy, with a message a person can act on", func() {
 		ns := newNamespace()
@@ -101,7 +117,7 @@ var _ = Describe("Compliance admission", func() {
 			g.Expect(vwc.Webhooks).To(HaveLen(3))
 			g.Expect(*vwc.Webhooks[0].FailurePolicy).To(Equal(admissionregistrationv1.Fail))
 			g.Expect(vwc.Webhooks[0].ClientConfig.CABundle).NotTo(BeEmpty())
-			g.Expect(vwc.Webhooks[0].MatchConditions[1].Expression).To(ContainSubstring("'" + host + "/'"))
+			g.Expect(vwc.Webhooks[0].MatchConditions[2].Expression).To(ContainSubstring("'main." + ns + ".svc/'"))
 			g.Expect(vwc.Webhooks[0].NamespaceSelector.MatchExpressions[0].Values).To(ContainElements("kube-system", operatorNamespace))
 		}, timeout, interval).Should(Succeed())
 
@@ -136,7 +152,7 @@ var _ = Describe("Compliance admission", func() {
 		By("images of other registries and Pods that Kubernetes' controllers create are not checked")
 		Expect(people.Create(ctx, podWith(ns, "elsewhere", "registry.example.com/team-a/app:vulnerable"))).To(Succeed())
 		Expect(clientAs("system:serviceaccount:kube-system:replicaset-controller", nil).
-			Create(ctx, podWith(ns, "from-a-replicaset", host+"/team-a/app:vulnerable"))).To(Succeed())
+			Create(ctx, withOwner(podWith(ns, "from-a-replicaset", host+"/team-a/app:vulnerable")))).To(Succeed())
 
 		By("a namespace labelled dockyard.dev/compliance=ignore is not checked")
 		free := newNamespace()
@@ -164,13 +180,31 @@ var _ = Describe("Compliance admission", func() {
 			reg.Spec.Scanning.Policy.Exemptions[0].Repositories = []string{"team-b/**"}
 		})
 		Eventually(func() error {
-			return people.Create(ctx, podWith(ns, "vulnerable-2", host+"/team-a/app:vulnerable"))
+			return people.Create(ctx, freshPod(ns, "vulnerable-2", host+"/team-a/app:vulnerable"))
 		}, timeout, interval).Should(MatchError(ContainSubstring("CVE-2099-0001")))
+
+		By("an update that brings no new image is not checked; one that adds a debug container is")
+		admitted := get(ns, "vulnerable", &corev1.Pod{})
+		admitted.Labels = map[string]string{"touched": "yes"}
+		Expect(people.Update(ctx, admitted)).To(Succeed())
+		admitted.Spec.EphemeralContainers = []corev1.EphemeralContainer{{EphemeralContainerCommon: corev1.EphemeralContainerCommon{
+			Name: "debug", Image: "MAIN." + strings.ToUpper(ns) + ".SVC:5000/team-a/app@" + vulnDigest}}}
+		Expect(people.SubResource("ephemeralcontainers").Update(ctx, admitted)).To(MatchError(ContainSubstring("CVE-2099-0001")))
+
+		By("a ReplicationController's template is checked, and so is a controller identity's Pod without a controlling owner")
+		rc := &corev1.ReplicationController{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "legacy"}, Spec: corev1.ReplicationControllerSpec{
+			Selector: map[string]string{"app": "legacy"}, Template: &corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "legacy"}},
+				Spec: podWith(ns, "", host+"/team-a/app:vulnerable").Spec}}}
+		Expect(people.Create(ctx, rc)).To(MatchError(ContainSubstring("CVE-2099-0001")))
+		Expect(clientAs("system:serviceaccount:kube-system:replicaset-controller", nil).
+			Create(ctx, podWith(ns, "no-owner", host+"/team-a/app:vulnerable"))).To(MatchError(ContainSubstring("CVE-2099-0001")))
+		Expect(clientAs("system:serviceaccount:kube-system:some-addon", nil).
+			Create(ctx, withOwner(podWith(ns, "addon", host+"/team-a/app:vulnerable")))).To(MatchError(ContainSubstring("CVE-2099-0001")))
 
 		By("action Warn admits it and says what Deny would refuse")
 		updateRegistry(ns, "main", func(reg *v1alpha1.Registry) { reg.Spec.Scanning.Policy.Action = v1alpha1.ComplianceWarn })
 		Eventually(func() error {
-			return people.Create(ctx, podWith(ns, "vulnerable-3", host+"/team-a/app:vulnerable"))
+			return people.Create(ctx, freshPod(ns, "vulnerable-3", host+"/team-a/app:vulnerable"))
 		}, timeout, interval).Should(Succeed())
 		Expect(w.take()).To(ContainElement(SatisfyAll(ContainSubstring("CVE-2099-0001"), ContainSubstring("action is Warn"))))
 
@@ -185,7 +219,7 @@ var _ = Describe("Compliance admission", func() {
 		unsigned := live.push("team-a/other:v1", cleanImg) // the same content, in a repository without its signature
 		Expect(unsigned).To(Equal(cleanDigest))
 		Eventually(func() error {
-			return people.Create(ctx, podWith(ns, "unsigned", host+"/team-a/other:v1"))
+			return people.Create(ctx, freshPod(ns, "unsigned", host+"/team-a/other:v1"))
 		}, timeout, interval).Should(MatchError(ContainSubstring("is not signed by any of the 1 keys the policy trusts")))
 		Expect(people.Create(ctx, podWith(ns, "signed", host+"/team-a/app:clean"))).To(Succeed())
 
@@ -194,7 +228,7 @@ var _ = Describe("Compliance admission", func() {
 			reg.Spec.Scanning.Policy.Signatures.PublicKeys = []string{"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----"}
 		})
 		Eventually(func() error {
-			return people.Create(ctx, podWith(ns, "bad-key", host+"/team-a/app:clean"))
+			return people.Create(ctx, freshPod(ns, "bad-key", host+"/team-a/app:clean"))
 		}, timeout, interval).Should(MatchError(ContainSubstring("signatures.publicKeys")))
 
 		By("without a policy, the configuration is gone")

@@ -32,10 +32,13 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/dockyard-dev/dockyard/api/v1alpha1"
@@ -198,6 +201,7 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 		webhookServer = webhook.NewServer(webhook.Options{Host: host, Port: port, TLSOpts: []func(*tls.Config){func(c *tls.Config) {
 			c.GetCertificate = certs.GetCertificate
 			c.MinVersion = tls.VersionTLS12
+			c.NextProtos = []string{"http/1.1"} // as the metrics endpoint: no HTTP/2 stream-reset exposure
 		}}})
 	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
@@ -285,7 +289,16 @@ func setupCompliance(mgr ctrl.Manager, o Options, certs *admission.Certs) error 
 		ClusterDomain: o.ClusterDomain, Targets: targets, Log: ctrl.Log.WithName("compliance-webhook"),
 		FailurePolicy: admissionregistrationv1.FailurePolicyType(o.WebhookFailurePolicy),
 		Service:       &admissionregistrationv1.ServiceReference{Namespace: o.Namespace, Name: o.WebhookService, Path: ptr.To(admission.Path), Port: &port}}
-	if err := ctrl.NewControllerManagedBy(mgr).Named("compliance-webhook").For(&v1alpha1.Registry{}).Complete(conf); err != nil {
+	// A new CA bundle (the first, or a rotation) rewrites the configuration at once.
+	bundles := make(chan event.GenericEvent, 1)
+	certs.OnBundleChange = func() {
+		select {
+		case bundles <- event.GenericEvent{Object: &v1alpha1.Registry{ObjectMeta: metav1.ObjectMeta{Name: "ca-bundle"}}}:
+		default:
+		}
+	}
+	if err := ctrl.NewControllerManagedBy(mgr).Named("compliance-webhook").For(&v1alpha1.Registry{}).
+		WatchesRawSource(source.Channel(bundles, &handler.EnqueueRequestForObject{})).Complete(conf); err != nil {
 		return fmt.Errorf("set up the compliance webhook's configuration: %w", err)
 	}
 	return nil

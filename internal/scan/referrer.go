@@ -228,10 +228,14 @@ func Latest(subject name.Digest, keys []ed25519.PublicKey, opts ...remote.Option
 		return &st, nil
 	}
 	if len(errs) > 0 {
-		return nil, fmt.Errorf("%w that reads back: %w", ErrNoReport, errors.Join(errs...))
+		return nil, fmt.Errorf("%w that reads back (%w): %w", ErrNoReport, ErrUnreadable, errors.Join(errs...))
 	}
 	return nil, ErrNoReport
 }
+
+// ErrUnreadable marks (besides ErrNoReport) an image whose signed reports are listed but
+// none of them could be read: a scanner rescans it, a gate must not take it for unscanned.
+var ErrUnreadable = errors.New("listed reports could not be read")
 
 // Prune deletes the report manifests of subject other than keep (older scans; anything
 // unsigned wearing the report's type), so the list read on every check stays short.

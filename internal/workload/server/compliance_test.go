@@ -121,7 +121,7 @@ func TestComplianceChecker(t *testing.T) {
 	}
 }
 
-func mustAlpine(t *testing.T, musl string) ggcrv1.Image {
+func mustAlpine(t testing.TB, musl string) ggcrv1.Image {
 	t.Helper()
 	img, err := trivyfix.AlpineImage("3.20.3", []trivyfix.Package{{Name: "musl", Version: musl}}, nil)
 	if err != nil {
