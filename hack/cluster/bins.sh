@@ -4,7 +4,7 @@
 # from the pinned versions in hack/versions.env. Nothing prebuilt is downloaded and no image is
 # ever pulled: images are docker-save tarballs built here from static binaries.
 #
-#   hack/cluster/bins.sh          # build what is missing; prints the directory on stdout
+#   hack/cluster/bins.sh [PART]   # build what is missing; prints the directory on stdout
 #
 # Layout of $DOCKYARD_CACHE/cluster/<key>/:
 #   kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl kubeadm
@@ -203,16 +203,26 @@ build_images() {
   done
 }
 
+# PART picks a subset, so hack/build-tools.sh can build the two independent chains side by
+# side: "kubernetes" (etcd and kube-apiserver, shared with envtest, then the other
+# Kubernetes commands, which reuse their compiled packages) and "runtime" (everything
+# else). Without it, everything.
+PART=${1:-all}
+case "$PART" in all | kubernetes | runtime) ;; *) log "unknown part $PART (kubernetes, runtime or nothing)"; exit 2 ;; esac
 t_all=$SECONDS
-step "containerd ${CLUSTER_CONTAINERD_VERSION}" build_containerd
-step "runc ${CLUSTER_RUNC_VERSION}" build_runc
-step "CNI plugins (Debian)" build_cni
-step "pause" build_pause
-step "etcd ${ETCD_VERSION}" build_etcd
-step "busybox (Debian busybox-static)" build_busybox
-step "kubernetes ${KUBERNETES_VERSION}" build_k8s
-step "coredns ${CLUSTER_COREDNS_VERSION}" build_coredns
-step "cert-manager ${CLUSTER_CERT_MANAGER_VERSION}" build_certmanager
-step "images" build_images
-log "all binaries ready in $((SECONDS - t_all))s: $OUT"
+if [[ $PART != kubernetes ]]; then
+  step "containerd ${CLUSTER_CONTAINERD_VERSION}" build_containerd
+  step "runc ${CLUSTER_RUNC_VERSION}" build_runc
+  step "CNI plugins (Debian)" build_cni
+  step "pause" build_pause
+  step "busybox (Debian busybox-static)" build_busybox
+  step "coredns ${CLUSTER_COREDNS_VERSION}" build_coredns
+  step "cert-manager ${CLUSTER_CERT_MANAGER_VERSION}" build_certmanager
+  step "images" build_images
+fi
+if [[ $PART != runtime ]]; then
+  step "etcd ${ETCD_VERSION}" build_etcd
+  step "kubernetes ${KUBERNETES_VERSION}" build_k8s
+fi
+log "$PART binaries ready in $((SECONDS - t_all))s: $OUT"
 echo "$OUT"
