@@ -36,6 +36,8 @@ const ConfigName = "dockyard-compliance"
 // never a node's pods or an unrelated rollout.
 type Configurer struct {
 	Client client.Client
+	// Reader reads the configuration (uncached: the operator may read only its own).
+	Reader client.Reader
 	// Certs gives the CA bundle the API server trusts.
 	Certs *Certs
 	// Service is where the API server reaches the webhook; URL replaces it when set
@@ -75,7 +77,12 @@ func (c *Configurer) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result
 		c.Targets.Forget(keep)
 	}
 	if len(hosts) == 0 {
-		err := c.Client.Delete(ctx, &admissionregistrationv1.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: ConfigName}})
+		// Read first: a reconcile that finds nothing to change writes nothing.
+		vwc := &admissionregistrationv1.ValidatingWebhookConfiguration{}
+		if err := c.Reader.Get(ctx, client.ObjectKey{Name: ConfigName}, vwc); err != nil {
+			return ctrl.Result{}, client.IgnoreNotFound(err)
+		}
+		err := c.Client.Delete(ctx, vwc)
 		if err == nil {
 			c.Log.Info("No Registry has a compliance policy: removed the admission webhook's configuration", "name", ConfigName)
 		}
@@ -89,7 +96,16 @@ func (c *Configurer) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result
 	if c.applier == nil {
 		c.applier = ssa.NewApplier(c.Client, "dockyard")
 	}
-	if _, err := c.applier.Apply(ctx, c.Desired(slices.Compact(hosts), bundle), ""); err != nil {
+	// The resourceVersion it has now lets the applier skip a write that changes nothing.
+	rv := ""
+	current := &admissionregistrationv1.ValidatingWebhookConfiguration{}
+	switch err := c.Reader.Get(ctx, client.ObjectKey{Name: ConfigName}, current); {
+	case err == nil:
+		rv = current.ResourceVersion
+	case !apierrors.IsNotFound(err):
+		return ctrl.Result{}, err
+	}
+	if _, err := c.applier.Apply(ctx, c.Desired(slices.Compact(hosts), bundle), rv); err != nil {
 		if apierrors.IsForbidden(err) {
 			return ctrl.Result{}, fmt.Errorf("the operator may not write ValidatingWebhookConfiguration %s (see its ClusterRole): %w", ConfigName, err)
 		}

@@ -30,6 +30,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
@@ -38,6 +39,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
@@ -285,7 +287,7 @@ func setupCompliance(mgr ctrl.Manager, o Options, certs *admission.Certs) error 
 	mgr.GetWebhookServer().Register(admission.Path, &webhook.Admission{Handler: &admission.Handler{
 		Targets: targets, Namespace: o.Namespace, Log: ctrl.Log.WithName("compliance")}})
 	port := int32(443)
-	conf := &admission.Configurer{Client: mgr.GetClient(), Certs: certs, URL: o.WebhookURL, Namespace: o.Namespace,
+	conf := &admission.Configurer{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Certs: certs, URL: o.WebhookURL, Namespace: o.Namespace,
 		ClusterDomain: o.ClusterDomain, Targets: targets, Log: ctrl.Log.WithName("compliance-webhook"),
 		FailurePolicy: admissionregistrationv1.FailurePolicyType(o.WebhookFailurePolicy),
 		Service:       &admissionregistrationv1.ServiceReference{Namespace: o.Namespace, Name: o.WebhookService, Path: ptr.To(admission.Path), Port: &port}}
@@ -297,7 +299,9 @@ func setupCompliance(mgr ctrl.Manager, o Options, certs *admission.Certs) error 
 		default:
 		}
 	}
-	if err := ctrl.NewControllerManagedBy(mgr).Named("compliance-webhook").For(&v1alpha1.Registry{}).
+	// Spec changes and deletions only: a status update cannot change the configuration.
+	if err := ctrl.NewControllerManagedBy(mgr).Named("compliance-webhook").
+		For(&v1alpha1.Registry{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		WatchesRawSource(source.Channel(bundles, &handler.EnqueueRequestForObject{})).Complete(conf); err != nil {
 		return fmt.Errorf("set up the compliance webhook's configuration: %w", err)
 	}
