@@ -15,7 +15,6 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/dockyard-dev/dockyard/api/v1alpha1"
 	"github.com/dockyard-dev/dockyard/internal/ssa"
 )
 
@@ -59,17 +58,13 @@ type Configurer struct {
 // Reconcile writes or deletes the configuration from the Registries' policies (whatever
 // the request: there is one configuration).
 func (c *Configurer) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result, error) {
-	var regs v1alpha1.RegistryList
-	if err := c.Client.List(ctx, &regs); err != nil {
+	regs, err := withPolicy(ctx, c.Client)
+	if err != nil {
 		return ctrl.Result{}, err
 	}
 	var hosts []string
 	keep := map[types.UID]bool{}
-	for i := range regs.Items {
-		reg := &regs.Items[i]
-		if reg.Spec.Scanning == nil || reg.Spec.Scanning.Policy == nil || !reg.DeletionTimestamp.IsZero() {
-			continue
-		}
+	for _, reg := range regs {
 		keep[reg.UID] = true
 		hosts = append(hosts, hostsOf(reg, c.ClusterDomain)...)
 	}

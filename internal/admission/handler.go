@@ -95,6 +95,10 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 
+	regs, err := h.Targets.Registries(ctx)
+	if err != nil {
+		return admission.Errored(http.StatusInternalServerError, err)
+	}
 	var denials, warnings, exempted, refused []string
 	what := fmt.Sprintf("%s %s/%s", req.Kind.Kind, req.Namespace, objectName(req))
 	for i, img := range images {
@@ -106,7 +110,7 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 		if host == "" {
 			continue // no reference at all; the API server and the kubelet say what is wrong
 		}
-		targets, err := h.Targets.ForHost(ctx, host)
+		targets, err := h.Targets.ForHost(ctx, regs, host)
 		if err != nil {
 			denials = append(denials, fmt.Sprintf("image %s could not be checked: %v", img, err))
 			continue

@@ -94,19 +94,33 @@ func (t *Target) Rewrite(ref name.Reference) name.Reference {
 	return out
 }
 
-// ForHost returns the Registries with a policy that host (a host name without port, lower
-// case) names: usually none or one.
-func (ts *Targets) ForHost(ctx context.Context, host string) ([]*Target, error) {
+// Registries lists the Registries with a policy (from the manager's cache), once per
+// admission request: ForHost then picks among them for each image.
+func (ts *Targets) Registries(ctx context.Context) ([]*v1alpha1.Registry, error) {
+	return withPolicy(ctx, ts.Client)
+}
+
+// withPolicy lists the Registries that have a compliance policy and are not being deleted.
+func withPolicy(ctx context.Context, c client.Reader) ([]*v1alpha1.Registry, error) {
 	var regs v1alpha1.RegistryList
-	if err := ts.Client.List(ctx, &regs); err != nil {
+	if err := c.List(ctx, &regs); err != nil {
 		return nil, fmt.Errorf("list Registries: %w", err)
 	}
-	var out []*Target
+	var out []*v1alpha1.Registry
 	for i := range regs.Items {
 		reg := &regs.Items[i]
-		if reg.Spec.Scanning == nil || reg.Spec.Scanning.Policy == nil || !reg.DeletionTimestamp.IsZero() {
-			continue
+		if reg.Spec.Scanning != nil && reg.Spec.Scanning.Policy != nil && reg.DeletionTimestamp.IsZero() {
+			out = append(out, reg)
 		}
+	}
+	return out, nil
+}
+
+// ForHost returns the Targets among regs (from Registries) that host (a host name without
+// port, lower case) names: usually none or one.
+func (ts *Targets) ForHost(ctx context.Context, regs []*v1alpha1.Registry, host string) ([]*Target, error) {
+	var out []*Target
+	for _, reg := range regs {
 		if !matchesHost(hostsOf(reg, ts.ClusterDomain), host) {
 			continue
 		}

@@ -51,11 +51,7 @@ var _ = Describe("compliance gate on a real cluster", Ordered, Label("scanning",
 		}))).To(Succeed())
 		run("kubectl", "-n", ns, "wait", "--for=condition=Ready", "registry/main", "--timeout=300s")
 		reg = registryClient(ns, "main")
-		dir := GinkgoT().TempDir()
-		Expect(trivyfix.WriteDB(dir, time.Now(), trivyfix.Fixtures)).To(Succeed())
-		db, err := trivyfix.DBArtifact(dir)
-		Expect(err).NotTo(HaveOccurred())
-		Expect(remote.Write(reg.ref("security/trivy-db:2"), db, reg.opts("alice", "alice-pw")...)).To(Succeed())
+		mirrorFixtureDB(reg)
 		expectScannerReady(ns, "main", metav1.ConditionTrue, v1alpha1.ReasonScannerAvailable)
 
 		// The node pulls by the Service's full name, trusting the namespace's CA, as alice.

@@ -43,11 +43,7 @@ var _ = Describe("vulnerability scanning on a real cluster", Ordered, Label("sca
 		expectScannerReady(ns, "main", metav1.ConditionFalse, v1alpha1.ReasonDatabaseMissing)
 
 		By("mirroring the (fixture) vulnerability database into the Registry")
-		dir := GinkgoT().TempDir()
-		Expect(trivyfix.WriteDB(dir, time.Now(), trivyfix.Fixtures)).To(Succeed())
-		db, err := trivyfix.DBArtifact(dir)
-		Expect(err).NotTo(HaveOccurred())
-		Expect(remote.Write(reg.ref("security/trivy-db:2"), db, reg.opts("alice", "alice-pw")...)).To(Succeed())
+		mirrorFixtureDB(reg)
 		// The scanner retries every 30 s until it has a database, then turns ready.
 		expectScannerReady(ns, "main", metav1.ConditionTrue, v1alpha1.ReasonScannerAvailable)
 
@@ -78,6 +74,17 @@ var _ = Describe("vulnerability scanning on a real cluster", Ordered, Label("sca
 		}, 3*time.Minute, poll).Should(Succeed())
 	})
 })
+
+// mirrorFixtureDB writes the fixture vulnerability database, built now, into the Registry
+// as Trivy's database artifact security/trivy-db:2 (as an air-gapped site mirrors it).
+func mirrorFixtureDB(reg *regClient) {
+	GinkgoHelper()
+	dir := GinkgoT().TempDir()
+	Expect(trivyfix.WriteDB(dir, time.Now(), trivyfix.Fixtures)).To(Succeed())
+	db, err := trivyfix.DBArtifact(dir)
+	Expect(err).NotTo(HaveOccurred())
+	Expect(remote.Write(reg.ref("security/trivy-db:2"), db, reg.opts("alice", "alice-pw")...)).To(Succeed())
+}
 
 // expectScannerReady waits for the Registry's ScannerReady condition to have status and reason.
 func expectScannerReady(ns, name string, status metav1.ConditionStatus, reason string) {

@@ -34,14 +34,7 @@ func TestComplianceChecker(t *testing.T) {
 	vulnImg, _ := trivyfix.AlpineImage("3.20.3", []trivyfix.Package{{Name: "musl", Version: "1.2.4-r2"}}, nil)
 	cleanImg, _ := trivyfix.AlpineImage("3.20.3", []trivyfix.Package{{Name: "musl", Version: "1.2.5-r0"}}, nil)
 	repo, _ := name.NewRepository(reg.host + "/team-a/app")
-	push := func(tag string, img ggcrv1.Image) name.Digest {
-		t.Helper()
-		if err := remote.Write(repo.Tag(tag), img, alice...); err != nil {
-			t.Fatal(err)
-		}
-		d, _ := img.Digest()
-		return repo.Digest(d.String())
-	}
+	push := func(tag string, img ggcrv1.Image) name.Digest { t.Helper(); return pushTo(t, repo, tag, img, alice) }
 	vuln, clean := push("vulnerable", vulnImg), push("clean", cleanImg)
 	idx := mutate.AppendManifests(mutate.IndexMediaType(empty.Index, types.OCIImageIndex),
 		mutate.IndexAddendum{Add: cleanImg, Descriptor: ggcrv1.Descriptor{Platform: &ggcrv1.Platform{OS: "linux", Architecture: "amd64"}}},
@@ -121,6 +114,19 @@ func TestComplianceChecker(t *testing.T) {
 	}
 }
 
+// pushTo pushes img to repo:tag and returns it by digest.
+func pushTo(t testing.TB, repo name.Repository, tag string, img ggcrv1.Image, opts []remote.Option) name.Digest {
+	t.Helper()
+	if err := remote.Write(repo.Tag(tag), img, opts...); err != nil {
+		t.Fatal(err)
+	}
+	d, err := img.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return repo.Digest(d.String())
+}
+
 func mustAlpine(t testing.TB, musl string) ggcrv1.Image {
 	t.Helper()
 	img, err := trivyfix.AlpineImage("3.20.3", []trivyfix.Package{{Name: "musl", Version: musl}}, nil)
@@ -143,14 +149,7 @@ func TestComplianceSignatures(t *testing.T) {
 	signer.Login(t, reg.host, "alice", "alice-pw")
 	alice, bob := reg.opts("alice", "alice-pw"), reg.opts("bob", "bob-pw")
 	repo, _ := name.NewRepository(reg.host + "/team-a/app")
-	push := func(tag string, img ggcrv1.Image) name.Digest {
-		t.Helper()
-		if err := remote.Write(repo.Tag(tag), img, alice...); err != nil {
-			t.Fatal(err)
-		}
-		d, _ := img.Digest()
-		return repo.Digest(d.String())
-	}
+	push := func(tag string, img ggcrv1.Image) name.Digest { t.Helper(); return pushTo(t, repo, tag, img, alice) }
 	signed, unsigned := push("signed", mustAlpine(t, "1.2.5-r0")), push("unsigned", mustAlpine(t, "1.2.6-r0"))
 	if err := signer.Sign(signed.String()); err != nil {
 		t.Fatal(err)
