@@ -26,6 +26,20 @@ type CompliancePolicy struct {
 	// +optional
 	Action ComplianceAction `json:"action,omitempty"`
 
+	// pullAction is what the registry itself answers a client outside the cluster that
+	// pulls a non-compliant image: Allow (the default) serves it (admission is the gate),
+	// Deny refuses the manifest (GET, by tag or digest) with 403 and an OCI DENIED error
+	// whose message is the refusal admission gives. Never refused: Managers (whoever may
+	// delete in the repository), the pull Secrets the operator writes (the kubelet's pulls,
+	// which admission has judged: a rollout or a node restart never breaks), the operator's
+	// replicator and the scanner. HEAD requests and blobs are served (they reveal a digest
+	// and content the caller already named). Policy edits reach the registry pods within
+	// about a minute without a restart.
+	// +kubebuilder:validation:Enum=Allow;Deny
+	// +kubebuilder:default=Allow
+	// +optional
+	PullAction PullAction `json:"pullAction,omitempty"`
+
 	// severity refuses images with a vulnerability of this severity or a higher one:
 	// Critical, High, Medium, Low or Unknown (Unknown refuses any vulnerability). Unset:
 	// vulnerabilities do not refuse an image.
@@ -71,6 +85,16 @@ type ComplianceAction string
 const (
 	ComplianceDeny ComplianceAction = "Deny"
 	ComplianceWarn ComplianceAction = "Warn"
+)
+
+// PullAction is what the registry does when a client outside the cluster pulls a
+// non-compliant image.
+type PullAction string
+
+// Pull actions.
+const (
+	PullAllow PullAction = "Allow"
+	PullDeny  PullAction = "Deny"
 )
 
 // UnscannedAction is what happens to an image without a report.

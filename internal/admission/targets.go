@@ -251,30 +251,11 @@ func (ts *Targets) build(ctx context.Context, reg *v1alpha1.Registry, now time.T
 	return t, nil
 }
 
-// PolicyOf converts a Registry's spec.scanning.policy (which must be set).
+// PolicyOf converts a Registry's spec.scanning.policy (which must be set), as the
+// registry reads it too (one conversion: the same policy, the same words).
 func PolicyOf(reg *v1alpha1.Registry) (compliance.Policy, error) {
-	p := reg.Spec.Scanning.Policy
-	out := compliance.Policy{FixableOnly: p.FixableOnly, BlockUnscanned: p.Unscanned == v1alpha1.UnscannedDeny,
-		ExemptionHint: fmt.Sprintf("spec.scanning.policy.exemptions of Registry %s/%s", reg.Namespace, reg.Name)}
-	if p.Severity != "" {
-		sev, err := scan.ParseSeverity(p.Severity)
-		if err != nil {
-			return out, fmt.Errorf("severity: %w", err)
-		}
-		out.Severity = sev
-	}
-	for _, e := range p.Exemptions {
-		out.Exemptions = append(out.Exemptions, compliance.Exemption{ID: e.ID, Reason: e.Reason, Expires: e.Expires.Time,
-			Repositories: e.Repositories})
-	}
-	if p.Signatures != nil {
-		keys, err := compliance.ParseKeys(p.Signatures.PublicKeys)
-		if err != nil {
-			return out, fmt.Errorf("signatures.publicKeys: %w", err)
-		}
-		out.Signatures = keys
-	}
-	return out, nil
+	p, _, err := compliance.FromConfig(resources.CompliancePolicy(reg, nil))
+	return p, err
 }
 
 // hostsOf are the host names (lower case, without port; maybe *.wildcards) images name

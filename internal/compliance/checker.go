@@ -61,7 +61,9 @@ type Decision struct {
 // maxIndexChildren bounds the images of an index that are checked.
 const maxIndexChildren = 64
 
-// Check decides about ref (by tag or digest) under policy p.
+// Check decides about ref (by tag or digest) under policy p. A manifest that is not a
+// container image (a signature, a report, an SBOM) is not judged: the error wraps
+// scan.ErrNotImage.
 func (c *Checker) Check(ctx context.Context, ref name.Reference, p Policy) (Decision, error) {
 	opts := append(append([]remote.Option(nil), c.Remote...), remote.WithContext(ctx))
 	desc, err := remote.Get(ref, opts...)
@@ -97,6 +99,10 @@ func (c *Checker) Check(ctx context.Context, ref name.Reference, p Policy) (Deci
 			return Decision{}, fmt.Errorf("%s is an index without images", ref)
 		}
 	} else {
+		if err := scan.Runnable(desc.MediaType, desc.Manifest); err != nil {
+			// Signatures, reports, SBOMs: nothing runs them, nothing judges them.
+			return Decision{}, fmt.Errorf("%s: %w", ref, err)
+		}
 		images = []v1.Hash{desc.Digest}
 	}
 	now := c.now()

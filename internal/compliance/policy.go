@@ -6,10 +6,12 @@
 package compliance
 
 import (
+	"crypto/ed25519"
 	"fmt"
 	"strings"
 	"time"
 
+	"github.com/dockyard-dev/dockyard/internal/registryconfig"
 	"github.com/dockyard-dev/dockyard/internal/scan"
 )
 
@@ -182,4 +184,38 @@ func (v Verdict) Message(image string, p Policy) string {
 			"sign it with `cosign sign --key <key> %s` (a key whose public half is in the policy)", image, n, image))
 	}
 	return strings.Join(parts, "; ")
+}
+
+// FromConfig converts a policy as the operator hands it to its judges (the admission
+// webhook and the registry) and returns it with the scanner's public keys (none when
+// the policy carries none: then no image counts as scanned).
+func FromConfig(c registryconfig.CompliancePolicy) (Policy, []ed25519.PublicKey, error) {
+	out := Policy{FixableOnly: c.FixableOnly, BlockUnscanned: c.BlockUnscanned, ExemptionHint: c.ExemptionHint}
+	if c.Severity != "" {
+		sev, err := scan.ParseSeverity(c.Severity)
+		if err != nil {
+			return out, nil, fmt.Errorf("severity: %w", err)
+		}
+		out.Severity = sev
+	}
+	for _, e := range c.Exemptions {
+		out.Exemptions = append(out.Exemptions, Exemption{ID: e.ID, Reason: e.Reason, Expires: e.Expires,
+			Repositories: e.Repositories})
+	}
+	if len(c.SignatureKeys) > 0 {
+		keys, err := ParseKeys(c.SignatureKeys)
+		if err != nil {
+			return out, nil, fmt.Errorf("signatures.publicKeys: %w", err)
+		}
+		out.Signatures = keys
+	}
+	var scanKeys []ed25519.PublicKey
+	if c.ScannerKeys != "" {
+		keys, err := scan.ParsePublicKeys([]byte(c.ScannerKeys))
+		if err != nil {
+			return out, nil, fmt.Errorf("the scanner's public key: %w", err)
+		}
+		scanKeys = keys
+	}
+	return out, scanKeys, nil
 }

@@ -16,9 +16,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
 
 	"github.com/dockyard-dev/dockyard/api/v1alpha1"
 	"github.com/dockyard-dev/dockyard/internal/admission"
+	"github.com/dockyard-dev/dockyard/internal/registryconfig"
 	resources "github.com/dockyard-dev/dockyard/internal/resources/registry"
 	"github.com/dockyard-dev/dockyard/internal/scan"
 	"github.com/dockyard-dev/dockyard/internal/testfixture/cosign"
@@ -237,5 +239,66 @@ var _ = Describe("Compliance admission", func() {
 			return apierrors.IsNotFound(k8sClient.Get(ctx, key("", admission.ConfigName), &admissionregistrationv1.ValidatingWebhookConfiguration{}))
 		}, timeout, interval).Should(BeTrue())
 		Expect(people.Create(ctx, podWith(ns, "vulnerable-4", host+"/team-a/app:vulnerable"))).To(Succeed())
+	})
+})
+
+var _ = Describe("Registry-side compliance (pullAction: Deny)", func() {
+	It("hands the registry pods the policy and the scanner's key, and an exemption reaches them without a restart", func() {
+		ns := newNamespace()
+		reg := newRegistry(ns, "gate", func(r *v1alpha1.Registry) {
+			r.Spec.Scanning = &v1alpha1.ScanningSpec{Policy: &v1alpha1.CompliancePolicy{Severity: "High", PullAction: v1alpha1.PullDeny}}
+		})
+		Expect(k8sClient.Create(ctx, reg)).To(Succeed())
+		cm := &corev1.ConfigMap{}
+		Eventually(func(g Gomega) {
+			g.Expect(k8sClient.Get(ctx, key(ns, reg.ConfigMapName()), cm)).To(Succeed())
+			g.Expect(cm.Data).To(HaveKey(registryconfig.ComplianceFileName))
+		}, timeout, interval).Should(Succeed())
+		var cfg registryconfig.Config
+		Expect(yaml.Unmarshal([]byte(cm.Data[registryconfig.ConfigFileName]), &cfg)).To(Succeed())
+		Expect(cfg.Compliance).To(Equal(&registryconfig.Compliance{PolicyFile: registryconfig.ConfigDir + "/" + registryconfig.ComplianceFileName}))
+		p, err := registryconfig.ParseCompliancePolicy([]byte(cm.Data[registryconfig.ComplianceFileName]))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(p.Severity).To(Equal("High"))
+		Expect(p.ExemptionHint).To(Equal("spec.scanning.policy.exemptions of Registry " + ns + "/gate"))
+		// The key the registry trusts is the scanner's own.
+		sec := get(ns, reg.ScannerSecretName(), &corev1.Secret{})
+		Expect(p.ScannerKeys).To(Equal(string(sec.Data[resources.ScannerPublicKeyKey])))
+		Expect(p.ScannerKeys).To(HavePrefix("-----BEGIN PUBLIC KEY-----"))
+		Expect(p.ScannerKeys).NotTo(ContainSubstring("PRIVATE"))
+
+		dep := &appsv1.Deployment{}
+		Eventually(func() error { return k8sClient.Get(ctx, key(ns, "gate"), dep) }, timeout, interval).Should(Succeed())
+		hash := dep.Spec.Template.Annotations[resources.AnnotationInputs]
+		Expect(hash).NotTo(BeEmpty())
+
+		// An exemption changes the policy file, not the pods.
+		r := get(ns, "gate", &v1alpha1.Registry{})
+		patched := r.DeepCopy()
+		patched.Spec.Scanning.Policy.Exemptions = []v1alpha1.VulnerabilityExemption{{ID: "CVE-2099-0001", Reason: "SEC-1",
+			Expires: metav1.NewTime(time.Date(2099, 1, 1, 0, 0, 0, 0, time.UTC))}}
+		Expect(k8sClient.Patch(ctx, patched, client.MergeFrom(r))).To(Succeed())
+		Eventually(func(g Gomega) {
+			g.Expect(k8sClient.Get(ctx, key(ns, reg.ConfigMapName()), cm)).To(Succeed())
+			p, err := registryconfig.ParseCompliancePolicy([]byte(cm.Data[registryconfig.ComplianceFileName]))
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(p.Exemptions).To(HaveLen(1))
+			g.Expect(p.Exemptions[0].Expires).To(BeTemporally("==", time.Date(2099, 1, 1, 0, 0, 0, 0, time.UTC)))
+		}, timeout, interval).Should(Succeed())
+		Consistently(func() string {
+			Expect(k8sClient.Get(ctx, key(ns, "gate"), dep)).To(Succeed())
+			return dep.Spec.Template.Annotations[resources.AnnotationInputs]
+		}, "2s", interval).Should(Equal(hash))
+
+		// pullAction: Allow takes the file and the config section away.
+		r = get(ns, "gate", &v1alpha1.Registry{})
+		patched = r.DeepCopy()
+		patched.Spec.Scanning.Policy.PullAction = v1alpha1.PullAllow
+		Expect(k8sClient.Patch(ctx, patched, client.MergeFrom(r))).To(Succeed())
+		Eventually(func(g Gomega) {
+			g.Expect(k8sClient.Get(ctx, key(ns, reg.ConfigMapName()), cm)).To(Succeed())
+			g.Expect(cm.Data).NotTo(HaveKey(registryconfig.ComplianceFileName))
+			g.Expect(cm.Data[registryconfig.ConfigFileName]).NotTo(ContainSubstring("compliance"))
+		}, timeout, interval).Should(Succeed())
 	})
 })

@@ -59,7 +59,11 @@ func (r *RegistryReconciler) reconcileChildren(ctx context.Context, s *scope) (c
 	if err := r.apply(ctx, resources.ServiceAccount(reg), &corev1.ServiceAccount{}); err != nil {
 		return ctrl.Result{}, err
 	}
-	if err := r.apply(ctx, resources.ConfigMap(reg, rendered), &corev1.ConfigMap{}); err != nil {
+	compliance, err := r.complianceFile(ctx, reg)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if err := r.apply(ctx, resources.ConfigMap(reg, rendered, compliance), &corev1.ConfigMap{}); err != nil {
 		return ctrl.Result{}, err
 	}
 	if pvc := resources.PersistentVolumeClaim(reg); pvc != nil {
@@ -306,4 +310,22 @@ func (r *RegistryReconciler) deleteSecret(ctx context.Context, reg *v1alpha1.Reg
 	}
 	r.applier.Forget(corev1.SchemeGroupVersion.WithKind("Secret"), pm)
 	return nil
+}
+
+// complianceFile renders the policy a registry that refuses non-compliant pulls reads
+// (nil for the others), with the scanner's public key: the scanner Secret is created here
+// when it does not exist yet, so the key the registry trusts is the one the scanner gets.
+func (r *RegistryReconciler) complianceFile(ctx context.Context, reg *v1alpha1.Registry) ([]byte, error) {
+	if !resources.RefusesPulls(reg) {
+		return nil, nil
+	}
+	_, pub, err := r.ensureScannerSecret(ctx, reg, true)
+	if err != nil {
+		return nil, err
+	}
+	data, err := resources.ComplianceFile(reg, pub)
+	if err != nil {
+		return nil, fmt.Errorf("render the compliance policy of Registry %s/%s: %w", reg.Namespace, reg.Name, err)
+	}
+	return data, nil
 }

@@ -36,6 +36,9 @@ type Config struct {
 	Events *Events `json:"events,omitempty"`
 	// Cache, when set, makes repositories under its prefixes a pull-through cache.
 	Cache *Cache `json:"cache,omitempty"`
+	// Compliance, when set, refuses manifests of non-compliant images to clients outside
+	// the cluster.
+	Compliance *Compliance `json:"compliance,omitempty"`
 	// Backup, when set, configures `dockyard registry backup`.
 	Backup *Backup `json:"backup,omitempty"`
 	// Restore, when set, configures `dockyard registry restore`.
@@ -248,6 +251,9 @@ func (c *Config) Validate() error {
 		if err := validateStore("restore.store", r.Store); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if cp := c.Compliance; cp != nil && cp.PolicyFile == "" {
+		add("compliance.policyFile: required")
 	}
 	if e := c.Events; e != nil && (e.URL == "" || e.TokenFile == "" || e.Registry == "") {
 		add("events: url, tokenFile and registry are all required")

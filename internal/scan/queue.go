@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"net/http"
 	"sync"
 	"time"
@@ -255,8 +256,8 @@ func (q *Queue) backoff(n int) time.Duration {
 	return min(b, limit)
 }
 
-// errNotImage says why a manifest is not scanned itself.
-var errNotImage = errors.New("not a container image")
+// ErrNotImage says why a manifest is not scanned (nor judged) itself.
+var ErrNotImage = errors.New("not a container image")
 
 // errReadOnly: the report cannot be stored in the image's repository.
 var errReadOnly = errors.New("read-only repository")
@@ -334,28 +335,41 @@ func (q *Queue) scan(ctx context.Context, p queued) Result {
 }
 
 // scannable accepts image manifests whose config is a container image's.
-func scannable(desc *remote.Descriptor) error {
-	switch desc.MediaType {
+func scannable(desc *remote.Descriptor) error { return Runnable(desc.MediaType, desc.Manifest) }
+
+// Runnable accepts what a container runtime runs: an image manifest (OCI or Docker) that
+// refers to no other manifest, has no artifact type, a container image config, and at
+// least one filesystem layer when it has layers (cosign's signature manifests have an
+// image config and only signature layers). The rest (signatures, reports, SBOMs, charts)
+// is not scanned, and the compliance gate does not judge it. It returns an error wrapping
+// ErrNotImage for the rest.
+func Runnable(mt types.MediaType, manifest []byte) error {
+	switch mt {
 	case types.OCIManifestSchema1, types.DockerManifestSchema2:
 	default:
-		return fmt.Errorf("%w: %s", errNotImage, desc.MediaType)
+		return fmt.Errorf("%w: %s", ErrNotImage, mt)
 	}
 	var m struct {
-		ArtifactType string         `json:"artifactType"`
-		Config       v1.Descriptor  `json:"config"`
-		Subject      *v1.Descriptor `json:"subject"`
+		ArtifactType string          `json:"artifactType"`
+		Config       v1.Descriptor   `json:"config"`
+		Subject      *v1.Descriptor  `json:"subject"`
+		Layers       []v1.Descriptor `json:"layers"`
 	}
-	if err := json.Unmarshal(desc.Manifest, &m); err != nil {
-		return fmt.Errorf("%w: %w", errNotImage, err)
+	if err := json.Unmarshal(manifest, &m); err != nil {
+		return fmt.Errorf("%w: %w", ErrNotImage, err)
 	}
 	if m.Subject != nil || m.ArtifactType != "" {
-		return fmt.Errorf("%w: an artifact (%s) referring to another manifest", errNotImage, cmp.Or(m.ArtifactType, string(m.Config.MediaType)))
+		return fmt.Errorf("%w: an artifact (%s) referring to another manifest", ErrNotImage, cmp.Or(m.ArtifactType, string(m.Config.MediaType)))
 	}
 	switch m.Config.MediaType {
 	case types.OCIConfigJSON, types.DockerConfigJSON:
-		return nil
+	default:
+		return fmt.Errorf("%w: config %s", ErrNotImage, m.Config.MediaType)
 	}
-	return fmt.Errorf("%w: config %s", errNotImage, m.Config.MediaType)
+	if len(m.Layers) > 0 && !slices.ContainsFunc(m.Layers, func(l v1.Descriptor) bool { return l.MediaType.IsLayer() }) {
+		return fmt.Errorf("%w: no filesystem layer (layers of %s)", ErrNotImage, m.Layers[0].MediaType)
+	}
+	return nil
 }
 
 func isNotFound(err error) bool {

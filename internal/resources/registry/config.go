@@ -35,6 +35,7 @@ func Config(reg *v1alpha1.Registry, in Inputs) *registryconfig.Config {
 		Log:     registryconfig.Log{Level: "info", Format: "json"},
 	}
 	c.Cache = cacheConfig(reg)
+	c.Compliance = complianceConfig(reg)
 	if in.EventsURL != "" {
 		c.Events = &registryconfig.Events{URL: in.EventsURL, TokenFile: registryconfig.EventsTokenDir + "/" + registryconfig.EventsTokenFile,
 			Registry: reg.Namespace + "/" + reg.Name}
@@ -212,12 +213,18 @@ func LDAPConfig(l *v1alpha1.LDAPSpec) *registryconfig.LDAP {
 	return out
 }
 
-// ConfigMap holds the rendered config under registryconfig.ConfigFileName.
-func ConfigMap(reg *v1alpha1.Registry, rendered []byte) *corev1.ConfigMap {
+// ConfigMap holds the rendered config under registryconfig.ConfigFileName and, when the
+// registry refuses non-compliant pulls, its policy under registryconfig.ComplianceFileName
+// (read live by the pods; see ComplianceFile).
+func ConfigMap(reg *v1alpha1.Registry, rendered, compliance []byte) *corev1.ConfigMap {
+	data := map[string]string{registryconfig.ConfigFileName: string(rendered)}
+	if compliance != nil {
+		data[registryconfig.ComplianceFileName] = string(compliance)
+	}
 	return &corev1.ConfigMap{
 		TypeMeta:   typeMeta("v1", "ConfigMap"),
 		ObjectMeta: objectMeta(reg, reg.ConfigMapName(), ComponentServer),
-		Data:       map[string]string{registryconfig.ConfigFileName: string(rendered)},
+		Data:       data,
 	}
 }
 

@@ -385,6 +385,30 @@ func (c *Controller) CanPush(r *http.Request, repository string) bool {
 	return c.Can(r, repository, ActionPush)
 }
 
+// ProviderOf names what proved the request's identity (ProviderPullSecret,
+// ProviderReplication, ProviderScanner, ProviderHtpasswd, …); empty for a request without
+// valid credentials. Unlike a user name, no client chooses it: the operator's own
+// credentials are told apart by it.
+func (c *Controller) ProviderOf(r *http.Request) string {
+	id, err := c.authenticate(r)
+	if err != nil {
+		return ""
+	}
+	return id.Provider
+}
+
+// Permits reports whether the request's caller may perform action on repository, whatever
+// scope its registry token was issued for: who the caller is (a Manager pulls with a
+// pull-only token), not what this request may do.
+func (c *Controller) Permits(r *http.Request, repository, action string) bool {
+	id, err := c.authenticate(r)
+	if err != nil {
+		return false
+	}
+	ok, _, err := c.permits(r.Context(), id, repository, action)
+	return err == nil && ok
+}
+
 // Can reports whether the request's credentials allow action on repository.
 func (c *Controller) Can(r *http.Request, repository, action string) bool {
 	id, err := c.authenticate(r)

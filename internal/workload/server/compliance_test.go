@@ -2,7 +2,12 @@ package server_test
 
 import (
 	"context"
+	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
+	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +20,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/dockyard-dev/dockyard/internal/compliance"
+	"github.com/dockyard-dev/dockyard/internal/registryconfig"
 	"github.com/dockyard-dev/dockyard/internal/scan"
 	"github.com/dockyard-dev/dockyard/internal/testfixture/cosign"
 	trivyfix "github.com/dockyard-dev/dockyard/internal/testfixture/trivy"
@@ -221,5 +227,147 @@ func TestComplianceSignatures(t *testing.T) {
 	}
 	if err := other.Verify(signed.String()); err == nil {
 		t.Error("cosign verify with another key succeeded")
+	}
+}
+
+// TestCompliancePullGate is the registry's own refusal (pullAction: Deny): a Viewer who
+// pulls a vulnerable or unscanned image's manifest gets 403 DENIED with the words
+// admission uses; a Manager, the operator's pull credential and a Viewer's HEAD or blob
+// reads are served, as are artifacts (reports) and compliant images; a caller without
+// pull rights learns nothing about the image; an exemption written to the policy file
+// applies without a restart, and a broken file keeps the policy in force.
+func TestCompliancePullGate(t *testing.T) {
+	_, auth := authFixture(t, testUsers)
+	key := newKey(t, time.Now().Add(-time.Minute))
+	withTokens(t, auth, key)
+	pubDER, err := x509.MarshalPKIXPublicKey(scanKeys[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	policy := registryconfig.CompliancePolicy{Severity: "High", BlockUnscanned: true,
+		ScannerKeys:   string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER})),
+		ExemptionHint: "spec.scanning.policy.exemptions of Registry ns/reg"}
+	policyFile := filepath.Join(t.TempDir(), registryconfig.ComplianceFileName)
+	writePolicy := func(p registryconfig.CompliancePolicy) {
+		t.Helper()
+		data, err := json.Marshal(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(policyFile+".tmp", data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(policyFile+".tmp", policyFile); err != nil { // as the kubelet swaps ConfigMap files
+			t.Fatal(err)
+		}
+	}
+	writePolicy(policy)
+	reg := startRegistry(t, auth, func(c *registryconfig.Config) {
+		c.Compliance = &registryconfig.Compliance{PolicyFile: policyFile}
+	})
+	alice, bob, carol := reg.opts("alice", "alice-pw"), reg.opts("bob", "bob-pw"), reg.opts("carol", "carol-pw")
+	repo, _ := name.NewRepository(reg.host + "/team-a/app")
+	push := func(tag string, img ggcrv1.Image) name.Digest { t.Helper(); return pushTo(t, repo, tag, img, alice) }
+	vuln, clean := push("vulnerable", mustAlpine(t, "1.2.4-r2")), push("clean", mustAlpine(t, "1.2.5-r0"))
+	push("unscanned", mustAlpine(t, "1.2.6-r0"))
+	critical := scan.Vulnerability{ID: "CVE-2099-0001", Severity: scan.SeverityCritical, Package: "musl",
+		InstalledVersion: "1.2.4-r2", FixedVersion: "1.2.5-r0"}
+	var reportDigest ggcrv1.Hash
+	for _, x := range []struct {
+		d     name.Digest
+		vulns []scan.Vulnerability
+	}{{vuln, []scan.Vulnerability{critical}}, {clean, []scan.Vulnerability{}}} {
+		r := &scan.Report{Subject: x.d.DigestStr(), Scanner: scan.Scanner{Name: "Trivy", Version: "0.74.0"},
+			ScannedAt: time.Now().UTC(), OS: "alpine 3.20.3", Vulnerabilities: x.vulns}
+		h, err := scan.Attach(repo, mustHead(t, x.d, alice), r, scanKey, alice...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		reportDigest = h
+	}
+	keys := registryconfig.TokenKeys{Keys: []registryconfig.TokenKey{key}}
+	pullCred, _, err := registryconfig.SignPullCredential(keys, testIssuer, testService, "team-a", []string{"team-a/**"}, time.Now(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kubelet := reg.opts("dockyard-pull", pullCred)
+
+	get := func(ref string, opts []remote.Option) error {
+		t.Helper()
+		_, err := remote.Get(mustRef(t, reg.host+"/"+ref), opts...)
+		return err
+	}
+	// A Viewer is refused the vulnerable image, by tag and by digest, and the unscanned one.
+	for _, ref := range []string{"team-a/app:vulnerable", "team-a/app@" + vuln.DigestStr()} {
+		err := get(ref, bob)
+		wantStatus(t, "Viewer GET "+ref, err, http.StatusForbidden, "DENIED")
+		if err == nil || !strings.Contains(err.Error(), "CVE-2099-0001 (CRITICAL, musl 1.2.4-r2, fixed in 1.2.5-r0)") ||
+			!strings.Contains(err.Error(), "spec.scanning.policy.exemptions of Registry ns/reg") {
+			t.Errorf("Viewer GET %s: the refusal does not name the CVE and where to add an exemption: %v", ref, err)
+		}
+	}
+	err = get("team-a/app:unscanned", bob)
+	wantStatus(t, "Viewer GET unscanned", err, http.StatusForbidden, "DENIED")
+	if err == nil || !strings.Contains(err.Error(), "has not been scanned yet") {
+		t.Errorf("Viewer GET unscanned: %v", err)
+	}
+	// What is served to the Viewer: a compliant image, HEAD, the vulnerable image's blobs,
+	// the report (an artifact) and the referrers list.
+	if err := get("team-a/app:clean", bob); err != nil {
+		t.Errorf("Viewer GET of a compliant image: %v", err)
+	}
+	if _, err := remote.Head(repo.Tag("vulnerable"), bob...); err != nil {
+		t.Errorf("Viewer HEAD of the vulnerable image: %v", err)
+	}
+	img, err := remote.Image(vuln, alice...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	layers, _ := img.Layers()
+	ld, _ := layers[0].Digest()
+	if _, err := remote.Layer(repo.Digest(ld.String()), bob...); err != nil {
+		t.Errorf("Viewer GET of a blob: %v", err)
+	}
+	if err := get("team-a/app@"+reportDigest.String(), bob); err != nil {
+		t.Errorf("Viewer GET of a report (an artifact): %v", err)
+	}
+	if _, err := remote.Referrers(vuln, bob...); err != nil {
+		t.Errorf("Viewer referrers list: %v", err)
+	}
+	// Never refused: a Manager and the operator's pull credential (the kubelet's pulls).
+	if err := get("team-a/app:vulnerable", alice); err != nil {
+		t.Errorf("Manager GET of the vulnerable image: %v", err)
+	}
+	if err := get("team-a/app:vulnerable", kubelet); err != nil {
+		t.Errorf("pull credential GET of the vulnerable image: %v", err)
+	}
+	// Callers who may not pull get the usual answer, not a verdict.
+	for who, opts := range map[string][]remote.Option{"carol (no rule)": carol, "anonymous": reg.opts("", "")} {
+		err := get("team-a/app:vulnerable", opts)
+		if code, _ := statusOf(err); code != http.StatusUnauthorized && code != http.StatusForbidden {
+			t.Errorf("%s: %v, want 401 or 403", who, err)
+		}
+		if err != nil && strings.Contains(err.Error(), "CVE-2099-0001") {
+			t.Errorf("%s learnt the image's vulnerabilities: %v", who, err)
+		}
+	}
+
+	if m := scrape(t, reg); !strings.Contains(m, `dockyard_registry_compliance_refused_total{reason="Vulnerable"} 2`) ||
+		!strings.Contains(m, `dockyard_registry_compliance_refused_total{reason="NotScanned"} 1`) {
+		t.Errorf("refusal metrics, want 2 Vulnerable and 1 NotScanned:\n%s", m)
+	}
+
+	// An exemption in the policy file applies without a restart; a broken file changes
+	// nothing.
+	policy.Exemptions = []registryconfig.ComplianceExemption{{ID: "CVE-2099-0001", Reason: "not reachable, SEC-1",
+		Expires: time.Now().Add(24 * time.Hour), Repositories: []string{"team-a/**"}}}
+	writePolicy(policy)
+	eventually(t, 10*time.Second, "the exemption to apply", func() error { return get("team-a/app:vulnerable", bob) })
+	if err := os.WriteFile(policyFile, []byte("{not json"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second) // five reload intervals
+	if err := get("team-a/app:vulnerable", bob); err != nil {
+		t.Errorf("after a broken policy file: %v (the policy in force must stay)", err)
 	}
 }

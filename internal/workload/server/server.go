@@ -59,6 +59,7 @@ type Server struct {
 	apiLn, metricsLn net.Listener
 	notifier         *events.Notifier
 	cache            *pullThrough
+	gate             *complianceGate
 }
 
 // New builds the registry and opens its listeners.
@@ -131,6 +132,14 @@ func New(ctx context.Context, cfg *registryconfig.Config, opts Options) (*Server
 		}
 	}
 
+	if cfg.Compliance != nil {
+		if s.gate, err = newComplianceGate(appCtx, cfg, driver, s.users, s.log.With("component", "compliance")); err != nil {
+			cancel()
+			return nil, err
+		}
+		s.metrics.reg.MustRegister(s.gate.collectors()...)
+	}
+
 	if t := cfg.HTTP.TLS; t != nil {
 		if s.certs, err = newCertReloader(t.CertFile, t.KeyFile, s.log.With("component", "tls")); err != nil {
 			cancel()
@@ -172,6 +181,9 @@ func (s *Server) apiHandler(touch *toucher) http.Handler {
 	h = refs.middleware(h)
 	if s.notifier != nil {
 		h = eventsMiddleware(s.notifier, h)
+	}
+	if s.gate != nil {
+		h = s.gate.middleware(h)
 	}
 	if s.users != nil {
 		h = s.users.Middleware(h)
@@ -253,6 +265,9 @@ func (s *Server) Run(ctx context.Context) error {
 	defer stopBg()
 	if s.users != nil {
 		go s.users.Watch(bg, s.interval)
+	}
+	if s.gate != nil {
+		go s.gate.watch(bg, s.interval)
 	}
 	if s.notifier != nil {
 		done := make(chan struct{})
