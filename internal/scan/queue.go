@@ -7,8 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
