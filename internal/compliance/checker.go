@@ -24,7 +24,8 @@ type Checker struct {
 	Remote []remote.Option
 	// Keys are the scanner's public keys: only reports one of them signed count.
 	Keys []ed25519.PublicKey
-	// TTL bounds how long a report (or its absence) is reused; 30 s when zero.
+	// TTL bounds how long a report is reused (30 s when zero); its absence is reused
+	// for 2 s at most.
 	TTL time.Duration
 	// MaxCached bounds the cache (default 10000 digests).
 	MaxCached int
@@ -199,7 +200,7 @@ func (c *Checker) report(d name.Digest, opts []remote.Option, now time.Time) (*s
 	key := d.String()
 	ttl := c.ttl()
 	c.mu.Lock()
-	if cr, ok := c.cache[key]; ok && now.Sub(cr.fetched) < ttl {
+	if cr, ok := c.cache[key]; ok && now.Sub(cr.fetched) < entryTTL(cr, ttl) {
 		c.mu.Unlock()
 		return cr.report, nil
 	}
@@ -250,6 +251,17 @@ func (c *Checker) report(d name.Digest, opts []remote.Option, now time.Time) (*s
 	c.cache[key] = cachedReport{report: r, fetched: now, vulns: n}
 	c.cachedVulns += n
 	return r, nil
+}
+
+// notScannedTTL bounds how long "no report yet" is reused: a scan usually lands seconds
+// after the push, and the verdict follows it without waiting for the whole TTL.
+const notScannedTTL = 2 * time.Second
+
+func entryTTL(cr cachedReport, ttl time.Duration) time.Duration {
+	if cr.report == nil {
+		return min(ttl, notScannedTTL)
+	}
+	return ttl
 }
 
 // maxCachedVulnerabilities bounds the vulnerabilities the cache holds (about 300 bytes

@@ -1,8 +1,11 @@
 package scan
 
 import (
+	"errors"
 	"strings"
 	"testing"
+
+	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
 func TestParseTrivy(t *testing.T) {
@@ -57,5 +60,37 @@ func TestParseSeverity(t *testing.T) {
 	}
 	if SeverityCritical.Rank() <= SeverityHigh.Rank() || SeverityLow.Rank() <= SeverityUnknown.Rank() || Severity("x").Rank() != 0 {
 		t.Error("severity ranks are out of order")
+	}
+}
+
+// TestRunnable: what is scanned (and judged by the compliance gate) is what a container
+// runtime runs; a cosign signature (an image config, only signature layers), a report
+// (a referrer), an artifact and an index are not.
+func TestRunnable(t *testing.T) {
+	const (
+		imageConfig = `"config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","size":2}`
+		tarLayer    = `{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb","size":2}`
+		sigLayer    = `{"mediaType":"application/vnd.dev.cosign.simplesigning.v1+json","digest":"sha256:cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc","size":2}`
+	)
+	for _, tc := range []struct {
+		name, mediaType, manifest string
+		runnable                  bool
+	}{
+		{"OCI image", "application/vnd.oci.image.manifest.v1+json", `{` + imageConfig + `,"layers":[` + tarLayer + `]}`, true},
+		{"Docker image", "application/vnd.docker.distribution.manifest.v2+json",
+			`{"config":{"mediaType":"application/vnd.docker.container.image.v1+json","digest":"sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","size":2},"layers":[{"mediaType":"application/vnd.docker.image.rootfs.diff.tar.gzip","digest":"sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb","size":2}]}`, true},
+		{"image without layers", "application/vnd.oci.image.manifest.v1+json", `{` + imageConfig + `,"layers":[]}`, true},
+		{"cosign signature", "application/vnd.oci.image.manifest.v1+json", `{` + imageConfig + `,"layers":[` + sigLayer + `]}`, false},
+		{"referrer", "application/vnd.oci.image.manifest.v1+json",
+			`{` + imageConfig + `,"layers":[` + tarLayer + `],"subject":{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:dddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddd","size":2}}`, false},
+		{"artifact", "application/vnd.oci.image.manifest.v1+json", `{"artifactType":"application/vnd.example","config":{"mediaType":"application/vnd.oci.empty.v1+json","digest":"sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","size":2},"layers":[]}`, false},
+		{"helm chart", "application/vnd.oci.image.manifest.v1+json", `{"config":{"mediaType":"application/vnd.cncf.helm.config.v1+json","digest":"sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","size":2},"layers":[]}`, false},
+		{"index", "application/vnd.oci.image.index.v1+json", `{"manifests":[]}`, false},
+		{"garbage", "application/vnd.oci.image.manifest.v1+json", `{`, false},
+	} {
+		err := Runnable(types.MediaType(tc.mediaType), []byte(tc.manifest))
+		if (err == nil) != tc.runnable || (err != nil && !errors.Is(err, ErrNotImage)) {
+			t.Errorf("%s: %v, want runnable=%v", tc.name, err, tc.runnable)
+		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"time"
 
@@ -35,19 +36,26 @@ import (
 )
 
 // The compliance gate on a real node: `kubectl apply` of a Pod whose image the Registry's
-// policy refuses fails with the CVE in the message; an exemption lets it run; with
-// signatures required, an unsigned image is refused and one the real cosign signed runs.
+// policy refuses fails with the CVE in the message, and the registry refuses the image to
+// a Viewer pulling from outside the cluster (pullAction: Deny); an exemption lets it run,
+// and reaches the registry pods without restarting them; with signatures required, an
+// unsigned image is refused and one the real cosign signed runs.
 var _ = Describe("compliance gate on a real cluster", Ordered, Label("scanning", "compliance"), func() {
 	var ns, host string
 	var reg *regClient
 
 	BeforeAll(func() {
 		ns = namespaceWithCA("gate")
-		aliceUsers(ns)
+		// alice is a Manager, bob a Viewer (who pulls from outside the cluster).
+		Expect(k8s.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "users"}, StringData: map[string]string{
+			"htpasswd": htpasswd("alice", "alice-pw") + htpasswd("bob", "bob-pw"),
+		}})).To(Succeed())
 		Expect(k8s.Create(ctx, aliceRegistry(ns, "main", func(r *v1alpha1.Registry) {
+			r.Spec.Auth.Access = append(r.Spec.Auth.Access, v1alpha1.AccessRule{
+				Subjects: []v1alpha1.Subject{{Kind: "User", Name: "bob"}}, Repositories: []string{"**"}, Role: v1alpha1.RoleViewer})
 			r.Spec.Scanning = &v1alpha1.ScanningSpec{Image: "trivy:e2e",
 				Database: &v1alpha1.ScanDatabaseSpec{Repository: "security/trivy-db:2"},
-				Policy:   &v1alpha1.CompliancePolicy{Severity: "High"}}
+				Policy:   &v1alpha1.CompliancePolicy{Severity: "High", PullAction: v1alpha1.PullDeny}}
 		}))).To(Succeed())
 		run("kubectl", "-n", ns, "wait", "--for=condition=Ready", "registry/main", "--timeout=300s")
 		reg = registryClient(ns, "main")
@@ -86,6 +94,17 @@ var _ = Describe("compliance gate on a real cluster", Ordered, Label("scanning",
 			ContainSubstring("spec.scanning.policy.exemptions of Registry "+ns+"/main")))
 		GinkgoWriter.Printf("kubectl apply said:\n%s\n", out)
 
+		By("the registry itself refuses the vulnerable image to a Viewer outside the cluster (pullAction: Deny), not to a Manager")
+		_, err = remote.Get(reg.ref("team-a/web:vulnerable"), reg.opts("bob", "bob-pw")...)
+		Expect(err).To(HaveOccurred())
+		Expect(err.Error()).To(SatisfyAll(ContainSubstring("DENIED"), ContainSubstring("CVE-2099-0001 (CRITICAL, musl 1.2.4-r2, fixed in 1.2.5-r0)")))
+		GinkgoWriter.Printf("a Viewer's pull got: %v\n", err)
+		_, err = remote.Get(reg.ref("team-a/web:clean"), reg.opts("bob", "bob-pw")...)
+		Expect(err).NotTo(HaveOccurred())
+		_, err = remote.Get(reg.ref("team-a/web:vulnerable"), reg.opts("alice", "alice-pw")...)
+		Expect(err).NotTo(HaveOccurred())
+		podsBefore := registryPodNames(ns)
+
 		By("after an exemption is added, it runs, and kubectl shows a warning")
 		r := &v1alpha1.Registry{}
 		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "main"}, r)).To(Succeed())
@@ -98,6 +117,13 @@ var _ = Describe("compliance gate on a real cluster", Ordered, Label("scanning",
 		}, shortWait, poll).Should(Succeed(), func() string { return out })
 		Expect(out).To(ContainSubstring("Warning: image " + host + "/team-a/web:vulnerable: CVE-2099-0001"))
 		expectPodSucceeded(ns, "vulnerable")
+
+		By("the exemption reaches the registry pods without a restart: the Viewer may pull the image")
+		Eventually(func() error {
+			_, err := remote.Get(reg.ref("team-a/web:vulnerable"), reg.opts("bob", "bob-pw")...)
+			return err
+		}, longWait, poll).Should(Succeed())
+		Expect(registryPodNames(ns)).To(Equal(podsBefore))
 	})
 
 	It("with signatures required, refuses an unsigned image and runs one the real cosign signed", func() {
@@ -216,4 +242,18 @@ func caPEM(ns string) []byte {
 	s := &corev1.Secret{}
 	Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "ca"}, s)).To(Succeed())
 	return s.Data["tls.crt"]
+}
+
+// registryPodNames are the names of the registry pods of Registry main in ns.
+func registryPodNames(ns string) []string {
+	GinkgoHelper()
+	pods := &corev1.PodList{}
+	Expect(k8s.List(ctx, pods, client.InNamespace(ns), client.MatchingLabels(map[string]string{
+		resources.LabelInstance: "main", resources.LabelComponent: resources.ComponentServer}))).To(Succeed())
+	var names []string
+	for _, p := range pods.Items {
+		names = append(names, p.Name)
+	}
+	slices.Sort(names)
+	return names
 }

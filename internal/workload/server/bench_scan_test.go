@@ -2,12 +2,19 @@ package server_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/dockyard-dev/dockyard/internal/compliance"
+	"github.com/dockyard-dev/dockyard/internal/registryconfig"
 	"github.com/dockyard-dev/dockyard/internal/scan"
 	trivyfix "github.com/dockyard-dev/dockyard/internal/testfixture/trivy"
 )
@@ -71,4 +78,79 @@ func BenchmarkScanQueue(b *testing.B) {
 			b.ReportMetric(pct(0.99), "p99-ms")
 		})
 	}
+}
+
+// BenchmarkPushToVerdict measures, for small images pushed one at a time to an idle
+// registry, the time from the acknowledged push to the first compliance verdict that
+// rests on a report (what admission and the registry's gate answer): the registry's
+// event (the one event path, delivered over HTTP to a receiver standing in for the
+// operator's, which queues the job as the operator's forwarder does), the real trivy's
+// scan, the signed report stored as a referrer, and the checker reading it back (polled
+// every 20 ms, as a fresh decision). Reported: p50/p99 of that latency.
+func BenchmarkPushToVerdict(b *testing.B) {
+	q := &scan.Queue{Key: scanKey, Pull: &scan.Credentials{Username: "bob", Password: "bob-pw"}, Concurrency: 1, Size: 100}
+	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var batch registryconfig.EventBatch
+		if err := json.NewDecoder(r.Body).Decode(&batch); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		for _, e := range batch.Events {
+			if e.Action == registryconfig.EventPush && e.Digest != "" {
+				q.Add(scan.Job{Repository: e.Repository, Digest: e.Digest, Cause: "push"})
+			}
+		}
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	b.Cleanup(recv.Close)
+	tok := filepath.Join(b.TempDir(), "token")
+	if err := os.WriteFile(tok, []byte("sa-token"), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	_, auth := authFixture(b, testUsers)
+	reg := startRegistry(b, auth, func(c *registryconfig.Config) {
+		c.Events = &registryconfig.Events{URL: recv.URL, TokenFile: tok, Registry: "ns/main"}
+	})
+	q.Registry, q.Scanner, q.Remote = reg.host, scanFixture(b, reg, time.Now()), reg.opts("alice", "alice-pw")
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { q.Run(ctx) })
+	defer func() { cancel(); wg.Wait() }()
+	checker := &compliance.Checker{Remote: reg.opts("bob", "bob-pw"), Keys: scanKeys, TTL: time.Nanosecond}
+	policy := compliance.Policy{Severity: scan.SeverityHigh}
+	const images = 10
+	var latencies []time.Duration
+	b.ResetTimer()
+	for i := range b.N {
+		for j := range images {
+			d := pushAlpine(b, reg, fmt.Sprintf("team-a/verdict:%d-%d", i, j),
+				[]trivyfix.Package{{Name: "musl", Version: "1.2.4-r2"}, {Name: "zlib", Version: fmt.Sprintf("1.3.%d-r%d", i, j)}})
+			t0 := time.Now()
+			deadline := t0.Add(2 * time.Minute)
+			for {
+				v, err := checker.Check(ctx, d, policy)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if v.Reason != compliance.NotScannedAllowed {
+					if v.Reason != compliance.Vulnerable {
+						b.Fatalf("%s: %s, want Vulnerable", d, v.Reason)
+					}
+					break
+				}
+				if time.Now().After(deadline) {
+					b.Fatalf("%s: no verdict within 2 minutes of the push", d)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			latencies = append(latencies, time.Since(t0))
+		}
+	}
+	b.StopTimer()
+	slices.Sort(latencies)
+	pct := func(p float64) float64 {
+		return float64(latencies[min(len(latencies)-1, int(p*float64(len(latencies))))].Milliseconds())
+	}
+	b.ReportMetric(pct(0.50), "p50-ms")
+	b.ReportMetric(pct(0.99), "p99-ms")
 }

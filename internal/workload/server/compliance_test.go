@@ -107,12 +107,30 @@ func TestComplianceChecker(t *testing.T) {
 		t.Fatal(err)
 	}
 	ref := repo.Tag("unscanned")
+	now = now.Add(time.Second)
 	if d, _ := checker.Check(ctx, ref, strict); d.Reason != compliance.NotScanned {
-		t.Errorf("within the TTL: %s, want the cached NotScanned", d.Reason)
+		t.Errorf("a second later: %s, want the cached NotScanned", d.Reason)
 	}
-	now = now.Add(2 * time.Minute)
+	// "No report yet" is reused for 2 s, not the whole TTL: the verdict follows the scan.
+	now = now.Add(2 * time.Second)
 	if d, err := checker.Check(ctx, ref, strict); err != nil || d.Reason != compliance.Compliant {
-		t.Errorf("after the TTL: %s, %v; want Compliant", d.Reason, err)
+		t.Errorf("3 s later: %s, %v; want Compliant", d.Reason, err)
+	}
+	// A report is reused for the TTL: a newer one is read only after it.
+	r2 := *r
+	r2.ScannedAt = time.Now().UTC().Add(time.Second)
+	r2.Vulnerabilities = []scan.Vulnerability{{ID: "CVE-2099-0002", Severity: scan.SeverityCritical, Package: "musl",
+		InstalledVersion: "1.2.6-r0"}}
+	if _, err := scan.Attach(repo, *desc, &r2, scanKey, alice...); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(30 * time.Second)
+	if d, _ := checker.Check(ctx, ref, strict); d.Reason != compliance.Compliant {
+		t.Errorf("within the TTL: %s, want the cached Compliant", d.Reason)
+	}
+	now = now.Add(time.Minute)
+	if d, err := checker.Check(ctx, ref, strict); err != nil || d.Reason != compliance.Vulnerable {
+		t.Errorf("after the TTL: %s, %v; want the newer report's Vulnerable", d.Reason, err)
 	}
 	// An image that does not exist is an error, not a verdict.
 	if _, err := checker.Check(ctx, repo.Tag("missing"), strict); err == nil {
