@@ -26,11 +26,14 @@ hack/build-promtool.sh >/dev/null
 [[ -x /usr/lib/cni/bridge ]] || apt_install containernetworking-plugins
 { [[ -x /bin/busybox ]] && file -L /bin/busybox | grep -q 'statically linked'; } || apt_install busybox-static
 
+# builder NAME CMD...: runs CMD with its output in $LOGS/NAME.log and reports its wall and
+# CPU time (user+sys of everything it ran: what to cut when cold CI is too slow).
 builder() {
-  local name=$1 t0=$SECONDS rc=0
+  local name=$1 t0=$SECONDS rc=0 cpu TIMEFORMAT='%U %S'
   shift
-  "$@" >"$LOGS/$name.log" 2>&1 || rc=$?
-  echo "build-tools: $name finished in $((SECONDS - t0))s (rc=$rc)" >&2
+  cpu=$( { time "$@" >"$LOGS/$name.log" 2>&1; } 2>&1 ) || rc=$?
+  cpu=$(awk '{printf "%d", $1 + $2}' <<<"${cpu##*$'\n'}" 2>/dev/null || echo "?")
+  echo "build-tools: $name finished in $((SECONDS - t0))s, ${cpu}s CPU (rc=$rc)" >&2
   return "$rc"
 }
 # (chained with &&: set -e does not apply inside a function called as `f || …`)

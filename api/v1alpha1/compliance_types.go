@@ -32,9 +32,11 @@ type CompliancePolicy struct {
 	// whose message is the refusal admission gives. Never refused: Managers (whoever may
 	// delete in the repository), the pull Secrets the operator writes (the kubelet's pulls,
 	// which admission has judged: a rollout or a node restart never breaks), the operator's
-	// replicator and the scanner. HEAD requests and blobs are served (they reveal a digest
-	// and content the caller already named). Policy edits reach the registry pods within
-	// about a minute without a restart.
+	// replicator and the scanner; anonymous pulls, when allowed, are judged. HEAD requests
+	// and blobs are served (they reveal a digest, and content whose digest the caller
+	// already knows). Signatures, attestations and other artifacts are served unjudged.
+	// Needs spec.auth (the exemptions are told apart by their credentials). Policy edits
+	// reach the registry pods within about a minute without a restart.
 	// +kubebuilder:validation:Enum=Allow;Deny
 	// +kubebuilder:default=Allow
 	// +optional

@@ -59,6 +59,13 @@ type Decision struct {
 	Message string
 }
 
+// ErrManifestUnknown: the reference names no manifest (the first lookup answered 404).
+var ErrManifestUnknown = errors.New("manifest unknown")
+
+// ErrUnjudgeable: the manifest is of a shape the check refuses to judge (an index that
+// nests an index, has no images or too many); retrying does not help.
+var ErrUnjudgeable = errors.New("cannot be judged")
+
 // maxIndexChildren bounds the images of an index that are checked.
 const maxIndexChildren = 64
 
@@ -69,6 +76,9 @@ func (c *Checker) Check(ctx context.Context, ref name.Reference, p Policy) (Deci
 	opts := append(append([]remote.Option(nil), c.Remote...), remote.WithContext(ctx))
 	desc, err := remote.Get(ref, opts...)
 	if err != nil {
+		if isNotFound(err) {
+			return Decision{}, fmt.Errorf("resolve %s: %w: %w", ref, ErrManifestUnknown, err)
+		}
 		return Decision{}, fmt.Errorf("resolve %s: %w", ref, err)
 	}
 	d := Decision{Image: ref.String(), Digest: desc.Digest.String()}
@@ -86,18 +96,18 @@ func (c *Checker) Check(ctx context.Context, ref name.Reference, p Policy) (Deci
 		for _, m := range im.Manifests {
 			if m.MediaType.IsIndex() {
 				// A runtime may descend into it: refuse rather than judge it unseen.
-				return Decision{}, fmt.Errorf("%s holds a nested index (%s), which the compliance check does not read", ref, m.Digest)
+				return Decision{}, fmt.Errorf("%w: %s holds a nested index (%s), which the compliance check does not read", ErrUnjudgeable, ref, m.Digest)
 			}
 			if !m.MediaType.IsImage() || (m.Platform != nil && m.Platform.OS == "unknown") {
 				continue // attestations and other non-runnable entries
 			}
 			if len(images) == maxIndexChildren {
-				return Decision{}, fmt.Errorf("%s has more than %d images", ref, maxIndexChildren)
+				return Decision{}, fmt.Errorf("%w: %s has more than %d images", ErrUnjudgeable, ref, maxIndexChildren)
 			}
 			images = append(images, m.Digest)
 		}
 		if len(images) == 0 {
-			return Decision{}, fmt.Errorf("%s is an index without images", ref)
+			return Decision{}, fmt.Errorf("%w: %s is an index without images", ErrUnjudgeable, ref)
 		}
 	} else {
 		if err := scan.Runnable(desc.MediaType, desc.Manifest); err != nil {
@@ -238,7 +248,7 @@ func (c *Checker) report(d name.Digest, opts []remote.Option, now time.Time) (*s
 		// Drop what has expired; if that is not enough, start over (bounded memory beats
 		// a slightly colder cache).
 		for k, v := range c.cache {
-			if now.Sub(v.fetched) >= ttl {
+			if now.Sub(v.fetched) >= entryTTL(v, ttl) {
 				c.cachedVulns -= v.vulns
 				delete(c.cache, k)
 			}

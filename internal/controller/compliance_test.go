@@ -245,7 +245,8 @@ var _ = Describe("Compliance admission", func() {
 var _ = Describe("Registry-side compliance (pullAction: Deny)", func() {
 	It("hands the registry pods the policy and the scanner's key, and an exemption reaches them without a restart", func() {
 		ns := newNamespace()
-		reg := newRegistry(ns, "gate", func(r *v1alpha1.Registry) {
+		Expect(k8sClient.Create(ctx, usersSecret(ns, "users", map[string]string{"htpasswd": htpasswdLine("alice", "pw")}))).To(Succeed())
+		reg := newRegistry(ns, "gate", withUsers("users"), func(r *v1alpha1.Registry) {
 			r.Spec.Scanning = &v1alpha1.ScanningSpec{Policy: &v1alpha1.CompliancePolicy{Severity: "High", PullAction: v1alpha1.PullDeny}}
 		})
 		Expect(k8sClient.Create(ctx, reg)).To(Succeed())

@@ -20,6 +20,7 @@ import (
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 
 	"github.com/dockyard-dev/dockyard/api/v1alpha1"
+	"github.com/dockyard-dev/dockyard/internal/registryconfig"
 	resources "github.com/dockyard-dev/dockyard/internal/resources/registry"
 )
 
@@ -321,6 +322,15 @@ func (r *RegistryReconciler) complianceFile(ctx context.Context, reg *v1alpha1.R
 	}
 	_, pub, err := r.ensureScannerSecret(ctx, reg, true)
 	if err != nil {
+		// Keep the policy the pods read (the scanner step reports the same error) rather
+		// than hold back every other change to the Registry.
+		cm := &corev1.ConfigMap{}
+		if gerr := r.Client.Get(ctx, client.ObjectKey{Namespace: reg.Namespace, Name: reg.ConfigMapName()}, cm); gerr == nil {
+			if old, ok := cm.Data[registryconfig.ComplianceFileName]; ok {
+				ctrl.LoggerFrom(ctx).Error(err, "Keeping the registry's compliance policy as it was")
+				return []byte(old), nil
+			}
+		}
 		return nil, err
 	}
 	data, err := resources.ComplianceFile(reg, pub)

@@ -163,6 +163,11 @@ var _ = Describe("Registry validation at apply time", func() {
 			r.Spec.Scanning = &v1alpha1.ScanningSpec{Policy: &v1alpha1.CompliancePolicy{Signatures: &v1alpha1.SignaturePolicy{}}}
 			return r
 		}, "spec.scanning.policy.signatures.publicKeys"),
+		Entry("the registry refusing pulls without auth", func(ns string) *v1alpha1.Registry {
+			r := newRegistry(ns, "r")
+			r.Spec.Scanning = &v1alpha1.ScanningSpec{Policy: &v1alpha1.CompliancePolicy{Severity: "High", PullAction: v1alpha1.PullDeny}}
+			return r
+		}, "scanning.policy.pullAction: Deny needs auth"),
 		Entry("pull secrets without auth", func(ns string) *v1alpha1.Registry {
 			r := newRegistry(ns, "r")
 			r.Spec.PullSecrets = &v1alpha1.PullSecretsSpec{}

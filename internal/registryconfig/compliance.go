@@ -1,7 +1,6 @@
 package registryconfig
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -55,8 +54,9 @@ type ComplianceExemption struct {
 // hundred bytes and 16 keys fit many times over).
 const maxComplianceFile = 4 << 20
 
-// ParseCompliancePolicy reads a policy file's content, refusing unknown fields and
-// oversized files.
+// ParseCompliancePolicy reads a policy file's content, refusing oversized files. Unknown
+// fields are ignored: the operator may be upgraded before the registry pods that read
+// the file live (a newer field is then not applied until they are).
 func ParseCompliancePolicy(data []byte) (*CompliancePolicy, error) {
 	if len(data) > maxComplianceFile {
 		return nil, fmt.Errorf("compliance policy: %d bytes, more than %d", len(data), maxComplianceFile)
@@ -65,9 +65,7 @@ func ParseCompliancePolicy(data []byte) (*CompliancePolicy, error) {
 		return nil, errors.New("compliance policy: empty file")
 	}
 	var p CompliancePolicy
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&p); err != nil {
+	if err := json.Unmarshal(data, &p); err != nil {
 		return nil, fmt.Errorf("compliance policy: %w", err)
 	}
 	return &p, nil

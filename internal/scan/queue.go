@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -337,12 +338,13 @@ func (q *Queue) scan(ctx context.Context, p queued) Result {
 // scannable accepts image manifests whose config is a container image's.
 func scannable(desc *remote.Descriptor) error { return Runnable(desc.MediaType, desc.Manifest) }
 
-// Runnable accepts what a container runtime runs: an image manifest (OCI or Docker) that
-// refers to no other manifest, has no artifact type, a container image config, and at
-// least one filesystem layer when it has layers (cosign's signature manifests have an
-// image config and only signature layers). The rest (signatures, reports, SBOMs, charts)
-// is not scanned, and the compliance gate does not judge it. It returns an error wrapping
-// ErrNotImage for the rest.
+// Runnable accepts what a container runtime runs: an image manifest (OCI or Docker) with
+// a container image config, unless every layer it has is a JSON document (cosign's
+// signatures and attestations: an image config and only signature or in-toto layers).
+// The rest (reports and other artifacts with their own config type, Helm charts, indexes)
+// is not scanned, and the compliance gate serves it unjudged. A subject or an
+// artifactType does not make an image less runnable (runtimes ignore both), so neither
+// is a way around the gate. It returns an error wrapping ErrNotImage for the rest.
 func Runnable(mt types.MediaType, manifest []byte) error {
 	switch mt {
 	case types.OCIManifestSchema1, types.DockerManifestSchema2:
@@ -350,24 +352,19 @@ func Runnable(mt types.MediaType, manifest []byte) error {
 		return fmt.Errorf("%w: %s", ErrNotImage, mt)
 	}
 	var m struct {
-		ArtifactType string          `json:"artifactType"`
-		Config       v1.Descriptor   `json:"config"`
-		Subject      *v1.Descriptor  `json:"subject"`
-		Layers       []v1.Descriptor `json:"layers"`
+		Config v1.Descriptor   `json:"config"`
+		Layers []v1.Descriptor `json:"layers"`
 	}
 	if err := json.Unmarshal(manifest, &m); err != nil {
 		return fmt.Errorf("%w: %w", ErrNotImage, err)
-	}
-	if m.Subject != nil || m.ArtifactType != "" {
-		return fmt.Errorf("%w: an artifact (%s) referring to another manifest", ErrNotImage, cmp.Or(m.ArtifactType, string(m.Config.MediaType)))
 	}
 	switch m.Config.MediaType {
 	case types.OCIConfigJSON, types.DockerConfigJSON:
 	default:
 		return fmt.Errorf("%w: config %s", ErrNotImage, m.Config.MediaType)
 	}
-	if len(m.Layers) > 0 && !slices.ContainsFunc(m.Layers, func(l v1.Descriptor) bool { return l.MediaType.IsLayer() }) {
-		return fmt.Errorf("%w: no filesystem layer (layers of %s)", ErrNotImage, m.Layers[0].MediaType)
+	if len(m.Layers) > 0 && !slices.ContainsFunc(m.Layers, func(l v1.Descriptor) bool { return !strings.HasSuffix(string(l.MediaType), "+json") }) {
+		return fmt.Errorf("%w: only JSON layers (%s): a signature or an attestation", ErrNotImage, m.Layers[0].MediaType)
 	}
 	return nil
 }

@@ -64,8 +64,8 @@ func TestParseSeverity(t *testing.T) {
 }
 
 // TestRunnable: what is scanned (and judged by the compliance gate) is what a container
-// runtime runs; a cosign signature (an image config, only signature layers), a report
-// (a referrer), an artifact and an index are not.
+// runtime runs; a cosign signature or attestation (an image config, only JSON layers),
+// an artifact with its own config type, a chart and an index are not.
 func TestRunnable(t *testing.T) {
 	const (
 		imageConfig = `"config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","size":2}`
@@ -81,8 +81,15 @@ func TestRunnable(t *testing.T) {
 			`{"config":{"mediaType":"application/vnd.docker.container.image.v1+json","digest":"sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","size":2},"layers":[{"mediaType":"application/vnd.docker.image.rootfs.diff.tar.gzip","digest":"sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb","size":2}]}`, true},
 		{"image without layers", "application/vnd.oci.image.manifest.v1+json", `{` + imageConfig + `,"layers":[]}`, true},
 		{"cosign signature", "application/vnd.oci.image.manifest.v1+json", `{` + imageConfig + `,"layers":[` + sigLayer + `]}`, false},
-		{"referrer", "application/vnd.oci.image.manifest.v1+json",
-			`{` + imageConfig + `,"layers":[` + tarLayer + `],"subject":{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:dddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddd","size":2}}`, false},
+		// An image that names a subject or an artifact type still runs: no way around the gate.
+		{"image with a subject", "application/vnd.oci.image.manifest.v1+json",
+			`{` + imageConfig + `,"layers":[` + tarLayer + `],"subject":{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:dddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddd","size":2}}`, true},
+		{"image with an artifact type", "application/vnd.oci.image.manifest.v1+json",
+			`{"artifactType":"application/vnd.example",` + imageConfig + `,"layers":[` + tarLayer + `]}`, true},
+		{"encrypted image", "application/vnd.oci.image.manifest.v1+json",
+			`{` + imageConfig + `,"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip+encrypted","digest":"sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb","size":2}]}`, true},
+		{"attestation", "application/vnd.oci.image.manifest.v1+json",
+			`{` + imageConfig + `,"layers":[{"mediaType":"application/vnd.dsse.envelope.v1+json","digest":"sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb","size":2}]}`, false},
 		{"artifact", "application/vnd.oci.image.manifest.v1+json", `{"artifactType":"application/vnd.example","config":{"mediaType":"application/vnd.oci.empty.v1+json","digest":"sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","size":2},"layers":[]}`, false},
 		{"helm chart", "application/vnd.oci.image.manifest.v1+json", `{"config":{"mediaType":"application/vnd.cncf.helm.config.v1+json","digest":"sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","size":2},"layers":[]}`, false},
 		{"index", "application/vnd.oci.image.index.v1+json", `{"manifests":[]}`, false},

@@ -104,6 +104,7 @@ var _ = Describe("compliance gate on a real cluster", Ordered, Label("scanning",
 		_, err = remote.Get(reg.ref("team-a/web:vulnerable"), reg.opts("alice", "alice-pw")...)
 		Expect(err).NotTo(HaveOccurred())
 		podsBefore := registryPodNames(ns)
+		Expect(podsBefore).NotTo(BeEmpty())
 
 		By("after an exemption is added, it runs, and kubectl shows a warning")
 		r := &v1alpha1.Registry{}

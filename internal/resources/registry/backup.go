@@ -41,7 +41,8 @@ func BackupConfig(reg *v1alpha1.Registry, in Inputs) *registryconfig.Config {
 		return nil
 	}
 	c := Config(reg, in)
-	c.Events = nil // the jobs push nothing
+	c.Events = nil     // the jobs push nothing
+	c.Compliance = nil // nor serve anyone
 	if b := reg.Spec.Backup; b != nil {
 		keep := DefaultBackupKeep
 		if b.Keep != nil {

@@ -397,6 +397,20 @@ func (c *Controller) ProviderOf(r *http.Request) string {
 	return id.Provider
 }
 
+// MayPull reports whether the request may pull from repository as distribution decides
+// it: with credentials, what they allow; without, what anonymous pulls allow.
+func (c *Controller) MayPull(r *http.Request, repository string) bool {
+	id, err := c.authenticate(r)
+	switch {
+	case errors.Is(err, errNoCredentials):
+		id = Identity{}
+	case err != nil:
+		return false
+	}
+	ok, _, err := c.allowed(r.Context(), id, repository, ActionPull)
+	return err == nil && ok
+}
+
 // Permits reports whether the request's caller may perform action on repository, whatever
 // scope its registry token was issued for: who the caller is (a Manager pulls with a
 // pull-only token), not what this request may do.

@@ -17,7 +17,6 @@ import (
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/dockyard-dev/dockyard/internal/compliance"
@@ -39,7 +38,8 @@ import (
 // Never refused: whoever may delete in the repository (a Manager), the operator's pull
 // Secrets (the kubelet's pulls, judged by admission), its replicator and the scanner,
 // and callers who may not pull at all (they get distribution's usual 401 or 403, not a
-// verdict about an image they may not see). HEAD requests and blobs are served.
+// verdict about an image they may not see). HEAD requests and blobs are served. Without
+// access control (a standalone registry) every caller is judged.
 type complianceGate struct {
 	file  string
 	users *access.Controller // nil without auth: every caller is judged
@@ -163,9 +163,10 @@ func (g *complianceGate) exempt(r *http.Request, repo string) bool {
 	case access.ProviderPullSecret, access.ProviderReplication, access.ProviderScanner:
 		return true
 	}
-	// A Manager pulls with a pull-only token: whether the caller may delete is a question
-	// about who it is, not about this token.
-	return !g.users.Can(r, repo, access.ActionPull) || g.users.Permits(r, repo, access.ActionDelete)
+	// MayPull is distribution's own answer (anonymous pulls included). A Manager pulls
+	// with a pull-only token: whether the caller may delete is a question about who it
+	// is, not about this token.
+	return !g.users.MayPull(r, repo) || g.users.Permits(r, repo, access.ActionDelete)
 }
 
 func (g *complianceGate) middleware(next http.Handler) http.Handler {
@@ -179,32 +180,75 @@ func (g *complianceGate) middleware(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		ref, err := gateReference(r.Host, rt)
+		// The check reads through a fixed host (the in-process transport ignores it, and
+		// caches are keyed by it); the message names the image as the client did.
+		ref, err := gateReference(gateHost, rt)
 		if err != nil {
 			next.ServeHTTP(w, r) // distribution refuses what does not parse
 			return
 		}
+		shown := ref
+		if sr, err := gateReference(r.Host, rt); err == nil {
+			shown = sr
+		}
 		st := g.state.Load()
 		d, err := st.checker.Check(r.Context(), ref, st.policy)
 		switch {
-		case err != nil && (errors.Is(err, scan.ErrNotImage) || isNotFound(err)):
-			// Not an image (signatures, reports), or not here (distribution answers 404,
-			// or a pull-through cache fetches it): nothing to judge.
+		case errors.Is(err, scan.ErrNotImage) || errors.Is(err, compliance.ErrManifestUnknown):
+			// Not an image (signatures, attestations, reports), or no such manifest
+			// (distribution answers 404): nothing to judge.
 			next.ServeHTTP(w, r)
+		case errors.Is(err, compliance.ErrUnjudgeable):
+			g.refused.WithLabelValues("Unjudgeable").Inc()
+			writeOCIError(w, http.StatusForbidden, "DENIED", fmt.Sprintf("image %s: %v", shown, err))
 		case err != nil:
 			g.failures.Inc()
 			g.log.Error("Decide compliance of a pulled image", "err", err, "repository", rt.Name, "reference", rt.Reference)
 			writeOCIError(w, http.StatusServiceUnavailable, "UNAVAILABLE",
-				fmt.Sprintf("the compliance of %s cannot be decided now; retry", ref))
+				fmt.Sprintf("the compliance of %s cannot be decided now; retry", shown))
 		case !d.Allowed:
 			g.refused.WithLabelValues(string(d.Reason)).Inc()
 			g.log.Info("Refused a non-compliant image", "repository", rt.Name, "reference", rt.Reference, "digest", d.Digest,
 				"reason", string(d.Reason), "provider", g.provider(r))
-			writeOCIError(w, http.StatusForbidden, "DENIED", d.Verdict.Message(ref.String()+" ("+d.Digest+")", st.policy))
+			writeOCIError(w, http.StatusForbidden, "DENIED", d.Verdict.Message(shown.String()+" ("+d.Digest+")", st.policy))
 		default:
-			next.ServeHTTP(w, r)
+			// A tag may move between the check and the answer: serve only the digest judged.
+			next.ServeHTTP(&judgedDigest{ResponseWriter: w, digest: d.Digest, shown: shown.String()}, r)
 		}
 	})
+}
+
+// gateHost is the registry name the gate's checks use.
+const gateHost = "registry.invalid"
+
+// judgedDigest passes a manifest response through only when it is the digest that was
+// judged; otherwise (the tag moved meanwhile) it answers 503, and the client retries.
+type judgedDigest struct {
+	http.ResponseWriter
+	digest, shown string
+	swallow       bool
+}
+
+func (j *judgedDigest) WriteHeader(code int) {
+	if code == http.StatusOK {
+		if got := j.Header().Get("Docker-Content-Digest"); got != "" && got != j.digest {
+			j.swallow = true
+			for k := range j.Header() {
+				delete(j.Header(), k)
+			}
+			writeOCIError(j.ResponseWriter, http.StatusServiceUnavailable, "UNAVAILABLE",
+				fmt.Sprintf("%s moved while its compliance was checked; retry", j.shown))
+			return
+		}
+	}
+	j.ResponseWriter.WriteHeader(code)
+}
+
+func (j *judgedDigest) Write(p []byte) (int, error) {
+	if j.swallow {
+		return len(p), nil
+	}
+	return j.ResponseWriter.Write(p)
 }
 
 func (g *complianceGate) provider(r *http.Request) string {
@@ -227,11 +271,6 @@ func gateReference(host string, rt route.Route) (name.Reference, error) {
 		return repo.Digest(rt.Reference), nil
 	}
 	return name.NewTag(repo.Name()+":"+rt.Reference, name.StrictValidation)
-}
-
-func isNotFound(err error) bool {
-	var te *transport.Error
-	return errors.As(err, &te) && te.StatusCode == http.StatusNotFound
 }
 
 // inProcess is an http.RoundTripper that serves requests with a handler of this process,
@@ -258,11 +297,20 @@ func (t inProcess) RoundTrip(req *http.Request) (*http.Response, error) {
 	if rec.code == 0 {
 		rec.code = http.StatusOK
 	}
+	length := int64(rec.body.Len())
+	if req.Method == http.MethodHead {
+		// No body, as over the network; the length is the header's.
+		length = -1
+		if n, err := strconv.ParseInt(rec.header.Get("Content-Length"), 10, 64); err == nil {
+			length = n
+		}
+		rec.body.Reset()
+	}
 	return &http.Response{
 		Status: strconv.Itoa(rec.code) + " " + http.StatusText(rec.code), StatusCode: rec.code,
 		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
 		Header: rec.header, Body: io.NopCloser(bytes.NewReader(rec.body.Bytes())),
-		ContentLength: int64(rec.body.Len()), Request: req,
+		ContentLength: length, Request: req,
 	}, nil
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/dockyard-dev/dockyard/internal/compliance"
@@ -387,5 +388,60 @@ func TestCompliancePullGate(t *testing.T) {
 	time.Sleep(time.Second) // five reload intervals
 	if err := get("team-a/app:vulnerable", bob); err != nil {
 		t.Errorf("after a broken policy file: %v (the policy in force must stay)", err)
+	}
+	wantStatus(t, "Viewer GET unscanned after a broken policy file", get("team-a/app:unscanned", bob), http.StatusForbidden, "DENIED")
+}
+
+// TestCompliancePullGateShapes: what the gate judges is what a runtime runs. An image
+// that names a subject or an artifact type is judged like any image (no way around the
+// gate); a cosign signature (image config, only a JSON layer) is served unjudged; and
+// with anonymous pulls allowed, a client without credentials is judged too.
+func TestCompliancePullGateShapes(t *testing.T) {
+	_, auth := authFixture(t, testUsers)
+	auth.AnonymousPull = true
+	policyFile := filepath.Join(t.TempDir(), registryconfig.ComplianceFileName)
+	if err := os.WriteFile(policyFile, []byte(`{"blockUnscanned":true}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	reg := startRegistry(t, auth, func(c *registryconfig.Config) {
+		c.Compliance = &registryconfig.Compliance{PolicyFile: policyFile}
+	})
+	alice, bob, anonymous := reg.opts("alice", "alice-pw"), reg.opts("bob", "bob-pw"), reg.opts("", "")
+	repo, _ := name.NewRepository(reg.host + "/team-a/app")
+	plain := mustAlpine(t, "1.2.5-r0")
+	pushTo(t, repo, "plain", plain, alice)
+	desc, err := remote.Head(repo.Tag("plain"), alice...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	withSubject, ok := mutate.Subject(mustAlpine(t, "1.2.4-r2"), *desc).(ggcrv1.Image)
+	if !ok {
+		t.Fatal("mutate.Subject did not return an image")
+	}
+	pushTo(t, repo, "with-subject", withSubject, alice)
+	sig := mutate.MediaType(empty.Image, types.OCIManifestSchema1)
+	sig = mutate.ConfigMediaType(sig, types.OCIConfigJSON)
+	sig, err = mutate.Append(sig, mutate.Addendum{Layer: static.NewLayer([]byte(`{"critical":{}}`), "application/vnd.dev.cosign.simplesigning.v1+json")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pushTo(t, repo, "sha256-abc.sig", sig, alice)
+
+	get := func(ref string, opts []remote.Option) error {
+		t.Helper()
+		_, err := remote.Get(mustRef(t, reg.host+"/"+ref), opts...)
+		return err
+	}
+	for who, opts := range map[string][]remote.Option{"Viewer": bob, "anonymous": anonymous} {
+		for _, ref := range []string{"team-a/app:plain", "team-a/app:with-subject"} {
+			err := get(ref, opts)
+			wantStatus(t, who+" GET "+ref, err, http.StatusForbidden, "DENIED")
+			if err == nil || !strings.Contains(err.Error(), "has not been scanned yet") {
+				t.Errorf("%s GET %s: %v", who, ref, err)
+			}
+		}
+		if err := get("team-a/app:sha256-abc.sig", opts); err != nil {
+			t.Errorf("%s GET of a cosign signature: %v", who, err)
+		}
 	}
 }

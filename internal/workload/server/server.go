@@ -174,6 +174,11 @@ func (s *Server) apiHandler(touch *toucher) http.Handler {
 	h = touch.middleware(h)
 	h = s.pulls.middleware(h)
 	h = s.immutable.middleware(h)
+	if s.gate != nil {
+		// Inside the pull-through cache: what a cache repository just fetched is judged
+		// too. Outside the pull recorder and the GC markers: a refused pull is no pull.
+		h = s.gate.middleware(h)
+	}
 	if s.cache != nil {
 		h = s.cache.middleware(h)
 	}
@@ -181,9 +186,6 @@ func (s *Server) apiHandler(touch *toucher) http.Handler {
 	h = refs.middleware(h)
 	if s.notifier != nil {
 		h = eventsMiddleware(s.notifier, h)
-	}
-	if s.gate != nil {
-		h = s.gate.middleware(h)
 	}
 	if s.users != nil {
 		h = s.users.Middleware(h)
