@@ -250,6 +250,13 @@ var _ = Describe("Registry-side compliance (pullAction: Deny)", func() {
 			r.Spec.Scanning = &v1alpha1.ScanningSpec{Policy: &v1alpha1.CompliancePolicy{Severity: "High", PullAction: v1alpha1.PullDeny}}
 		})
 		Expect(k8sClient.Create(ctx, reg)).To(Succeed())
+		// A Registry with a policy keeps the webhook configured: gone before the next spec.
+		DeferCleanup(func() {
+			Expect(client.IgnoreNotFound(k8sClient.Delete(ctx, reg))).To(Succeed())
+			Eventually(func() bool {
+				return apierrors.IsNotFound(k8sClient.Get(ctx, key(ns, "gate"), &v1alpha1.Registry{}))
+			}, timeout, interval).Should(BeTrue())
+		})
 		cm := &corev1.ConfigMap{}
 		Eventually(func(g Gomega) {
 			g.Expect(k8sClient.Get(ctx, key(ns, reg.ConfigMapName()), cm)).To(Succeed())
