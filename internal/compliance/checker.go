@@ -59,10 +59,10 @@ type Decision struct {
 	Message string
 }
 
-// ErrManifestUnknown: the reference names no manifest (the first lookup answered 404).
+// ErrManifestUnknown says the reference names no manifest (the first lookup answered 404).
 var ErrManifestUnknown = errors.New("manifest unknown")
 
-// ErrUnjudgeable: the manifest is of a shape the check refuses to judge (an index that
+// ErrUnjudgeable says the manifest is of a shape the check refuses to judge (an index that
 // nests an index, has no images or too many); retrying does not help.
 var ErrUnjudgeable = errors.New("cannot be judged")
 

@@ -13,7 +13,7 @@ import (
 // within about a minute (the kubelet's ConfigMap sync) without restarting a pod.
 const ComplianceFileName = "compliance.json"
 
-// Compliance, when set, makes the registry refuse the manifests of non-compliant images
+// Compliance is the config section that, when set, makes the registry refuse the manifests of non-compliant images
 // to clients outside the cluster (spec.scanning.policy.pullAction: Deny).
 type Compliance struct {
 	// PolicyFile holds the CompliancePolicy (JSON); re-read when it changes.
