@@ -137,20 +137,13 @@ func (g *complianceGate) reload() (bool, error) {
 
 // watch reloads the policy every interval until ctx ends.
 func (g *complianceGate) watch(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if changed, err := g.reload(); err != nil {
-				g.log.Error("Reload the compliance policy, keeping the one in force", "err", err)
-			} else if changed {
-				g.log.Info("Compliance policy reloaded")
-			}
+	every(ctx, interval, func() {
+		if changed, err := g.reload(); err != nil {
+			g.log.Error("Reload the compliance policy, keeping the one in force", "err", err)
+		} else if changed {
+			g.log.Info("Compliance policy reloaded")
 		}
-	}
+	})
 }
 
 // exempt reports whether the caller of r is never refused a manifest of repository repo,

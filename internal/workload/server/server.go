@@ -278,22 +278,13 @@ func (s *Server) Run(ctx context.Context) error {
 		defer stopBg()
 	}
 	if s.certs != nil {
-		go func() {
-			t := time.NewTicker(s.interval)
-			defer t.Stop()
-			for {
-				select {
-				case <-bg.Done():
-					return
-				case <-t.C:
-					if changed, err := s.certs.reload(); err != nil {
-						s.certs.log.Warn("Reload TLS certificate, keeping the previous one", "err", err)
-					} else if changed {
-						s.setCertExpiry()
-					}
-				}
+		go every(bg, s.interval, func() {
+			if changed, err := s.certs.reload(); err != nil {
+				s.certs.log.Warn("Reload TLS certificate, keeping the previous one", "err", err)
+			} else if changed {
+				s.setCertExpiry()
 			}
-		}()
+		})
 	}
 
 	errc := make(chan error, 2)
@@ -322,6 +313,21 @@ func (s *Server) Run(ctx context.Context) error {
 	case <-ctx.Done():
 	}
 	return s.drain()
+}
+
+// every calls f every interval until ctx ends (files mounted from Secrets and ConfigMaps
+// change by a symlink swap: they are re-read, not watched).
+func every(ctx context.Context, interval time.Duration, f func()) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			f()
+		}
+	}
 }
 
 func (s *Server) drain() error {
