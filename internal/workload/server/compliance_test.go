@@ -445,3 +445,41 @@ func TestCompliancePullGateShapes(t *testing.T) {
 		}
 	}
 }
+
+// TestCompliancePullGateCache: a pull-through cache repository is judged after its fetch
+// (the gate sits inside the cache): a Viewer's first pull of an upstream image that has
+// no report is refused under unscanned: Deny, a Manager's is served.
+func TestCompliancePullGateCache(t *testing.T) {
+	_, upAuth := authFixture(t, testUsers)
+	up := startRegistry(t, upAuth, nil)
+	pushTo(t, mustTag(t, up.host+"/library/app:v1").Context(), "v1", mustAlpine(t, "1.2.5-r0"), up.opts("admin", "admin-pw"))
+	dir := t.TempDir()
+	creds := filepath.Join(dir, "creds")
+	if err := os.MkdirAll(creds, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for f, v := range map[string]string{"username": "admin", "password": "admin-pw", "ca.crt": string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: up.ca.cert.Raw}))} {
+		if err := os.WriteFile(filepath.Join(creds, f), []byte(v), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	policyFile := filepath.Join(dir, registryconfig.ComplianceFileName)
+	if err := os.WriteFile(policyFile, []byte(`{"blockUnscanned":true}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, auth := authFixture(t, testUsers)
+	cache := startRegistry(t, auth, func(c *registryconfig.Config) {
+		c.Cache = &registryconfig.Cache{Upstreams: []registryconfig.CacheUpstream{{Prefix: "team-a/up", URL: "https://" + up.host,
+			CredentialsDir: creds, CAFile: filepath.Join(creds, "ca.crt"), TagTTL: registryconfig.Duration{Duration: time.Minute}}}}
+		c.Compliance = &registryconfig.Compliance{PolicyFile: policyFile}
+	})
+	ref := mustTag(t, cache.host+"/team-a/up/library/app:v1")
+	_, err := remote.Get(ref, cache.opts("bob", "bob-pw")...)
+	wantStatus(t, "a Viewer's first pull through the cache", err, http.StatusForbidden, "DENIED")
+	if err == nil || !strings.Contains(err.Error(), "has not been scanned yet") {
+		t.Errorf("a Viewer's first pull through the cache: %v", err)
+	}
+	if _, err := remote.Image(ref, cache.opts("admin", "admin-pw")...); err != nil {
+		t.Errorf("a Manager's pull through the cache: %v", err)
+	}
+}
