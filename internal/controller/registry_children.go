@@ -60,7 +60,8 @@ func (r *RegistryReconciler) reconcileChildren(ctx context.Context, s *scope) (c
 	if err := r.apply(ctx, resources.ServiceAccount(reg), &corev1.ServiceAccount{}); err != nil {
 		return ctrl.Result{}, err
 	}
-	compliance, err := r.complianceFile(ctx, reg)
+	scanner := r.readScannerSecret(ctx, reg)
+	compliance, err := r.complianceFile(ctx, reg, scanner)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
@@ -132,7 +133,7 @@ func (r *RegistryReconciler) reconcileChildren(ctx context.Context, s *scope) (c
 	if err := r.applyOrDelete(ctx, reg, nodeTrustOrNil(reg, in), &appsv1.DaemonSet{}, reg.NodeTrustName()); err != nil {
 		return ctrl.Result{}, err
 	}
-	scannerIn, err := r.reconcileScanner(ctx, reg, in, tokenKeys)
+	scannerIn, err := r.reconcileScanner(ctx, reg, in, tokenKeys, scanner)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
@@ -314,14 +315,13 @@ func (r *RegistryReconciler) deleteSecret(ctx context.Context, reg *v1alpha1.Reg
 }
 
 // complianceFile renders the policy a registry that refuses non-compliant pulls reads
-// (nil for the others), with the scanner's public key: the scanner Secret is created here
-// when it does not exist yet, so the key the registry trusts is the one the scanner gets.
-func (r *RegistryReconciler) complianceFile(ctx context.Context, reg *v1alpha1.Registry) ([]byte, error) {
+// (nil for the others), with the scanner's public key from scanner (readScannerSecret):
+// the key the registry trusts is the one the scanner signs with.
+func (r *RegistryReconciler) complianceFile(ctx context.Context, reg *v1alpha1.Registry, scanner scannerSecret) ([]byte, error) {
 	if !resources.RefusesPulls(reg) {
 		return nil, nil
 	}
-	_, pub, err := r.ensureScannerSecret(ctx, reg, true)
-	if err != nil {
+	if err := scanner.err; err != nil {
 		// Keep the policy the pods read (the scanner step reports the same error) rather
 		// than hold back every other change to the Registry.
 		cm := &corev1.ConfigMap{}
@@ -333,7 +333,7 @@ func (r *RegistryReconciler) complianceFile(ctx context.Context, reg *v1alpha1.R
 		}
 		return nil, err
 	}
-	data, err := resources.ComplianceFile(reg, pub)
+	data, err := resources.ComplianceFile(reg, scanner.pub)
 	if err != nil {
 		return nil, fmt.Errorf("render the compliance policy of Registry %s/%s: %w", reg.Namespace, reg.Name, err)
 	}

@@ -36,10 +36,29 @@ const scannerStatusInterval = time.Minute
 // scannerTimeout bounds one call to a scanner.
 const scannerTimeout = 5 * time.Second
 
+// scannerSecret is what ensureScannerSecret found or created, read once per reconcile
+// (the registry's compliance policy and the scanner's children both need its key).
+type scannerSecret struct {
+	uid string
+	pub []byte
+	err error
+}
+
+// readScannerSecret ensures the scanner Secret of a Registry with spec.scanning (the zero
+// value without it).
+func (r *RegistryReconciler) readScannerSecret(ctx context.Context, reg *v1alpha1.Registry) scannerSecret {
+	if reg.Spec.Scanning == nil {
+		return scannerSecret{}
+	}
+	var ss scannerSecret
+	ss.uid, ss.pub, ss.err = r.ensureScannerSecret(ctx, reg, true)
+	return ss
+}
+
 // reconcileScanner applies the scanner's children (spec.scanning) or deletes them, and
 // returns when to look again (the credential's renewal). keys are the Registry's token
-// keys as ensureTokenKeys left them.
-func (r *RegistryReconciler) reconcileScanner(ctx context.Context, reg *v1alpha1.Registry, in resources.Inputs, keys registryconfig.TokenKeys) (time.Duration, error) {
+// keys as ensureTokenKeys left them; secret is readScannerSecret's answer.
+func (r *RegistryReconciler) reconcileScanner(ctx context.Context, reg *v1alpha1.Registry, in resources.Inputs, keys registryconfig.TokenKeys, secret scannerSecret) (time.Duration, error) {
 	if reg.Spec.Scanning == nil {
 		for _, del := range []struct {
 			obj  client.Object
@@ -54,10 +73,10 @@ func (r *RegistryReconciler) reconcileScanner(ctx context.Context, reg *v1alpha1
 		// if scanning is switched on again.
 		return 0, r.deleteSecret(ctx, reg, reg.ScannerCredentialsSecretName())
 	}
-	uid, pub, err := r.ensureScannerSecret(ctx, reg, true)
-	if err != nil {
-		return 0, err
+	if secret.err != nil {
+		return 0, secret.err
 	}
+	uid, pub := secret.uid, secret.pub
 	renewIn, err := r.renewScannerCredential(ctx, reg, keys)
 	if err != nil {
 		return 0, err

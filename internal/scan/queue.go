@@ -295,7 +295,7 @@ func (q *Queue) scan(ctx context.Context, p queued) Result {
 		res.Outcome, res.Err = Failed, err
 		return res
 	}
-	if err := scannable(desc); err != nil {
+	if err := Runnable(desc.MediaType, desc.Manifest); err != nil {
 		res.Outcome, res.Err = Skipped, err
 		return res
 	}
@@ -334,9 +334,6 @@ func (q *Queue) scan(ctx context.Context, p queued) Result {
 	res.Outcome, res.Report, res.Latency = Scanned, r, q.now().Sub(p.job.Enqueued)
 	return res
 }
-
-// scannable accepts image manifests whose config is a container image's.
-func scannable(desc *remote.Descriptor) error { return Runnable(desc.MediaType, desc.Manifest) }
 
 // Runnable accepts what a container runtime runs: an image manifest (OCI or Docker) with
 // a container image config, unless every layer it has is a JSON document (cosign's

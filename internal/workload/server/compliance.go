@@ -251,12 +251,12 @@ func (g *complianceGate) provider(r *http.Request) string {
 	return g.users.ProviderOf(r)
 }
 
-// gateReference names the image as the client does (its Host header, when it is a valid
-// registry name), for the refusal message; the in-process transport ignores the host.
+// gateReference is the manifest rt addresses, on host (gateHost when host is not a valid
+// registry name: a client's Host header is only shown, never trusted).
 func gateReference(host string, rt route.Route) (name.Reference, error) {
 	repo, err := name.NewRepository(host+"/"+rt.Name, name.StrictValidation)
 	if err != nil {
-		if repo, err = name.NewRepository("registry.invalid/"+rt.Name, name.StrictValidation); err != nil {
+		if repo, err = name.NewRepository(gateHost+"/"+rt.Name, name.StrictValidation); err != nil {
 			return nil, err
 		}
 	}
