@@ -134,6 +134,11 @@ var _ = Describe("Registry validation at apply time", func() {
 			r.Spec.Scanning = &v1alpha1.ScanningSpec{Policy: &v1alpha1.CompliancePolicy{Severity: "High", Action: "Audit"}}
 			return r
 		}, "spec.scanning.policy.action"),
+		Entry("a compliance policy with an unknown pull action", func(ns string) *v1alpha1.Registry {
+			r := newRegistry(ns, "r", withUsers("users"))
+			r.Spec.Scanning = &v1alpha1.ScanningSpec{Policy: &v1alpha1.CompliancePolicy{Severity: "High", PullAction: "Warn"}}
+			return r
+		}, "spec.scanning.policy.pullAction"),
 		Entry("an exemption without a reason", func(ns string) *v1alpha1.Registry {
 			r := newRegistry(ns, "r")
 			r.Spec.Scanning = &v1alpha1.ScanningSpec{Policy: &v1alpha1.CompliancePolicy{Severity: "High",
