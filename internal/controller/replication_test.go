@@ -24,6 +24,7 @@ import (
 	. "github.com/onsi/gomega"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -184,8 +185,9 @@ func localRegistry(ns, regName string, sendEvents ...bool) *liveRegistry {
 func serviceAccountToken(ns, sa, audience string) string {
 	GinkgoHelper()
 	acct := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: sa}}
-	if err := k8sClient.Get(ctx, key(ns, sa), acct); err != nil {
-		Expect(k8sClient.Create(ctx, acct)).To(Succeed())
+	// The operator may create it meanwhile (a Registry's own ServiceAccount has its name).
+	if err := k8sClient.Create(ctx, acct); err != nil {
+		Expect(apierrors.IsAlreadyExists(err)).To(BeTrue(), "create ServiceAccount %s/%s: %v", ns, sa, err)
 	}
 	seconds := int64(3600)
 	tr := &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{Audiences: []string{audience}, ExpirationSeconds: &seconds}}
