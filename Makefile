@@ -75,7 +75,7 @@ test: manifests generate vet envtest-bins versitygw dex scantools promtool test-
 	DOCKYARD_REQUIRE_CLIENTS=1 KUBEBUILDER_ASSETS="$$(hack/build-envtest.sh)" DOCKYARD_DEX="$$(hack/build-dex.sh)" DOCKYARD_COSIGN="$$(hack/build-scantools.sh cosign)" DOCKYARD_TRIVY="$$(hack/build-scantools.sh trivy)" DOCKYARD_PROMTOOL="$$(hack/build-promtool.sh)" go test $(GO_TEST_FLAGS) ./... -count=1 -timeout 30m
 
 .PHONY: tools
-tools: ## Build every tool CI uses (cluster binaries, envtest, Trivy, cosign, dex, versitygw, linters) into the tool cache, and compile Dockyard, five builders side by side (CI's first step).
+tools: ## Build every tool CI uses (cluster binaries, envtest, Trivy, cosign, dex, versitygw, linters) into the tool cache, and compile Dockyard, four builders side by side (CI's first step).
 	hack/build-tools.sh
 
 .PHONY: test-deps
@@ -193,10 +193,10 @@ cluster-down: ## Stop the local cluster and remove everything it left (idempoten
 ##@ Tools
 
 $(CONTROLLER_GEN):
-	hack/go-tool.sh $@ sigs.k8s.io/controller-tools/cmd/controller-gen $(CONTROLLER_TOOLS_VERSION)
+	GO_TOOL_ALIGN=1 hack/go-tool.sh $@ sigs.k8s.io/controller-tools/cmd/controller-gen $(CONTROLLER_TOOLS_VERSION)
 
 $(KUSTOMIZE):
-	hack/go-tool.sh $@ sigs.k8s.io/kustomize/kustomize/v5 $(KUSTOMIZE_VERSION)
+	GO_TOOL_ALIGN=1 hack/go-tool.sh $@ sigs.k8s.io/kustomize/kustomize/v5 $(KUSTOMIZE_VERSION)
 
 $(GOLANGCI_LINT):
 	hack/go-tool.sh $@ github.com/golangci/golangci-lint/v2/cmd/golangci-lint $(GOLANGCI_LINT_VERSION)

@@ -8,7 +8,8 @@
 # ./staging/... paths that do not exist in the module zip; a generated wrapper module pins each
 # of them to the matching published v0.x.y instead. etcd comes from a wrapper whose main calls
 # go.etcd.io/etcd/server/v3/etcdmain.Main (its own cmd module carries replace directives that
-# `go install` refuses).
+# `go install` refuses). Both wrappers also require Dockyard's own module versions, so what
+# they share with Dockyard compiles once (hack/lib.sh, dockyard_requires).
 #
 # Prints the directory holding the binaries (suitable for KUBEBUILDER_ASSETS) on stdout.
 set -euo pipefail
@@ -20,11 +21,10 @@ OUT="$DOCKYARD_CACHE/envtest/k8s-${KUBERNETES_VERSION}-etcd-${ETCD_VERSION}"
 mkdir -p "$OUT"
 log() { echo "build-envtest: $*" >&2; }
 
-build_apiserver() {
-  [[ -x "$OUT/kube-apiserver" ]] && return 0
-  local work="$DOCKYARD_CACHE/.work/kube-apiserver-${KUBERNETES_VERSION}"
-  rm -rf "$work" && mkdir -p "$work"
-  local gomod
+# apiserver_gomod WORK ALIGN: the wrapper's go.mod; with ALIGN=1 it also requires Dockyard's
+# own module versions (hack/lib.sh, dockyard_requires: the packages both use compile once).
+apiserver_gomod() {
+  local work=$1 align=$2 gomod
   gomod=$(go mod download -json "k8s.io/kubernetes@${KUBERNETES_VERSION}" | sed -n 's/.*"GoMod": "\(.*\)",/\1/p')
   {
     echo "module dockyard.local/envtest/kube-apiserver"
@@ -32,6 +32,7 @@ build_apiserver() {
     sed -n 's/^go \(.*\)/go \1/p' "$gomod"
     echo
     echo "require k8s.io/kubernetes ${KUBERNETES_VERSION}"
+    if [[ $align == 1 ]]; then echo "require ("; dockyard_requires | sed 's/^/\t/'; echo ")"; fi
     echo
     echo "replace ("
     # every `k8s.io/x => ./staging/src/k8s.io/x` becomes `k8s.io/x => k8s.io/x v0.N.P`
@@ -45,20 +46,29 @@ package tools
 
 import _ "k8s.io/kubernetes/cmd/kube-apiserver"
 GO
-  log "resolving k8s.io/kubernetes ${KUBERNETES_VERSION} ($(grep -c '=>' "$work/go.mod") staging modules pinned to ${STAGING_VERSION})"
   (cd "$work" && GOFLAGS=-mod=mod go mod tidy -e >/dev/null 2>&1 || true)
-  log "building kube-apiserver (cold: ~8 min on 2 cores)"
+}
+
+build_apiserver() {
+  [[ -x "$OUT/kube-apiserver" ]] && return 0
+  local work="$DOCKYARD_CACHE/.work/kube-apiserver-${KUBERNETES_VERSION}"
+  rm -rf "$work" && mkdir -p "$work"
+  log "building kube-apiserver ${KUBERNETES_VERSION} (staging modules pinned to ${STAGING_VERSION}; cold: ~8 min on 2 cores, less after Dockyard's own build)"
   local minor=${K8S_MINOR%%.*}
   local vpkg=k8s.io/component-base/version
   local ldflags="-s -w -X ${vpkg}.gitVersion=${KUBERNETES_VERSION} -X ${vpkg}.gitMajor=1 -X ${vpkg}.gitMinor=${minor} -X ${vpkg}.gitTreeState=clean"
-  (cd "$work" && GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -ldflags="$ldflags" -o "$OUT/kube-apiserver.tmp" k8s.io/kubernetes/cmd/kube-apiserver)
+  compile_apiserver() { (cd "$work" && GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -ldflags="$ldflags" -o "$OUT/kube-apiserver.tmp" k8s.io/kubernetes/cmd/kube-apiserver); }
+  if ! { apiserver_gomod "$work" 1 && selects "$work" k8s.io/kubernetes "$KUBERNETES_VERSION" && compile_apiserver; }; then
+    # Dockyard's versions are only a speed-up: should they ever break Kubernetes' build, use its own.
+    log "kube-apiserver did not build with Dockyard's module versions; building with its own"
+    apiserver_gomod "$work" 0
+    compile_apiserver
+  fi
   mv "$OUT/kube-apiserver.tmp" "$OUT/kube-apiserver"
 }
 
-build_etcd() {
-  [[ -x "$OUT/etcd" ]] && return 0
-  local work="$DOCKYARD_CACHE/.work/etcd-${ETCD_VERSION}"
-  rm -rf "$work" && mkdir -p "$work"
+etcd_gomod() {
+  local work=$1 align=$2
   cat > "$work/go.mod" <<GOMOD
 module dockyard.local/envtest/etcd
 
@@ -72,6 +82,16 @@ require (
 	go.etcd.io/etcd/pkg/v3 ${ETCD_VERSION}
 )
 GOMOD
+  if [[ $align == 1 ]]; then { echo "require ("; dockyard_requires | sed 's/^/\t/'; echo ")"; } >> "$work/go.mod"; fi
+  (cd "$work" && GOFLAGS=-mod=mod go mod tidy >/dev/null)
+  local m
+  for m in server/v3 api/v3 client/pkg/v3 client/v3 pkg/v3; do selects "$work" "go.etcd.io/etcd/$m" "$ETCD_VERSION" || return 1; done
+}
+
+build_etcd() {
+  [[ -x "$OUT/etcd" ]] && return 0
+  local work="$DOCKYARD_CACHE/.work/etcd-${ETCD_VERSION}"
+  rm -rf "$work" && mkdir -p "$work"
   cat > "$work/main.go" <<'GO'
 // Command etcd is go.etcd.io/etcd/server/v3's etcdmain, built here for envtest.
 package main
@@ -85,7 +105,14 @@ import (
 func main() { etcdmain.Main(os.Args) }
 GO
   log "building etcd ${ETCD_VERSION}"
-  (cd "$work" && GOFLAGS=-mod=mod go mod tidy >/dev/null && CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o "$OUT/etcd.tmp" . && mv "$OUT/etcd.tmp" "$OUT/etcd")
+  compile_etcd() { (cd "$work" && CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o "$OUT/etcd.tmp" .); }
+  # With Dockyard's module versions (see apiserver_gomod), else etcd's own.
+  if ! { etcd_gomod "$work" 1 && compile_etcd; }; then
+    log "etcd did not build with Dockyard's module versions; building with its own"
+    etcd_gomod "$work" 0
+    compile_etcd
+  fi
+  mv "$OUT/etcd.tmp" "$OUT/etcd"
 }
 
 build_etcd

@@ -67,28 +67,44 @@ wrapper_module() {
 
 K8S_CMDS="kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl kubeadm"
 build_k8s_done() { for c in $K8S_CMDS; do [[ -x "$OUT/$c" ]] || return 1; done; }
-build_k8s() {
-  local work="$WORK/kubernetes-${KUBERNETES_VERSION}" gomod pkgs=()
+# k8s_gomod WORK ALIGN PKGS...: the wrapper module for the Kubernetes commands; with ALIGN=1 it
+# also requires Dockyard's own module versions, as hack/build-envtest.sh does for
+# kube-apiserver (hack/lib.sh, dockyard_requires): the packages they share with Dockyard and
+# with kube-apiserver compile once.
+k8s_gomod() {
+  local work=$1 align=$2 gomod
+  shift 2
   gomod=$(go mod download -json "k8s.io/kubernetes@${KUBERNETES_VERSION}" | sed -n 's/.*"GoMod": "\(.*\)",/\1/p')
-  # kube-apiserver is envtest's (hack/build-envtest.sh: same version, same way): one build.
-  for c in $K8S_CMDS; do [[ $c == kube-apiserver ]] || pkgs+=("k8s.io/kubernetes/cmd/$c"); done
   # k8s.io/kubernetes points its staging modules at ./staging/... (absent from the module zip):
   # pin each one to the published v0.N.P, exactly as hack/build-envtest.sh does.
-  PKGS="${pkgs[*]}" wrapper_module "$work" dockyard.local/cluster/kubernetes <<<"k8s.io/kubernetes ${KUBERNETES_VERSION}"
+  PKGS="$*" wrapper_module "$work" dockyard.local/cluster/kubernetes < <(
+    echo "k8s.io/kubernetes ${KUBERNETES_VERSION}"
+    if [[ $align == 1 ]]; then dockyard_requires; fi
+  )
   {
     echo
     echo "replace ("
     sed -n 's#^[[:space:]]*\(k8s.io/[a-z0-9-]*\) => ./staging/src/.*#\t\1 => \1 '"${STAGING_VERSION}"'#p' "$gomod"
     echo ")"
   } >> "$work/go.mod"
-  log "kubernetes: $(grep -c ' => ' "$work/go.mod") staging modules pinned to ${STAGING_VERSION}"
   (cd "$work" && GOFLAGS=-mod=mod go mod tidy -e >/dev/null 2>&1 || true)
+}
+
+build_k8s() {
+  local work="$WORK/kubernetes-${KUBERNETES_VERSION}" pkgs=()
+  # kube-apiserver is envtest's (hack/build-envtest.sh: same version, same way): one build.
+  for c in $K8S_CMDS; do [[ $c == kube-apiserver ]] || pkgs+=("k8s.io/kubernetes/cmd/$c"); done
   local vpkg=k8s.io/component-base/version minor=${K8S_MINOR%%.*}
   local ldflags="-s -w -X ${vpkg}.gitVersion=${KUBERNETES_VERSION} -X ${vpkg}.gitMajor=1 -X ${vpkg}.gitMinor=${minor} -X ${vpkg}.gitTreeState=clean"
   ldflags+=" -X k8s.io/client-go/pkg/version.gitVersion=${KUBERNETES_VERSION} -X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=${minor}"
   rm -rf "$OUT/.k8s.tmp" && mkdir -p "$OUT/.k8s.tmp"
   # One invocation for all commands so they share compilation work.
-  (cd "$work" && GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -ldflags="$ldflags" -o "$OUT/.k8s.tmp/" "${pkgs[@]}")
+  compile_k8s() { (cd "$work" && GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -ldflags="$ldflags" -o "$OUT/.k8s.tmp/" "${pkgs[@]}"); }
+  if ! { k8s_gomod "$work" 1 "${pkgs[@]}" && selects "$work" k8s.io/kubernetes "$KUBERNETES_VERSION" && compile_k8s; }; then
+    log "kubernetes: did not build with Dockyard's module versions; building with its own"
+    k8s_gomod "$work" 0 "${pkgs[@]}"
+    compile_k8s
+  fi
   mv "$OUT"/.k8s.tmp/* "$OUT/" && rmdir "$OUT/.k8s.tmp"
   cp "$("$ROOT/hack/build-envtest.sh")/kube-apiserver" "$OUT/kube-apiserver"
 }
@@ -150,26 +166,44 @@ build_busybox() {
   cp /bin/busybox "$OUT/busybox"
 }
 
-build_coredns_done() { [[ -x "$OUT/coredns" ]]; }
+build_coredns_done() { [[ -x "$OUT/coredns" && -f "$OUT/images/coredns.tar" ]]; }
 build_coredns() {
   local work="$WORK/coredns-${CLUSTER_COREDNS_VERSION}" m=github.com/coredns/coredns
-  PKGS="$m/coremain" wrapper_module "$work" dockyard.local/cluster/coredns <<<"$m ${CLUSTER_COREDNS_VERSION}"
-  # The coredns main package is the module root (it imports the generated plugin list).
-  cat > "$work/main.go" <<'GO'
-// Command coredns is github.com/coredns/coredns with its default plugin set.
-package main
-
-import (
-	_ "github.com/coredns/coredns/core/plugin" // the default plugins, as in coredns.go
-
-	"github.com/coredns/coredns/coremain"
-)
-
-func main() { coremain.Run() }
-GO
-  rm "$work/tools.go"
-  (cd "$work" && GOFLAGS=-mod=mod go mod tidy >/dev/null)
-  (cd "$work" && GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -gcflags="$GO_TEST_TOOL_GCFLAGS" -ldflags="-s -w" -o "$OUT/coredns" .)
+  # Only the plugins hack/cluster/addons.sh's Corefile uses (errors health ready kubernetes
+  # cache loop reload), registered as coredns.go's generated plugin list registers them all:
+  # 35 MB of Go source instead of 57 (no cloud DNS SDKs, tracing, etcd). Built optimised with
+  # Dockyard's module versions (hack/lib.sh, dockyard_requires), after Dockyard and
+  # Kubernetes (hack/build-tools.sh): all but about 4 MB of it is then already compiled.
+  local plugins="errors health ready kubernetes cache loop reload" p
+  coredns_gomod() {
+    PKGS="$m/coremain" wrapper_module "$work" dockyard.local/cluster/coredns < <(
+      echo "$m ${CLUSTER_COREDNS_VERSION}"
+      if [[ $1 == 1 ]]; then dockyard_requires; fi
+    )
+    {
+      echo "// Command coredns is github.com/coredns/coredns with the plugins the local cluster's Corefile uses."
+      echo "package main"
+      echo
+      echo "import ("
+      for p in $plugins; do echo "	_ \"$m/plugin/$p\""; done
+      echo
+      echo "	\"$m/coremain\""
+      echo ")"
+      echo
+      echo "func main() { coremain.Run() }"
+    } > "$work/main.go"
+    rm "$work/tools.go"
+    (cd "$work" && GOFLAGS=-mod=mod go mod tidy >/dev/null)
+  }
+  compile_coredns() { (cd "$work" && GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o "$OUT/coredns" .); }
+  if ! { coredns_gomod 1 && selects "$work" "$m" "$CLUSTER_COREDNS_VERSION" && compile_coredns; }; then
+    log "coredns: did not build with Dockyard's module versions; building with its own"
+    coredns_gomod 0
+    compile_coredns
+  fi
+  mkdir -p "$OUT/images"
+  rm -f "$WORK/imagetar-coredns"
+  image_tool coredns "$OUT/images/coredns.tar" "${CLUSTER_COREDNS_IMAGE}" "$OUT/coredns" /coredns
 }
 
 build_certmanager_done() {
@@ -188,25 +222,30 @@ build_certmanager() {
   cp "$(go env GOMODCACHE)/$m@${CLUSTER_CERT_MANAGER_VERSION}/deploy/crds/"crd-*.yaml "$OUT/cert-manager/"
 }
 
-build_images_done() { for i in pause busybox coredns cert-manager-controller cert-manager-webhook cert-manager-cainjector; do [[ -f "$OUT/images/$i.tar" ]] || return 1; done; }
+# image_tool TOOL-NAME OUT TAG FILE ENTRYPOINT: a one-binary image tarball, made by the
+# project's one image builder, hack/imagetar (also makes the dockyard image). TOOL-NAME keeps
+# the two chains (see PART) from writing the same tool binary at once.
+image_tool() {
+  local tool="$WORK/imagetar-$1"
+  [[ -x "$tool" ]] || (cd "$ROOT" && go build -o "$tool" ./hack/imagetar)
+  "$tool" --nonroot-base=false --user "" --tag "$3" --out "$2" --file "$4:$5:0755" --entrypoint "$5" >/dev/null
+}
+
+build_images_done() { for i in pause busybox cert-manager-controller cert-manager-webhook cert-manager-cainjector; do [[ -f "$OUT/images/$i.tar" ]] || return 1; done; }
 build_images() {
-  # One image builder for the project: hack/imagetar (also makes the dockyard image).
-  local tool="$WORK/imagetar"
-  (cd "$ROOT" && go build -o "$tool" ./hack/imagetar)
-  img() { "$tool" --nonroot-base=false --user "" --tag "$2" --out "$1" --file "$3:$4:0755" --entrypoint "$4" >/dev/null; }
+  rm -f "$WORK/imagetar-runtime"
   mkdir -p "$OUT/images"
-  img "$OUT/images/pause.tar" "${CLUSTER_PAUSE_IMAGE}" "$OUT/pause" /pause
-  img "$OUT/images/coredns.tar" "${CLUSTER_COREDNS_IMAGE}" "$OUT/coredns" /coredns
-  img "$OUT/images/busybox.tar" "${CLUSTER_BUSYBOX_IMAGE}" "$OUT/busybox" /bin/busybox
+  image_tool runtime "$OUT/images/pause.tar" "${CLUSTER_PAUSE_IMAGE}" "$OUT/pause" /pause
+  image_tool runtime "$OUT/images/busybox.tar" "${CLUSTER_BUSYBOX_IMAGE}" "$OUT/busybox" /bin/busybox
   for c in controller webhook cainjector; do
-    img "$OUT/images/cert-manager-$c.tar" "$(cert_manager_image "$c")" "$OUT/cert-manager/$c" "/app/cmd/$c/$c"
+    image_tool runtime "$OUT/images/cert-manager-$c.tar" "$(cert_manager_image "$c")" "$OUT/cert-manager/$c" "/app/cmd/$c/$c"
   done
 }
 
 # PART picks a subset, so hack/build-tools.sh can build the two independent chains side by
 # side: "kubernetes" (etcd and kube-apiserver, shared with envtest, then the other
-# Kubernetes commands, which reuse their compiled packages) and "runtime" (everything
-# else). Without it, everything.
+# Kubernetes commands and CoreDNS, which reuse their compiled packages and Dockyard's) and
+# "runtime" (everything else). Without it, everything.
 PART=${1:-all}
 case "$PART" in all | kubernetes | runtime) ;; *) log "unknown part $PART (kubernetes, runtime or nothing)"; exit 2 ;; esac
 t_all=$SECONDS
@@ -216,13 +255,13 @@ if [[ $PART != kubernetes ]]; then
   step "CNI plugins (Debian)" build_cni
   step "pause" build_pause
   step "busybox (Debian busybox-static)" build_busybox
-  step "coredns ${CLUSTER_COREDNS_VERSION}" build_coredns
   step "cert-manager ${CLUSTER_CERT_MANAGER_VERSION}" build_certmanager
   step "images" build_images
 fi
 if [[ $PART != runtime ]]; then
   step "etcd ${ETCD_VERSION}" build_etcd
   step "kubernetes ${KUBERNETES_VERSION}" build_k8s
+  step "coredns ${CLUSTER_COREDNS_VERSION}" build_coredns
 fi
 log "$PART binaries ready in $((SECONDS - t_all))s: $OUT"
 echo "$OUT"

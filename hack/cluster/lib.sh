@@ -38,7 +38,7 @@ cluster_bin_dir() {
   local key
   key=$(printf '%s\n' "k8s=$KUBERNETES_VERSION" "etcd=$ETCD_VERSION" "containerd=$CLUSTER_CONTAINERD_VERSION" \
     "runc=$CLUSTER_RUNC_VERSION" "coredns=$CLUSTER_COREDNS_VERSION" "cert-manager=$CLUSTER_CERT_MANAGER_VERSION" \
-    "flags=$GO_TEST_TOOL_GCFLAGS for containerd runc coredns cert-manager" |
+    "flags=$GO_TEST_TOOL_GCFLAGS for containerd runc cert-manager" "coredns=optimised, Corefile plugins only" |
     sha256sum | cut -c1-10)
   echo "$DOCKYARD_CACHE/cluster/k8s-${KUBERNETES_VERSION}-${key}"
 }
