@@ -34,13 +34,14 @@ go_tool() {
     mkdir -p "$DOCKYARD_CACHE/tools"
     tmp=$(mktemp -d "$DOCKYARD_CACHE/tools/.build-XXXXXX")
     echo "hack: building $pkg@$version" >&2
+    # (`|| return 1` throughout: go_tool runs inside $(...), where errexit does not apply.)
     if [[ ${GO_TOOL_ALIGN:-} == 1 ]] && go_tool_aligned "$tmp" "$pkg" "$version"; then
       :
     else
       rm -rf "${tmp:?}/mod" "${tmp:?}/$name"
-      GOBIN="$tmp" GOFLAGS=-mod=mod go install -gcflags="$gcflags" "$pkg@$version" >&2
+      GOBIN="$tmp" GOFLAGS=-mod=mod go install -gcflags="$gcflags" "$pkg@$version" >&2 || return 1
     fi
-    mv "$tmp"/* "$out"
+    mv "$tmp"/* "$out" || return 1
     rm -rf "$tmp"
   fi
   echo "$out"
@@ -49,13 +50,19 @@ go_tool() {
 # go_tool_aligned DIR PACKAGE VERSION: builds PACKAGE@VERSION into DIR (named as `go install`
 # names it) from a wrapper module in DIR/mod that requires Dockyard's module versions.
 go_tool_aligned() {
-  local dir=$1 pkg=$2 version=$3
+  local dir=$1 pkg=$2 version=$3 ldflags=""
+  # A wrapper module's build info names the wrapper, not the tool, as its main module: tools
+  # that print their version from it are told it. controller-gen writes it into every CRD
+  # (controller-gen.kubebuilder.io/version); without this it would write "(devel)".
+  case $pkg in
+    sigs.k8s.io/controller-tools/*) ldflags="-X sigs.k8s.io/controller-tools/pkg/version.version=$version" ;;
+  esac
   mkdir -p "$dir/mod"
   { printf 'module dockyard.local/tools/wrapper\n\ngo 1.26.0\n\nrequire (\n'; dockyard_requires | sed 's/^/\t/'; echo ")"; } > "$dir/mod/go.mod"
   (
     cd "$dir/mod" && GOFLAGS=-mod=mod go get "$pkg@$version" >&2 &&
       selects . "$(GOFLAGS=-mod=mod go list -f '{{.Module.Path}}' "$pkg")" "$version" &&
-      GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -o "$dir/$(basename "${pkg%/v[0-9]*}")" "$pkg" >&2
+      GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -ldflags="$ldflags" -o "$dir/$(basename "${pkg%/v[0-9]*}")" "$pkg" >&2
   ) || { echo "hack: $pkg did not build with Dockyard's module versions; building it with its own" >&2; return 1; }
   rm -rf "$dir/mod"
 }
