@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the control-plane binaries envtest needs (kube-apiserver, etcd) from the Go module
-# proxy and caches them under bin/envtest/<versions>/. Nothing is downloaded as a prebuilt
+# proxy and caches them under $DOCKYARD_CACHE/envtest/<versions>/. Nothing is downloaded as a prebuilt
 # binary: these machines reach only package registries. The cache lives outside the clone
 # (hack/lib.sh), keyed by version.
 #

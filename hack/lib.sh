@@ -14,7 +14,7 @@ DOCKYARD_CACHE=${DOCKYARD_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/dockyard}
 # GO_TEST_TOOL_GCFLAGS compiles the servers and clients the tests run that share little with
 # Dockyard (versitygw, Trivy, cosign, and the local cluster's containerd, runc and
 # cert-manager) without optimisation or inlining: about a quarter less compile time on a cold
-# machine (controller-gen measured 98 s -> 74 s), the same behaviour, and their speed does not
+# machine (Trivy and cosign measured), the same behaviour, and their speed does not
 # matter for tests. What is mostly made of Dockyard's own dependencies (kube-apiserver, etcd
 # and the other Kubernetes commands, CoreDNS, dex, controller-gen, kustomize) is built
 # optimised with Dockyard's module versions instead, so it reuses Dockyard's compiled packages
@@ -68,7 +68,8 @@ go_tool_aligned() {
 }
 
 # dockyard_requires: Dockyard's own requirements (go.mod), one "path version" per line. The
-# wrapper modules that build Kubernetes and etcd require them too, so every module they share
+# wrapper modules that build etcd, Kubernetes, CoreDNS, dex, controller-gen and kustomize
+# require them too, so every module they share
 # with Dockyard resolves to the same version as in Dockyard's build: with the same settings
 # (CGO_ENABLED=0, -trimpath, optimised) their shared packages (client-go, apimachinery, grpc,
 # x/net, ...) then come out of the build cache instead of being compiled a second time. A

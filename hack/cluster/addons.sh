@@ -52,6 +52,7 @@ apiVersion: v1
 kind: ConfigMap
 metadata: {name: coredns, namespace: kube-system}
 data:
+  # Only the plugins in CLUSTER_COREDNS_PLUGINS (hack/cluster/lib.sh) are compiled in.
   Corefile: |
     .:53 {
         errors

@@ -12,9 +12,9 @@
 #   cert-manager/{controller,webhook,cainjector,crd-*.yaml}   cni/{bridge,host-local,loopback,portmap}
 #   busybox (Debian's busybox-static, for a test image)
 #   images/{pause,busybox,coredns,cert-manager-*}.tar
-# Cold build (empty Go build cache) on 2 shared cores: 847 s measured (Kubernetes 483 s,
-# containerd 140 s, CoreDNS 98 s, cert-manager 98 s, runc 26 s; etcd reused from bin/envtest,
-# add 1-2 min without it). Warm: about a second.
+# etcd and kube-apiserver are envtest's ($DOCKYARD_CACHE/envtest, hack/build-envtest.sh).
+# Cold, CI builds this in two parts beside other builders (hack/build-tools.sh prints each
+# builder's wall and CPU time). Warm: about a second.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 # shellcheck source=lib.sh
@@ -169,12 +169,12 @@ build_busybox() {
 build_coredns_done() { [[ -x "$OUT/coredns" && -f "$OUT/images/coredns.tar" ]]; }
 build_coredns() {
   local work="$WORK/coredns-${CLUSTER_COREDNS_VERSION}" m=github.com/coredns/coredns
-  # Only the plugins hack/cluster/addons.sh's Corefile uses (errors health ready kubernetes
-  # cache loop reload), registered as coredns.go's generated plugin list registers them all:
-  # 35 MB of Go source instead of 57 (no cloud DNS SDKs, tracing, etcd). Built optimised with
-  # Dockyard's module versions (hack/lib.sh, dockyard_requires), after Dockyard and
-  # Kubernetes (hack/build-tools.sh): all but about 4 MB of it is then already compiled.
-  local plugins="errors health ready kubernetes cache loop reload" p
+  # Only the plugins hack/cluster/addons.sh's Corefile uses (CLUSTER_COREDNS_PLUGINS),
+  # registered as coredns.go's generated plugin list registers them all: 35 MB of Go source
+  # instead of 57 (no cloud DNS SDKs, tracing, etcd). Built optimised with Dockyard's module
+  # versions (hack/lib.sh, dockyard_requires), after Dockyard and Kubernetes
+  # (hack/build-tools.sh): all but about 4 MB of it is then already compiled.
+  local p
   coredns_gomod() {
     PKGS="$m/coremain" wrapper_module "$work" dockyard.local/cluster/coredns < <(
       echo "$m ${CLUSTER_COREDNS_VERSION}"
@@ -185,7 +185,7 @@ build_coredns() {
       echo "package main"
       echo
       echo "import ("
-      for p in $plugins; do echo "	_ \"$m/plugin/$p\""; done
+      for p in $CLUSTER_COREDNS_PLUGINS; do echo "	_ \"$m/plugin/$p\""; done
       echo
       echo "	\"$m/coremain\""
       echo ")"

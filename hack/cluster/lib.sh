@@ -29,6 +29,10 @@ CLUSTER_PAUSE_IMAGE=dockyard.local/cluster/pause:3.10
 # A static busybox: `command: [/bin/busybox, sh, -c, ...]`, `busybox wget`, `busybox nslookup`.
 CLUSTER_BUSYBOX_IMAGE=dockyard.local/cluster/busybox:stable
 CLUSTER_COREDNS_IMAGE=dockyard.local/cluster/coredns:${CLUSTER_COREDNS_VERSION}
+# The CoreDNS plugins compiled in (hack/cluster/bins.sh): exactly those the Corefile in
+# hack/cluster/addons.sh uses. A directive added there must be added here (it is in the cache
+# key, so the binary is rebuilt); CoreDNS refuses a Corefile with a plugin it lacks.
+CLUSTER_COREDNS_PLUGINS="errors health ready kubernetes cache loop reload"
 cert_manager_image() { echo "dockyard.local/cluster/cert-manager-$1:${CLUSTER_CERT_MANAGER_VERSION}"; }
 
 # $DOCKYARD_CACHE/cluster/<key> (or $CLUSTER_BIN_DIR): the key changes whenever a pinned version that goes into it
@@ -38,7 +42,7 @@ cluster_bin_dir() {
   local key
   key=$(printf '%s\n' "k8s=$KUBERNETES_VERSION" "etcd=$ETCD_VERSION" "containerd=$CLUSTER_CONTAINERD_VERSION" \
     "runc=$CLUSTER_RUNC_VERSION" "coredns=$CLUSTER_COREDNS_VERSION" "cert-manager=$CLUSTER_CERT_MANAGER_VERSION" \
-    "flags=$GO_TEST_TOOL_GCFLAGS for containerd runc cert-manager" "coredns=optimised, Corefile plugins only" |
+    "flags=$GO_TEST_TOOL_GCFLAGS for containerd runc cert-manager" "coredns=optimised, plugins $CLUSTER_COREDNS_PLUGINS" |
     sha256sum | cut -c1-10)
   echo "$DOCKYARD_CACHE/cluster/k8s-${KUBERNETES_VERSION}-${key}"
 }
