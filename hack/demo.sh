@@ -47,7 +47,7 @@ if [[ "$mode" == auto ]]; then
 fi
 case "$mode" in
 local)
-  log "no kubeconfig configured: bringing up the local single-node cluster (make cluster-up; cold ~25 min of builds, warm ~25 s)"
+  log "no kubeconfig configured: bringing up the local single-node cluster (make cluster-up; cold ~10 min of builds, warm ~25 s)"
   "$ROOT/hack/cluster/up.sh"
   "$ROOT/hack/cluster/import-image.sh" "$ROOT/bin/images/dockyard.tar" >/dev/null
   export KUBECONFIG=$CLUSTER_KUBECONFIG
