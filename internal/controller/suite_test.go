@@ -202,6 +202,18 @@ func diffCounts(before, after map[string]int) map[string]int {
 	return d
 }
 
+// ownWrites keeps the writes to namespace ns and to cluster-scoped objects: the objects
+// other specs left behind (a ReplicationRule retrying every minute) keep writing in theirs.
+func ownWrites(ns string, counts map[string]int) map[string]int {
+	own := map[string]int{}
+	for k, v := range counts {
+		if !strings.Contains(k, "/namespaces/") || strings.Contains(k, "/namespaces/"+ns+"/") {
+			own[k] = v
+		}
+	}
+	return own
+}
+
 var _ = ctrl.Log
 
 const (
