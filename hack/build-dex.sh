@@ -30,7 +30,7 @@ if [[ ! -x "$out" ]]; then
   echo "hack: building dex $DEX_VERSION (wrapper module)" >&2
   compile_dex() { (cd "$work" && CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags="-s -w" -o "$work/dex" github.com/dexidp/dex/cmd/dex >&2); }
   if ! { dex_gomod 1 && selects "$work" github.com/dexidp/dex "$DEX_VERSION" && compile_dex; }; then
-    echo "hack: dex did not build with Dockyard's module versions; building it with its own" >&2
+    echo "hack: dex $ALIGN_FALLBACK" >&2
     dex_gomod 0
     compile_dex
   fi

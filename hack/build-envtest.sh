@@ -60,7 +60,7 @@ build_apiserver() {
   compile_apiserver() { (cd "$work" && GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -ldflags="$ldflags" -o "$OUT/kube-apiserver.tmp" k8s.io/kubernetes/cmd/kube-apiserver); }
   if ! { apiserver_gomod "$work" 1 && selects "$work" k8s.io/kubernetes "$KUBERNETES_VERSION" && compile_apiserver; }; then
     # Dockyard's versions are only a speed-up: should they ever break Kubernetes' build, use its own.
-    log "kube-apiserver did not build with Dockyard's module versions; building with its own"
+    log "kube-apiserver $ALIGN_FALLBACK"
     apiserver_gomod "$work" 0
     compile_apiserver
   fi
@@ -108,7 +108,7 @@ GO
   compile_etcd() { (cd "$work" && CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o "$OUT/etcd.tmp" .); }
   # With Dockyard's module versions (see apiserver_gomod), else etcd's own.
   if ! { etcd_gomod "$work" 1 && compile_etcd; }; then
-    log "etcd did not build with Dockyard's module versions; building with its own"
+    log "etcd $ALIGN_FALLBACK"
     etcd_gomod "$work" 0
     compile_etcd
   fi

@@ -101,7 +101,7 @@ build_k8s() {
   # One invocation for all commands so they share compilation work.
   compile_k8s() { (cd "$work" && GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -ldflags="$ldflags" -o "$OUT/.k8s.tmp/" "${pkgs[@]}"); }
   if ! { k8s_gomod "$work" 1 "${pkgs[@]}" && selects "$work" k8s.io/kubernetes "$KUBERNETES_VERSION" && compile_k8s; }; then
-    log "kubernetes: did not build with Dockyard's module versions; building with its own"
+    log "kubernetes $ALIGN_FALLBACK"
     k8s_gomod "$work" 0 "${pkgs[@]}"
     compile_k8s
   fi
@@ -197,7 +197,7 @@ build_coredns() {
   }
   compile_coredns() { (cd "$work" && GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o "$OUT/coredns" .); }
   if ! { coredns_gomod 1 && selects "$work" "$m" "$CLUSTER_COREDNS_VERSION" && compile_coredns; }; then
-    log "coredns: did not build with Dockyard's module versions; building with its own"
+    log "coredns $ALIGN_FALLBACK"
     coredns_gomod 0
     compile_coredns
   fi

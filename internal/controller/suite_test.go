@@ -192,26 +192,18 @@ func (w *writeCounter) snapshot() map[string]int {
 	return out
 }
 
-func diffCounts(before, after map[string]int) map[string]int {
+// diffCounts is what changed between two snapshots in namespace ns and in cluster-scoped
+// objects: the objects other specs left behind (a ReplicationRule retrying every minute)
+// keep writing in theirs.
+func diffCounts(ns string, before, after map[string]int) map[string]int {
 	d := map[string]int{}
 	for k, v := range after {
-		if v != before[k] {
+		own := !strings.Contains(k, "/namespaces/") || strings.Contains(k, "/namespaces/"+ns+"/")
+		if own && v != before[k] {
 			d[k] = v - before[k]
 		}
 	}
 	return d
-}
-
-// ownWrites keeps the writes to namespace ns and to cluster-scoped objects: the objects
-// other specs left behind (a ReplicationRule retrying every minute) keep writing in theirs.
-func ownWrites(ns string, counts map[string]int) map[string]int {
-	own := map[string]int{}
-	for k, v := range counts {
-		if !strings.Contains(k, "/namespaces/") || strings.Contains(k, "/namespaces/"+ns+"/") {
-			own[k] = v
-		}
-	}
-	return own
 }
 
 var _ = ctrl.Log
