@@ -21,6 +21,7 @@ const (
 	DefaultScanConcurrency      = 1
 	DefaultScanTimeout          = 5 * time.Minute
 	DefaultScanSweepInterval    = time.Hour
+	DefaultScanRescanPulled     = 7 * 24 * time.Hour
 	DefaultScanDBUpdateInterval = 6 * time.Hour
 	DefaultScanDBMaxAge         = 72 * time.Hour
 )
@@ -47,6 +48,15 @@ func (s *ScanningSpec) GetTimeout() time.Duration { return durationOr(s.Timeout,
 // GetSweepInterval is how often the scanner looks for images without a report.
 func (s *ScanningSpec) GetSweepInterval() time.Duration {
 	return durationOr(s.SweepInterval, DefaultScanSweepInterval)
+}
+
+// GetRescanPulledWithin is how recently an image must have been pulled to be scanned again
+// with a newer database (0: never).
+func (s *ScanningSpec) GetRescanPulledWithin() time.Duration {
+	if s.RescanPulledWithin == nil {
+		return DefaultScanRescanPulled
+	}
+	return s.RescanPulledWithin.Duration
 }
 
 // GetDatabase returns database settings (never nil).

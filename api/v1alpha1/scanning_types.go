@@ -13,12 +13,25 @@ const DefaultScannerImage = "mirror.gcr.io/aquasec/trivy:0.74.0"
 // spec.scanning.database.repository is empty: Trivy's own public mirror.
 const DefaultScanDatabase = "mirror.gcr.io/aquasec/trivy-db:2"
 
+// ScanRequestAnnotation asks the Registry's scanner to scan images now, even those with a
+// report: its value lists references separated by spaces or commas, each
+// "repository:tag", "repository@sha256:…" or "repository" (every tag of it, at most 200),
+// at most 50 of them; anything after a "#" is ignored. The operator hands a new value to
+// the scanner once, records it in status.scanning.lastHandledScanRequest, and says in an
+// event how many images were queued and which references could not be resolved. To ask
+// again for the same images, change the value (e.g. the part after "#"):
+//
+//	kubectl annotate registry <name> registry.dockyard.dev/scan-now="team-a/app:1.4 team-a/web #$(date +%s)" --overwrite
+const ScanRequestAnnotation = "registry.dockyard.dev/scan-now"
+
 // ScanningSpec runs a vulnerability scanner beside the Registry (a Deployment
 // <name>-scanner): every image pushed is scanned with Trivy, and the report is stored in
 // the Registry as an OCI referrer of the image (artifactType
 // application/vnd.dockyard.vulnerability-report.v1, signed by the scanner; `oras discover`
 // lists it). Images pushed while the scanner was down are found by its sweep (at start
-// and every sweepInterval). status.scanning and the ScannerReady condition report it.
+// and every sweepInterval); images pulled lately are scanned again when the database
+// changes (rescanPulledWithin); people ask for scans with ScanRequestAnnotation.
+// status.scanning and the ScannerReady condition report it.
 //
 // The scanner runs in the Trivy image (image); an init container copies the dockyard
 // binary into it, so the image needs nothing but trivy. It pulls images and stores
@@ -60,6 +73,18 @@ type ScanningSpec struct {
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('10m') && duration(self) <= duration('168h')",message="sweepInterval must be between 10m and 168h"
 	// +optional
 	SweepInterval *metav1.Duration `json:"sweepInterval,omitempty"`
+
+	// rescanPulledWithin: images pulled within this long are scanned again when the
+	// scanner gets a newer vulnerability database (and at every sweep while their newest
+	// report was made with an older one), so a CVE published after an image was scanned
+	// reaches admission and the registry gate. Images nobody pulled lately keep their
+	// report until they are pulled, pushed again or asked for (see ScanRequestAnnotation).
+	// "0s" never rescans; otherwise from 1h to 2160h (90 days). Default 168h.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) == duration('0s') || (duration(self) >= duration('1h') && duration(self) <= duration('2160h'))",message="rescanPulledWithin must be 0s (never) or between 1h and 2160h"
+	// +optional
+	RescanPulledWithin *metav1.Duration `json:"rescanPulledWithin,omitempty"`
 
 	// policy decides which of the Registry's images may run in the cluster, checked by
 	// the operator's admission webhook at `kubectl apply` (see CompliancePolicy). Unset:
@@ -148,4 +173,11 @@ type ScanningStatus struct {
 	// databaseUpdatedAt is when Trivy built the database in use.
 	// +optional
 	DatabaseUpdatedAt *metav1.Time `json:"databaseUpdatedAt,omitempty"`
+
+	// lastHandledScanRequest is the value of the registry.dockyard.dev/scan-now annotation
+	// the scanner last took (its images queued; the Registry's events say how many, and
+	// which references could not be resolved).
+	// +kubebuilder:validation:MaxLength=4096
+	// +optional
+	LastHandledScanRequest string `json:"lastHandledScanRequest,omitempty"`
 }

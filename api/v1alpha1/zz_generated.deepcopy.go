@@ -1734,6 +1734,11 @@ func (in *ScanningSpec) DeepCopyInto(out *ScanningSpec) {
 		*out = new(v1.Duration)
 		**out = **in
 	}
+	if in.RescanPulledWithin != nil {
+		in, out := &in.RescanPulledWithin, &out.RescanPulledWithin
+		*out = new(v1.Duration)
+		**out = **in
+	}
 	if in.Policy != nil {
 		in, out := &in.Policy, &out.Policy
 		*out = new(CompliancePolicy)

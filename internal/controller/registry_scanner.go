@@ -2,9 +2,11 @@ package controller
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
@@ -15,6 +17,7 @@ import (
 	"net/http"
 	"strings"
 	"time"
+	"unicode"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -213,7 +216,81 @@ func (r *RegistryReconciler) observeScanner(ctx context.Context, s *scope) (ctrl
 			s.scanStatus = &st
 		}
 	}
+	if s.scanStatus != nil && !r.requestScans(ctx, s) {
+		return ctrl.Result{RequeueAfter: scanForwardRetry}, nil
+	}
 	return ctrl.Result{RequeueAfter: scannerStatusInterval}, nil
+}
+
+// scanRequestTimeout bounds the scanner's resolution of a scan request.
+const scanRequestTimeout = 30 * time.Second
+
+// requestKey is what status.scanning.lastHandledScanRequest records for an annotation
+// value: the value itself, or its digest when it is too long for the status.
+func requestKey(value string) string {
+	if len(value) <= 4096 {
+		return value
+	}
+	return fmt.Sprintf("sha256:%x", sha256.Sum256([]byte(value)))
+}
+
+// parseScanRequest splits a ScanRequestAnnotation value into its references (spaces or
+// commas between them, anything after "#" ignored).
+func parseScanRequest(value string) []string {
+	value, _, _ = strings.Cut(value, "#")
+	return strings.FieldsFunc(value, func(r rune) bool { return r == ',' || unicode.IsSpace(r) })
+}
+
+// requestScans hands a new ScanRequestAnnotation value to the scanner, once; false when
+// the scanner could not take it now (it is tried again soon).
+func (r *RegistryReconciler) requestScans(ctx context.Context, s *scope) bool {
+	reg := s.reg
+	value := reg.Annotations[v1alpha1.ScanRequestAnnotation]
+	key := requestKey(value)
+	if value == "" || (reg.Status.Scanning != nil && reg.Status.Scanning.LastHandledScanRequest == key) {
+		return true
+	}
+	refs := parseScanRequest(value)
+	var bad []string
+	for _, ref := range refs {
+		if _, _, _, ok := scan.ParseRequestReference(ref); !ok {
+			bad = append(bad, ref)
+		}
+	}
+	switch {
+	case len(refs) == 0 || len(refs) > scan.MaxRequestReferences || len(bad) > 0:
+		// Nothing the scanner would take: say why, and do not try again until it changes.
+		msg := fmt.Sprintf("%s names %d references; it takes 1 to %d", v1alpha1.ScanRequestAnnotation, len(refs), scan.MaxRequestReferences)
+		if len(bad) > 0 {
+			msg = fmt.Sprintf("%s: %s is not a repository, repository:tag or repository@sha256:digest; nothing was queued",
+				v1alpha1.ScanRequestAnnotation, truncate(strings.Join(bad, ", "), 512))
+		}
+		r.Recorder.Eventf(reg, nil, corev1.EventTypeWarning, "ScanRequestInvalid", "RequestScan", "%s", msg)
+		s.scanRequestHandled = key
+		return true
+	}
+	sc := r.scannerClient()
+	sc.Timeout = scanRequestTimeout
+	var resp scan.ScanRequestResponse
+	if err := sc.call(ctx, reg, http.MethodPost, scan.RequestPath, scan.ScanRequest{References: refs}, &resp); err != nil {
+		var refused *scannerRefused
+		if errors.As(err, &refused) && refused.permanent() {
+			r.Recorder.Eventf(reg, nil, corev1.EventTypeWarning, "ScanRequestRefused", "RequestScan", "the scanner refused the scans asked for with %s: %s",
+				v1alpha1.ScanRequestAnnotation, truncate(err.Error(), 512))
+			s.scanRequestHandled = key
+			return true
+		}
+		ctrl.LoggerFrom(ctx).Info("Scanner could not take the scan request now; trying again", "err", err.Error())
+		return false
+	}
+	s.scanRequestHandled = key
+	r.Recorder.Eventf(reg, nil, corev1.EventTypeNormal, "ScanRequested", "RequestScan", "%d images queued for scanning (%d refused: the queue is full)",
+		resp.Queued, resp.Refused)
+	if len(resp.Errors) > 0 {
+		r.Recorder.Eventf(reg, nil, corev1.EventTypeWarning, "ScanRequestIncomplete", "RequestScan", "not queued: %s",
+			truncate(strings.Join(resp.Errors, "; "), 1024))
+	}
+	return true
 }
 
 func (r *RegistryReconciler) scannerClient() *scannerClient {
@@ -227,6 +304,8 @@ type scannerClient struct {
 	Address func(*v1alpha1.Registry) string
 	// HTTP is the client (default: a plain one with scannerTimeout).
 	HTTP *http.Client
+	// Timeout bounds one call (default scannerTimeout).
+	Timeout time.Duration
 }
 
 // call sends body (JSON, when not nil) with method to path and decodes the answer into out.
@@ -251,7 +330,8 @@ func (c *scannerClient) call(ctx context.Context, reg *v1alpha1.Registry, method
 		}
 		rd = bytes.NewReader(data)
 	}
-	ctx, cancel := context.WithTimeout(ctx, scannerTimeout)
+	timeout := cmp.Or(c.Timeout, scannerTimeout)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, method, "http://"+addr+path, rd)
 	if err != nil {
@@ -263,7 +343,7 @@ func (c *scannerClient) call(ctx context.Context, reg *v1alpha1.Registry, method
 	}
 	hc := c.HTTP
 	if hc == nil {
-		hc = &http.Client{Timeout: scannerTimeout}
+		hc = &http.Client{Timeout: timeout}
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
@@ -307,6 +387,7 @@ func scanningStatus(reg *v1alpha1.Registry, s *scope) *v1alpha1.ScanningStatus {
 		return nil
 	}
 	if s.scanStatus == nil {
+		// scanRequestHandled is only set after the scanner answered: nothing to add.
 		return reg.Status.Scanning.DeepCopy()
 	}
 	st := s.scanStatus
@@ -325,6 +406,12 @@ func scanningStatus(reg *v1alpha1.Registry, s *scope) *v1alpha1.ScanningStatus {
 	}
 	if st.DBUpdatedAt != nil {
 		out.DatabaseUpdatedAt = &metav1.Time{Time: st.DBUpdatedAt.UTC().Truncate(time.Second)}
+	}
+	if reg.Status.Scanning != nil {
+		out.LastHandledScanRequest = reg.Status.Scanning.LastHandledScanRequest
+	}
+	if s.scanRequestHandled != "" {
+		out.LastHandledScanRequest = s.scanRequestHandled
 	}
 	return out
 }

@@ -58,6 +58,9 @@ type scope struct {
 	scanner    *appsv1.Deployment
 	scanStatus *scan.Status
 	scanErr    error
+	// scanRequestHandled is the ScanRequestAnnotation value (its requestKey) handed to
+	// the scanner in this reconcile.
+	scanRequestHandled string
 	// now is when the reconcile started (for ages in the status).
 	now time.Time
 	// deploymentHeld is true when the Deployment was not applied because a Secret its

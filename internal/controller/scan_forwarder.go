@@ -68,7 +68,7 @@ func (f *ScanForwarder) Add(key types.NamespacedName, events []registryconfig.Ev
 	for _, ev := range events {
 		// What the scanner would refuse (a sha512 digest, a malformed name) never blocks the rest.
 		if ev.Action == registryconfig.EventPush && scan.ValidJob(ev.Repository, ev.Digest) {
-			jobs = append(jobs, scan.JobSpec{Repository: ev.Repository, Digest: ev.Digest, Cause: "push"})
+			jobs = append(jobs, scan.JobSpec{Repository: ev.Repository, Digest: ev.Digest, Cause: scan.CausePush})
 		}
 	}
 	if len(jobs) == 0 {

@@ -42,7 +42,11 @@ type Scanner struct {
 	// SweepInterval is how often the scanner lists the registry for images without a
 	// report (and once at start); 0: never.
 	SweepInterval Duration `json:"sweepInterval,omitempty"`
-	Log           Log      `json:"log"`
+	// RescanPulledWithin: images pulled within this long are scanned again when the
+	// scanner gets a newer database (and at every sweep, when their report is older than
+	// the database); 0: never.
+	RescanPulledWithin Duration `json:"rescanPulledWithin,omitempty"`
+	Log                Log      `json:"log"`
 }
 
 // ScannerTrivy says how to run Trivy.
@@ -99,6 +103,9 @@ func (s *Scanner) Validate() error {
 	}
 	if s.Concurrency < 1 || s.Concurrency > 16 {
 		errs = append(errs, fmt.Errorf("concurrency: %d is not between 1 and 16", s.Concurrency))
+	}
+	if s.RescanPulledWithin.Duration < 0 {
+		errs = append(errs, fmt.Errorf("rescanPulledWithin: %s is negative", s.RescanPulledWithin.Duration))
 	}
 	if s.QueueSize < 1 || s.QueueSize > 100000 {
 		errs = append(errs, fmt.Errorf("queueSize: %d is not between 1 and 100000", s.QueueSize))

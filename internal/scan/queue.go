@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -80,6 +81,10 @@ type Queue struct {
 	// Remote are the options to read manifests and store reports (push rights; delete
 	// rights to prune older reports).
 	Remote []remote.Option
+	// Transport and Auth reach the registry's own extensions (the pull record Rescan
+	// reads): the same as in Remote (nil: remote.DefaultTransport, anonymous).
+	Transport http.RoundTripper
+	Auth      authn.Authenticator
 	// Key signs the reports.
 	Key ed25519.PrivateKey
 	// NoPrune keeps older reports of an image scanned again (the scanner's identity may
@@ -105,6 +110,8 @@ type Queue struct {
 	rerun   map[string]Job
 	wake    chan struct{}
 	now     func() time.Time
+	// reportDB remembers which database made each report (Rescan).
+	reportDB reportDBs
 }
 
 type queued struct {

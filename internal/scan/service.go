@@ -79,6 +79,10 @@ type Service struct {
 	// SweepInterval is how often Queue.Sweep looks for images without a report (it also
 	// runs once the database is ready); 0: never.
 	SweepInterval time.Duration
+	// RescanPulledWithin: images pulled within this long whose newest report was made
+	// with an older database are scanned again (Queue.Rescan), when the database changes
+	// and with every sweep; 0: never.
+	RescanPulledWithin time.Duration
 	// TokenFile holds the bearer token a caller of ScanPath must present; re-read on each
 	// request, so a rotated Secret takes effect.
 	TokenFile string
@@ -90,6 +94,8 @@ type Service struct {
 	dbMu sync.RWMutex
 	once sync.Once
 	m    serviceMetrics
+	// dbChanged wakes the sweep when a newer database arrived.
+	dbChanged chan struct{}
 }
 
 type serviceMetrics struct {
@@ -100,6 +106,7 @@ type serviceMetrics struct {
 	dbFailures    prometheus.Counter
 	sweeps        prometheus.Counter
 	sweepFailures prometheus.Counter
+	rescanned     prometheus.Counter
 }
 
 func (s *Service) init() {
@@ -108,6 +115,7 @@ func (s *Service) init() {
 			s.Log = slog.New(slog.DiscardHandler)
 		}
 		s.status.Vulnerable = map[Severity]int64{}
+		s.dbChanged = make(chan struct{}, 1)
 		s.m = serviceMetrics{
 			queue: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "dockyard_scan_queue_length",
 				Help: "Images waiting to be scanned or being scanned."}, func() float64 { return float64(s.Queue.Len()) }),
@@ -123,7 +131,9 @@ func (s *Service) init() {
 			sweeps: prometheus.NewCounter(prometheus.CounterOpts{Name: "dockyard_scan_sweeps_total",
 				Help: "Sweeps of the registry for images without a report."}),
 			sweepFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "dockyard_scan_sweep_failures_total",
-				Help: "Sweeps that could not list every repository or tag."}),
+				Help: "Sweeps (for images without a report, or for pulled images to rescan) that could not look at every repository."}),
+			rescanned: prometheus.NewCounter(prometheus.CounterOpts{Name: "dockyard_scan_rescans_queued_total",
+				Help: "Recently pulled images queued for a new scan because their report predates the current database."}),
 		}
 		for _, o := range []Outcome{Scanned, Skipped, Failed} {
 			s.m.jobs.WithLabelValues(string(o))
@@ -142,7 +152,7 @@ func (s *Service) init() {
 // Collectors are the service's metrics.
 func (s *Service) Collectors() []prometheus.Collector {
 	s.init()
-	return []prometheus.Collector{s.m.queue, s.m.jobs, s.m.latency, s.m.dbUpdated, s.m.dbFailures, s.m.sweeps, s.m.sweepFailures}
+	return []prometheus.Collector{s.m.queue, s.m.jobs, s.m.latency, s.m.dbUpdated, s.m.dbFailures, s.m.sweeps, s.m.sweepFailures, s.m.rescanned}
 }
 
 func (s *Service) record(r Result) {
@@ -199,14 +209,19 @@ func (s *Service) Run(ctx context.Context) {
 	}
 	var wg sync.WaitGroup
 	wg.Go(func() { s.Queue.Run(ctx) })
-	if s.SweepInterval > 0 {
+	if s.SweepInterval > 0 || s.RescanPulledWithin > 0 {
 		wg.Go(func() {
 			for {
 				s.sweep(ctx)
+				var timer <-chan time.Time
+				if s.SweepInterval > 0 {
+					timer = time.After(s.SweepInterval)
+				}
 				select {
 				case <-ctx.Done():
 					return
-				case <-time.After(s.SweepInterval):
+				case <-timer:
+				case <-s.dbChanged:
 				}
 			}
 		})
@@ -224,8 +239,41 @@ func (s *Service) Run(ctx context.Context) {
 	wg.Wait()
 }
 
-// sweep runs one Queue.Sweep and records what it found.
+// sweep runs one Queue.Sweep (with a SweepInterval) and one Queue.Rescan (with
+// RescanPulledWithin), and records what they found.
 func (s *Service) sweep(ctx context.Context) {
+	if s.SweepInterval > 0 {
+		s.sweepUnscanned(ctx)
+	}
+	s.mu.Lock()
+	var db time.Time
+	if s.status.DBUpdatedAt != nil {
+		db = *s.status.DBUpdatedAt
+	}
+	s.mu.Unlock()
+	if s.RescanPulledWithin <= 0 || db.IsZero() || ctx.Err() != nil {
+		return
+	}
+	res, err := s.Queue.Rescan(ctx, db, time.Now().Add(-s.RescanPulledWithin))
+	if ctx.Err() != nil {
+		return
+	}
+	s.m.rescanned.Add(float64(res.Queued))
+	if err != nil {
+		s.m.sweepFailures.Inc()
+		s.mu.Lock()
+		s.status.LastError = "rescan: " + err.Error()
+		s.mu.Unlock()
+		s.Log.Warn("Rescan of recently pulled images", "err", err, "repositories", res.Repositories, "pulled", res.Pulled, "queued", res.Queued)
+		return
+	}
+	s.Log.Info("Looked for recently pulled images scanned with an older database", "database", db.Format(time.RFC3339),
+		"pulledWithin", s.RescanPulledWithin.String(), "repositories", res.Repositories, "pulled", res.Pulled,
+		"current", res.Current, "queued", res.Queued, "incomplete", res.Incomplete)
+}
+
+// sweepUnscanned runs one Queue.Sweep and records what it found.
+func (s *Service) sweepUnscanned(ctx context.Context) {
 	res, err := s.Queue.Sweep(ctx)
 	if ctx.Err() != nil {
 		return
@@ -276,6 +324,13 @@ func (s *Service) refreshDB(ctx context.Context) bool {
 		return false
 	}
 	at := info.DBUpdatedAt.UTC()
+	if prev := s.status.DBUpdatedAt; prev != nil && !prev.Equal(at) {
+		// A newer database: rescan what was pulled lately (the sweep loop does).
+		select {
+		case s.dbChanged <- struct{}{}:
+		default:
+		}
+	}
 	s.status.DBUpdatedAt = &at
 	s.m.dbUpdated.Set(float64(at.Unix()))
 	return true
@@ -305,6 +360,7 @@ func (s *Service) Handler() http.Handler {
 	s.init()
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST "+ScanPath, s.serveScan)
+	mux.HandleFunc("POST "+RequestPath, s.serveRequest)
 	// The status names repositories and failures of every tenant: the operator's token
 	// is needed to read it.
 	mux.HandleFunc("GET "+StatusPath, func(w http.ResponseWriter, r *http.Request) {
@@ -362,7 +418,7 @@ func (s *Service) serveScan(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		switch j.Cause {
-		case "push", "rescan", "request":
+		case CausePush, CauseRescan, CauseRequest:
 		default:
 			writeJSON(w, http.StatusBadRequest, map[string]string{"error": fmt.Sprintf("job %d: cause must be push, rescan or request", i)})
 			return

@@ -12,7 +12,6 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
 // UserAgent is how the scanner's own requests (reading manifests, sweeping, storing
@@ -109,32 +108,12 @@ func (q *Queue) Sweep(ctx context.Context) (SweepResult, error) {
 			}
 			images++
 			res.Tags++
-			desc, err := remote.Get(repo.Tag(t), opts...)
+			digests, err := q.images(repo.Tag(t), opts)
 			if err != nil {
 				if !isNotFound(err) {
-					errs = append(errs, fmt.Errorf("read %s:%s: %w", r, t, err))
+					errs = append(errs, err)
 				}
 				continue
-			}
-			digests := []string{desc.Digest.String()}
-			if desc.MediaType == types.OCIImageIndex || desc.MediaType == types.DockerManifestList {
-				idx, err := desc.ImageIndex()
-				if err != nil {
-					errs = append(errs, fmt.Errorf("read index %s:%s: %w", r, t, err))
-					continue
-				}
-				im, err := idx.IndexManifest()
-				if err != nil {
-					errs = append(errs, fmt.Errorf("read index %s:%s: %w", r, t, err))
-					continue
-				}
-				digests = digests[:0]
-				for i, m := range im.Manifests {
-					if i >= maxIndexChildren {
-						break
-					}
-					digests = append(digests, m.Digest.String())
-				}
 			}
 			for _, d := range digests {
 				switch has, err := q.hasReport(ctx, repo.Digest(d)); {

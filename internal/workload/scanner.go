@@ -103,9 +103,10 @@ func runScanner(ctx context.Context, args []string, stderr io.Writer) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	svc := &scan.Service{Trivy: dbTrivy, DBCredentials: dbCred, DBUpdateInterval: cfg.DBUpdateInterval.Duration,
-		SweepInterval: cfg.SweepInterval.Duration, TokenFile: cfg.TokenFile, Log: log,
+		SweepInterval: cfg.SweepInterval.Duration, RescanPulledWithin: cfg.RescanPulledWithin.Duration, TokenFile: cfg.TokenFile, Log: log,
 		Queue: &scan.Queue{Registry: cfg.Registry, Insecure: cfg.Insecure, Scanner: trivy, Pull: cred, Key: key,
-			Remote:      []remote.Option{remote.WithTransport(tr), remote.WithAuth(auth), remote.WithUserAgent(scan.UserAgent)},
+			Remote:    []remote.Option{remote.WithTransport(tr), remote.WithAuth(auth), remote.WithUserAgent(scan.UserAgent)},
+			Transport: tr, Auth: auth,
 			Concurrency: cfg.Concurrency, Size: cfg.QueueSize,
 			// The scanner credential (with access control) may not delete: older reports stay.
 			NoPrune: cfg.CredentialsDir != ""}}

@@ -92,11 +92,12 @@ func ScannerConfig(reg *v1alpha1.Registry) registryconfig.Scanner {
 			JavaDBRepository: ScanDatabaseRef(reg, db.JavaRepository),
 			Timeout:          registryconfig.Duration{Duration: sc.GetTimeout()},
 		},
-		Concurrency:      int(sc.GetConcurrency()),
-		QueueSize:        ScannerQueueSize,
-		DBUpdateInterval: registryconfig.Duration{Duration: db.GetUpdateInterval()},
-		SweepInterval:    registryconfig.Duration{Duration: sc.GetSweepInterval()},
-		Log:              registryconfig.Log{Level: "info", Format: "json"},
+		Concurrency:        int(sc.GetConcurrency()),
+		QueueSize:          ScannerQueueSize,
+		DBUpdateInterval:   registryconfig.Duration{Duration: db.GetUpdateInterval()},
+		SweepInterval:      registryconfig.Duration{Duration: sc.GetSweepInterval()},
+		RescanPulledWithin: registryconfig.Duration{Duration: sc.GetRescanPulledWithin()},
+		Log:                registryconfig.Log{Level: "info", Format: "json"},
 	}
 	if reg.Spec.TLS != nil {
 		cfg.CAFile = scannerCADir + "/" + registryconfig.TLSCAFile

@@ -85,7 +85,7 @@ func readRepository(ctx context.Context, ns distribution.Namespace, driver stora
 	if err != nil {
 		return out, err
 	}
-	pulled, err := pullTimes(ctx, driver, name)
+	pulled, err := PullTimes(ctx, driver, name)
 	if err != nil {
 		return out, err
 	}
@@ -259,9 +259,9 @@ func LinkTarget(ctx context.Context, driver storagedriver.StorageDriver, p strin
 	return d, nil
 }
 
-// pullTimes reads a repository's pull markers (one walk): digest -> last pull, from the
+// PullTimes reads a repository's pull markers (one walk): digest -> last pull, from the
 // marker's modification time.
-func pullTimes(ctx context.Context, driver storagedriver.StorageDriver, name string) (map[digest.Digest]time.Time, error) {
+func PullTimes(ctx context.Context, driver storagedriver.StorageDriver, name string) (map[digest.Digest]time.Time, error) {
 	out := map[digest.Digest]time.Time{}
 	err := driver.Walk(ctx, layout.PulledRepositoryPath(name), func(fi storagedriver.FileInfo) error {
 		if fi.IsDir() {

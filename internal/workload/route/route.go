@@ -18,7 +18,7 @@ import (
 	"github.com/opencontainers/go-digest"
 )
 
-// Kind names a route. The values are distribution's route names, plus Referrers.
+// Kind names a route. The values are distribution's route names, plus Referrers and Pulls.
 type Kind string
 
 // Route kinds.
@@ -32,6 +32,9 @@ const (
 	Catalog         Kind = v2.RouteNameCatalog
 	// Referrers is GET /v2/<name>/referrers/<digest> (OCI distribution-spec 1.1).
 	Referrers Kind = "referrers"
+	// Pulls is GET /v2/<name>/_dockyard/pulls: Dockyard's record of when the repository's
+	// manifests were last pulled (see scan.PullsSuffix).
+	Pulls Kind = "pulls"
 )
 
 // Route is what a request path addresses.
@@ -52,6 +55,7 @@ var router = func() *mux.Router {
 	r := v2.RouterWithPrefix("")
 	r.Path("/v2/{name:" + reference.NameRegexp.String() + "}/referrers/{digest:" + digest.DigestRegexp.String() + "}").
 		Name(string(Referrers))
+	r.Path("/v2/{name:" + reference.NameRegexp.String() + "}/_dockyard/pulls").Name(string(Pulls))
 	return r
 }()
 

@@ -31,6 +31,9 @@ func TestParse(t *testing.T) {
 		{"/v2/a/referrers/b/referrers/" + d1, Route{Kind: Referrers, Name: "a/referrers/b", Digest: d1}, true},
 		{"/v2/a/blobs/b/manifests/" + d1, Route{Kind: Manifest, Name: "a/blobs/b", Reference: d1}, true},
 		// Outside the grammar.
+		{"/v2/a/b/_dockyard/pulls", Route{Kind: Pulls, Name: "a/b"}, true},
+		{"/v2/_dockyard/pulls", Route{}, false},
+		{"/v2/a/_dockyard/pulls/", Route{}, false},
 		{"/v2/A/manifests/latest", Route{}, false},
 		{"/v2/a/manifests/", Route{}, false},
 		{"/v2/a/blobs/notadigest", Route{}, false},

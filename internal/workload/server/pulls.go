@@ -1,9 +1,13 @@
 package server
 
 import (
+	"cmp"
 	"context"
+	"encoding/json"
 	"log/slog"
 	"net/http"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -11,6 +15,8 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/dockyard-dev/dockyard/internal/scan"
+	"github.com/dockyard-dev/dockyard/internal/workload/access"
+	"github.com/dockyard-dev/dockyard/internal/workload/inventory"
 	"github.com/dockyard-dev/dockyard/internal/workload/layout"
 	"github.com/dockyard-dev/dockyard/internal/workload/route"
 )
@@ -140,4 +146,61 @@ func (p *pullRecorder) stop() {
 	p.closed = true
 	p.mu.Unlock()
 	p.wg.Wait()
+}
+
+// pullsAPI serves the pull record of a repository (GET /v2/<name>/_dockyard/pulls, see
+// scan.PullsSuffix) from its markers, to who may push to it: the scanner rescans what was
+// pulled lately when its database changes.
+type pullsAPI struct {
+	driver storagedriver.StorageDriver
+	users  *access.Controller // nil without auth
+	log    *slog.Logger
+}
+
+func (a *pullsAPI) middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rt, ok := route.Of(r)
+		if !ok || rt.Kind != route.Pulls {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if r.Method != http.MethodGet {
+			w.Header().Set("Allow", "GET")
+			writeOCIError(w, http.StatusMethodNotAllowed, "UNSUPPORTED", "the pull record supports GET only")
+			return
+		}
+		if a.users != nil && !a.users.Authorize(w, r, rt.Name, access.ActionPush) {
+			return
+		}
+		var since time.Time
+		if v := r.URL.Query().Get("since"); v != "" {
+			t, err := time.Parse(time.RFC3339, v)
+			if err != nil {
+				writeOCIError(w, http.StatusBadRequest, "UNSUPPORTED", "since must be an RFC 3339 time, e.g. 2026-01-02T15:04:05Z")
+				return
+			}
+			since = t
+		}
+		times, err := inventory.PullTimes(r.Context(), a.driver, rt.Name)
+		if err != nil {
+			a.log.Error("Read pull markers", "repository", rt.Name, "err", err)
+			writeOCIError(w, http.StatusServiceUnavailable, "UNAVAILABLE", "storage is unavailable, retry")
+			return
+		}
+		list := scan.PullList{Pulls: []scan.Pull{}}
+		for d, t := range times {
+			if !t.Before(since) {
+				list.Pulls = append(list.Pulls, scan.Pull{Digest: d.String(), Pulled: t.UTC()})
+			}
+		}
+		slices.SortFunc(list.Pulls, func(x, y scan.Pull) int {
+			return cmp.Or(y.Pulled.Compare(x.Pulled), strings.Compare(x.Digest, y.Digest))
+		})
+		if len(list.Pulls) > scan.MaxPullsListed {
+			list.Pulls, list.Truncated = list.Pulls[:scan.MaxPullsListed], true
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		_ = json.NewEncoder(w).Encode(list)
+	})
 }

@@ -42,8 +42,14 @@ func scanFixture(t testing.TB, reg *testRegistry, dbUpdated time.Time) scan.Triv
 // database artifact under ref (as an air-gapped site mirrors it) and returns its tag.
 func mirrorDB(t testing.TB, reg *testRegistry, ref string, updated time.Time) name.Tag {
 	t.Helper()
+	return mirrorDBWith(t, reg, ref, updated, trivyfix.Fixtures)
+}
+
+// mirrorDBWith is mirrorDB with a database of these advisories.
+func mirrorDBWith(t testing.TB, reg *testRegistry, ref string, updated time.Time, advisories []trivyfix.Advisory) name.Tag {
+	t.Helper()
 	dir := t.TempDir()
-	if err := trivyfix.WriteDB(dir, updated, trivyfix.Fixtures); err != nil {
+	if err := trivyfix.WriteDB(dir, updated, advisories); err != nil {
 		t.Fatal(err)
 	}
 	art, err := trivyfix.DBArtifact(dir)

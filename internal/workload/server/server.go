@@ -184,6 +184,7 @@ func (s *Server) apiHandler(touch *toucher) http.Handler {
 	}
 	refs := &referrersAPI{index: referrers.Index{Driver: s.driver}, users: s.users, log: s.log.With("component", "referrers")}
 	h = refs.middleware(h)
+	h = (&pullsAPI{driver: s.driver, users: s.users, log: s.log.With("component", "pulls")}).middleware(h)
 	if s.notifier != nil {
 		h = eventsMiddleware(s.notifier, h)
 	}

@@ -1,0 +1,265 @@
+package scan
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+)
+
+// PullsSuffix ends the path of the registry's pull record of a repository:
+// GET /v2/<name>/_dockyard/pulls[?since=RFC3339] answers a PullList. It is Dockyard's own
+// extension of the distribution API (a path component starting with "_" is never part of a
+// repository name); it needs push rights on the repository (its Managers, and the scanner).
+const PullsSuffix = "/_dockyard/pulls"
+
+// MaxPullsListed bounds the entries of one PullList (the most recent pulls first).
+const MaxPullsListed = 20000
+
+// PullList is the registry's record of when the manifests of one repository were last
+// pulled (by tag or digest; a scanner's reads do not count), most recent first.
+type PullList struct {
+	Pulls []Pull `json:"pulls"`
+	// Truncated: more manifests were pulled since then than MaxPullsListed.
+	Truncated bool `json:"truncated,omitempty"`
+}
+
+// Pull is one manifest's last recorded pull (the registry records it at most once an hour).
+type Pull struct {
+	Digest string    `json:"digest"`
+	Pulled time.Time `json:"pulled"`
+}
+
+// RescanResult says what one rescan pass saw.
+type RescanResult struct {
+	// Repositories looked at; Pulled images pulled within the window (an index counts its
+	// images); Current those whose newest report was made with the current database;
+	// Queued those queued for a new scan.
+	Repositories, Pulled, Current, Queued int
+	// Incomplete: MaxSweepImages was reached.
+	Incomplete bool
+}
+
+// Rescan queues, as "rescan" jobs, the images pulled since `since` whose newest report
+// was made with a vulnerability database older than db (or that have no report at all):
+// a CVE published after an image was scanned reaches the gate and admission once the
+// scanner's database knows it. Only recently pulled images are rescanned, so a large
+// registry does not rescan everything it holds whenever the database changes (upstream
+// publishes one every 6 hours). Like Sweep, it fills at most half the queue. Which
+// database made a report is read from the report itself (signed by the scanner), once per
+// report.
+func (q *Queue) Rescan(ctx context.Context, db, since time.Time) (RescanResult, error) {
+	var res RescanResult
+	var nopts []name.Option
+	if q.Insecure {
+		nopts = append(nopts, name.Insecure)
+	}
+	reg, err := name.NewRegistry(q.Registry, nopts...)
+	if err != nil {
+		return res, err
+	}
+	opts := append(append([]remote.Option(nil), q.Remote...), remote.WithContext(ctx))
+	repos, err := remote.Catalog(ctx, reg, opts...)
+	if err != nil {
+		return res, fmt.Errorf("list repositories: %w", err)
+	}
+	var errs []error
+	for _, r := range repos {
+		if ctx.Err() != nil {
+			return res, ctx.Err()
+		}
+		res.Repositories++
+		repo, err := name.NewRepository(q.Registry+"/"+r, nopts...)
+		if err != nil {
+			continue
+		}
+		pulls, err := q.pulls(ctx, repo, since)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, p := range pulls.Pulls {
+			if res.Pulled >= MaxSweepImages {
+				res.Incomplete = true
+				return res, errors.Join(errs...)
+			}
+			digests, err := q.images(repo.Digest(p.Digest), opts)
+			if err != nil {
+				if !isNotFound(err) {
+					errs = append(errs, err)
+				}
+				continue
+			}
+			for _, d := range digests {
+				res.Pulled++
+				switch current, err := q.reportIsCurrent(ctx, repo.Digest(d), db); {
+				case err != nil:
+					errs = append(errs, fmt.Errorf("list the reports of %s@%s: %w", r, d, err))
+					continue
+				case current:
+					res.Current++
+					continue
+				}
+				if err := q.waitForRoom(ctx); err != nil {
+					return res, err
+				}
+				if q.Add(Job{Repository: r, Digest: d, Cause: CauseRescan}) {
+					res.Queued++
+				}
+			}
+		}
+	}
+	return res, errors.Join(errs...)
+}
+
+// Causes of jobs besides CauseSweep.
+const (
+	CausePush    = "push"
+	CauseRescan  = "rescan"
+	CauseRequest = "request"
+)
+
+// images are the digests ref stands for: itself, or the first maxIndexChildren images of
+// an index. Anything else (a signature, a report) is left out: it is never scanned.
+func (q *Queue) images(ref name.Reference, opts []remote.Option) ([]string, error) {
+	desc, err := remote.Get(ref, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", ref, err)
+	}
+	if desc.MediaType != types.OCIImageIndex && desc.MediaType != types.DockerManifestList {
+		if Runnable(desc.MediaType, desc.Manifest) != nil {
+			return nil, nil
+		}
+		return []string{desc.Digest.String()}, nil
+	}
+	idx, err := desc.ImageIndex()
+	if err != nil {
+		return nil, fmt.Errorf("read index %s: %w", ref, err)
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		return nil, fmt.Errorf("read index %s: %w", ref, err)
+	}
+	var out []string
+	for i, m := range im.Manifests {
+		if i >= maxIndexChildren {
+			break
+		}
+		out = append(out, m.Digest.String())
+	}
+	return out, nil
+}
+
+// maxPullsBody bounds the registry's answer to a pulls request.
+const maxPullsBody = 8 << 20
+
+// pulls asks the registry which manifests of repo were pulled since then.
+func (q *Queue) pulls(ctx context.Context, repo name.Repository, since time.Time) (*PullList, error) {
+	rt := q.Transport
+	if rt == nil {
+		rt = remote.DefaultTransport
+	}
+	auth := q.Auth
+	if auth == nil {
+		auth = authn.Anonymous
+	}
+	tr, err := transport.NewWithContext(ctx, repo.Registry, auth, rt, []string{repo.Scope(transport.PushScope)})
+	if err != nil {
+		return nil, fmt.Errorf("authenticate to read the pulls of %s: %w", repo.RepositoryStr(), err)
+	}
+	u := url.URL{Scheme: repo.Scheme(), Host: repo.RegistryStr(), Path: "/v2/" + repo.RepositoryStr() + PullsSuffix,
+		RawQuery: url.Values{"since": {since.UTC().Format(time.RFC3339)}}.Encode()}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("User-Agent", UserAgent)
+	resp, err := (&http.Client{Transport: tr}).Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("read the pulls of %s: %w", repo.RepositoryStr(), err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if err := transport.CheckError(resp, http.StatusOK); err != nil {
+		return nil, fmt.Errorf("read the pulls of %s: %w", repo.RepositoryStr(), err)
+	}
+	var list PullList
+	if err := json.NewDecoder(io.LimitReader(resp.Body, maxPullsBody)).Decode(&list); err != nil {
+		return nil, fmt.Errorf("read the pulls of %s: %w", repo.RepositoryStr(), err)
+	}
+	out := list.Pulls[:0]
+	for _, p := range list.Pulls {
+		if digestRE.MatchString(p.Digest) && !p.Pulled.Before(since) {
+			out = append(out, p)
+		}
+	}
+	list.Pulls = out
+	return &list, nil
+}
+
+// reportDBCacheMax bounds the remembered report databases; past it the memory starts over.
+const reportDBCacheMax = 100000
+
+// reportDBs remembers which database made each report (by report manifest digest: a
+// report never changes), so a rescan pass reads each report once.
+type reportDBs struct {
+	mu sync.Mutex
+	m  map[v1.Hash]time.Time
+}
+
+func (c *reportDBs) get(h v1.Hash) (time.Time, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t, ok := c.m[h]
+	return t, ok
+}
+
+func (c *reportDBs) put(h v1.Hash, t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m) >= reportDBCacheMax {
+		c.m = map[v1.Hash]time.Time{}
+	}
+	c.m[h] = t
+}
+
+// reportIsCurrent is true when the newest report of ref signed by the queue's key was made
+// with database db or a newer one. A report that does not read back, or does not say its
+// database, is not current.
+func (q *Queue) reportIsCurrent(ctx context.Context, ref name.Digest, db time.Time) (bool, error) {
+	if q.Key == nil {
+		return false, nil
+	}
+	pub, _ := q.Key.Public().(ed25519.PublicKey)
+	keys := []ed25519.PublicKey{pub}
+	opts := append(append([]remote.Option(nil), q.Remote...), remote.WithContext(ctx))
+	list, err := Reports(ref, keys, opts...)
+	if err != nil || len(list) == 0 {
+		return false, err
+	}
+	newest := list[0].Manifest
+	made, ok := q.reportDB.get(newest)
+	if !ok {
+		r, err := Fetch(ref, newest, keys, opts...)
+		if err != nil {
+			return false, nil // unreadable: scan it again
+		}
+		if r.Scanner.DBUpdatedAt != nil {
+			made = *r.Scanner.DBUpdatedAt
+		}
+		q.reportDB.put(newest, made)
+	}
+	return !made.IsZero() && !made.Before(db), nil
+}
