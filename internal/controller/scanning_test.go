@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	. "github.com/onsi/gomega"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -175,6 +177,48 @@ var _ = Describe("Registry scanning", func() {
 			g.Expect(reg.Status.Scanning.DatabaseUpdatedAt).NotTo(BeNil())
 			g.Expect(reg.Status.Scanning.Scanner).To(HavePrefix("trivy "))
 		}, timeout, time.Second).Should(Succeed())
+
+		By("a scan request by annotation: handed to the scanner once, recorded in status, its outcome in events")
+		before := svcScanner.Status().Scanned
+		request := "team-a/app:v1, team-a/missing:v9 #1"
+		updateRegistry(ns, "main", func(reg *v1alpha1.Registry) {
+			reg.Annotations = map[string]string{v1alpha1.ScanRequestAnnotation: request}
+		})
+		Eventually(func(g Gomega) {
+			reg := get(ns, "main", &v1alpha1.Registry{})
+			g.Expect(reg.Status.Scanning).NotTo(BeNil())
+			g.Expect(reg.Status.Scanning.LastHandledScanRequest).To(Equal(request))
+		}, timeout, interval).Should(Succeed())
+		// The image is scanned again although it has a report; the missing tag is named.
+		Eventually(func() int64 { return svcScanner.Status().Scanned }, 2*time.Minute, 250*time.Millisecond).Should(Equal(before + 1))
+		scanEvents := func(g Gomega) map[string]string {
+			var evs eventsv1.EventList
+			g.Expect(k8sClient.List(ctx, &evs, client.InNamespace(ns))).To(Succeed())
+			out := map[string]string{}
+			for _, e := range evs.Items {
+				if e.Regarding.Name == "main" && strings.HasPrefix(e.Reason, "ScanRequest") {
+					out[e.Reason] = e.Note
+				}
+			}
+			return out
+		}
+		Eventually(func(g Gomega) {
+			evs := scanEvents(g)
+			g.Expect(evs).To(HaveKeyWithValue("ScanRequested", ContainSubstring("1 images queued")))
+			g.Expect(evs).To(HaveKeyWithValue("ScanRequestIncomplete", ContainSubstring("team-a/missing:v9")))
+		}, timeout, interval).Should(Succeed())
+		// Handled once: further reconciles do not ask again.
+		touch(ns, "main")
+		Consistently(func() int64 { return svcScanner.Status().Scanned + int64(svcScanner.Status().Queue) }, 3*time.Second, interval).Should(Equal(before + 1))
+
+		By("a request the scanner cannot take is refused with a Warning, never retried")
+		bad := "team-a/app:v1 ../etc/passwd"
+		updateRegistry(ns, "main", func(reg *v1alpha1.Registry) { reg.Annotations[v1alpha1.ScanRequestAnnotation] = bad })
+		Eventually(func(g Gomega) {
+			g.Expect(get(ns, "main", &v1alpha1.Registry{}).Status.Scanning.LastHandledScanRequest).To(Equal(bad))
+			g.Expect(scanEvents(g)).To(HaveKeyWithValue("ScanRequestInvalid", ContainSubstring("../etc/passwd is not a repository")))
+		}, timeout, interval).Should(Succeed())
+		Expect(svcScanner.Status().Scanned + int64(svcScanner.Status().Queue)).To(Equal(before+1), "nothing of an invalid request is queued")
 
 		By("scanning switched off: the scanner's children and credential are gone, its signing key stays")
 		updateRegistry(ns, "main", func(reg *v1alpha1.Registry) { reg.Spec.Scanning = nil })

@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/dockyard-dev/dockyard/internal/compliance"
 	"github.com/dockyard-dev/dockyard/internal/registryconfig"
 	"github.com/dockyard-dev/dockyard/internal/scan"
 	trivyfix "github.com/dockyard-dev/dockyard/internal/testfixture/trivy"
@@ -184,6 +185,20 @@ func TestRescanAndScanRequests(t *testing.T) {
 		}
 	}
 
+	decide := func(d name.Digest) compliance.Decision {
+		t.Helper()
+		// As the admission webhook reads: no pull of the image.
+		opts := append(slices.Clone(alice), remote.WithUserAgent(scan.AdmissionUserAgent))
+		dec, err := (&compliance.Checker{Remote: opts, Keys: scanKeys}).Check(ctx, d, compliance.Policy{Severity: scan.SeverityHigh})
+		if err != nil {
+			t.Fatalf("check %s: %v", d, err)
+		}
+		return dec
+	}
+	if dec := decide(pulled); !dec.Allowed {
+		t.Fatalf("before database 2, %s: %+v, want allowed", pulled, dec)
+	}
+
 	// A node pulls one of them by tag: the registry records it (after the response).
 	if _, err := remote.Get(mustTag(t, reg.host+"/team-a/app:pulled"), alice...); err != nil {
 		t.Fatal(err)
@@ -249,6 +264,10 @@ func TestRescanAndScanRequests(t *testing.T) {
 	waitScanned(3)
 	if r := latest(pulled); !slices.Equal(findings(r), []string{"CVE-2099-0003"}) || !r.Scanner.DBUpdatedAt.Equal(t2) {
 		t.Errorf("report of the pulled image after database 2: %v with %v; want CVE-2099-0003 with %s", findings(r), r.Scanner.DBUpdatedAt, t2)
+	}
+	// What admission and the registry gate decide follows: the image in use is refused.
+	if dec := decide(pulled); dec.Allowed || !strings.Contains(dec.Message, "CVE-2099-0003") {
+		t.Errorf("after database 2, %s: %+v, want refused naming CVE-2099-0003", pulled, dec)
 	}
 	if r := latest(idle); len(r.Vulnerabilities) != 0 || !r.Scanner.DBUpdatedAt.Equal(t1) {
 		t.Errorf("report of the image nobody pulled: %v with %v; want the first one kept", findings(r), r.Scanner.DBUpdatedAt)
