@@ -90,8 +90,10 @@ type Service struct {
 
 	mu     sync.Mutex
 	status Status
-	// dbMu: scans read the database, an update writes it.
-	dbMu sync.RWMutex
+	// dbMu: scans read the database, an update writes it; dbInfo is what trivy said about
+	// the database after the last update (zero: ask at each scan).
+	dbMu   sync.RWMutex
+	dbInfo VersionInfo
 	once sync.Once
 	m    serviceMetrics
 	// dbChanged wakes the sweep when a newer database arrived.
@@ -138,7 +140,7 @@ func (s *Service) init() {
 		for _, o := range []Outcome{Scanned, Skipped, Failed} {
 			s.m.jobs.WithLabelValues(string(o))
 		}
-		s.Queue.Scanner = lockedScanner{ImageScanner: s.Queue.Scanner, mu: &s.dbMu}
+		s.Queue.Scanner = lockedScanner{ImageScanner: s.Queue.Scanner, svc: s}
 		prev := s.Queue.OnResult
 		s.Queue.OnResult = func(r Result) {
 			s.record(r)
@@ -296,21 +298,28 @@ var dbRetry = 30 * time.Second
 // refreshDB updates the database from its repository, if any, and records its age; it
 // says whether there is a database to scan with.
 func (s *Service) refreshDB(ctx context.Context) bool {
+	// The update and the question about what it brought happen under one lock: a scan
+	// never reports another database than the one it used.
+	s.dbMu.Lock()
+	var err error
 	if s.Trivy.DBRepository != "" {
-		s.dbMu.Lock()
-		err := s.Trivy.UpdateDB(ctx, s.DBCredentials)
-		s.dbMu.Unlock()
-		if err != nil && ctx.Err() == nil {
-			s.m.dbFailures.Inc()
-			s.mu.Lock()
-			s.status.LastError = "update the vulnerability database: " + err.Error()
-			s.mu.Unlock()
-			s.Log.Warn("Update the vulnerability database", "repository", s.Trivy.DBRepository, "err", err)
-		}
+		err = s.Trivy.UpdateDB(ctx, s.DBCredentials)
 	}
-	info, err := s.Trivy.Version(ctx)
-	if err != nil {
-		s.Log.Warn("Ask trivy for its version", "err", err)
+	info, verr := s.Trivy.Version(ctx)
+	s.dbInfo = info
+	if verr != nil {
+		s.dbInfo = VersionInfo{}
+	}
+	s.dbMu.Unlock()
+	if err != nil && ctx.Err() == nil {
+		s.m.dbFailures.Inc()
+		s.mu.Lock()
+		s.status.LastError = "update the vulnerability database: " + err.Error()
+		s.mu.Unlock()
+		s.Log.Warn("Update the vulnerability database", "repository", s.Trivy.DBRepository, "err", err)
+	}
+	if verr != nil {
+		s.Log.Warn("Ask trivy for its version", "err", verr)
 		return false
 	}
 	s.mu.Lock()
@@ -336,15 +345,24 @@ func (s *Service) refreshDB(ctx context.Context) bool {
 	return true
 }
 
-// lockedScanner scans while holding the database for reading.
+// lockedScanner scans while holding the database for reading, telling a scanner that can
+// take it what the database is.
 type lockedScanner struct {
 	ImageScanner
-	mu *sync.RWMutex
+	svc *Service
+}
+
+// infoScanner is a scanner that can be told about its database (Trivy).
+type infoScanner interface {
+	ScanWith(ctx context.Context, ref string, cred *Credentials, info VersionInfo) (*Report, error)
 }
 
 func (l lockedScanner) Scan(ctx context.Context, ref string, cred *Credentials) (*Report, error) {
-	l.mu.RLock()
-	defer l.mu.RUnlock()
+	l.svc.dbMu.RLock()
+	defer l.svc.dbMu.RUnlock()
+	if is, ok := l.ImageScanner.(infoScanner); ok && !l.svc.dbInfo.DBUpdatedAt.IsZero() {
+		return is.ScanWith(ctx, ref, cred, l.svc.dbInfo)
+	}
 	return l.ImageScanner.Scan(ctx, ref, cred)
 }
 
