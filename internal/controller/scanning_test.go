@@ -218,7 +218,7 @@ var _ = Describe("Registry scanning", func() {
 			g.Expect(get(ns, "main", &v1alpha1.Registry{}).Status.Scanning.LastHandledScanRequest).To(Equal(bad))
 			g.Expect(scanEvents(g)).To(HaveKeyWithValue("ScanRequestInvalid", ContainSubstring("../etc/passwd is not a repository")))
 		}, timeout, interval).Should(Succeed())
-		Expect(svcScanner.Status().Scanned + int64(svcScanner.Status().Queue)).To(Equal(before+1), "nothing of an invalid request is queued")
+		Expect(svcScanner.Status().Scanned+int64(svcScanner.Status().Queue)).To(Equal(before+1), "nothing of an invalid request is queued")
 
 		By("scanning switched off: the scanner's children and credential are gone, its signing key stays")
 		updateRegistry(ns, "main", func(reg *v1alpha1.Registry) { reg.Spec.Scanning = nil })

@@ -94,8 +94,8 @@ type Service struct {
 	// the database after the last update (zero: ask at each scan).
 	dbMu   sync.RWMutex
 	dbInfo VersionInfo
-	once sync.Once
-	m    serviceMetrics
+	once   sync.Once
+	m      serviceMetrics
 	// dbChanged wakes the sweep when a newer database arrived.
 	dbChanged chan struct{}
 }
