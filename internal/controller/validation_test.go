@@ -94,6 +94,16 @@ var _ = Describe("Registry validation at apply time", func() {
 			r.Spec.Scanning = &v1alpha1.ScanningSpec{SweepInterval: &metav1.Duration{Duration: 5 * time.Minute}}
 			return r
 		}, "sweepInterval must be between 10m and 168h"),
+		Entry("rescans of images pulled within the last 30 minutes", func(ns string) *v1alpha1.Registry {
+			r := newRegistry(ns, "r")
+			r.Spec.Scanning = &v1alpha1.ScanningSpec{RescanPulledWithin: &metav1.Duration{Duration: 30 * time.Minute}}
+			return r
+		}, "rescanPulledWithin must be 0s (never) or between 1h and 2160h"),
+		Entry("rescans of images pulled within 91 days", func(ns string) *v1alpha1.Registry {
+			r := newRegistry(ns, "r")
+			r.Spec.Scanning = &v1alpha1.ScanningSpec{RescanPulledWithin: &metav1.Duration{Duration: 91 * 24 * time.Hour}}
+			return r
+		}, "rescanPulledWithin must be 0s (never) or between 1h and 2160h"),
 		Entry("a database update every minute", func(ns string) *v1alpha1.Registry {
 			r := newRegistry(ns, "r")
 			r.Spec.Scanning = &v1alpha1.ScanningSpec{Database: &v1alpha1.ScanDatabaseSpec{UpdateInterval: &metav1.Duration{Duration: time.Minute}}}
@@ -604,6 +614,14 @@ var _ = Describe("Registry validation at apply time", func() {
 	It("accepts replicas > 1 on shared storage", func() {
 		Expect(k8sClient.Create(ctx, newRegistry(ns, "s3", withReplicas(3), withStorage(s3Storage(""))), client.DryRunAll)).To(Succeed())
 		Expect(k8sClient.Create(ctx, newRegistry(ns, "rwx", withReplicas(2), withAccessModes(corev1.ReadWriteMany)), client.DryRunAll)).To(Succeed())
+	})
+
+	It("accepts rescanPulledWithin 0s (never rescan) and 90 days", func() {
+		for _, d := range []time.Duration{0, 2160 * time.Hour} {
+			r := newRegistry(ns, "scan")
+			r.Spec.Scanning = &v1alpha1.ScanningSpec{RescanPulledWithin: &metav1.Duration{Duration: d}}
+			Expect(k8sClient.Create(ctx, r, client.DryRunAll)).To(Succeed(), d.String())
+		}
 	})
 
 	It("fills defaults: replicas 1, Retain, ReadWriteOnce, ClusterIP port 5000, Issuer kind", func() {

@@ -3,6 +3,7 @@ package scan
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"regexp"
@@ -142,6 +143,9 @@ func (q *Queue) Request(ctx context.Context, refs []string) ScanRequestResponse 
 			if err != nil {
 				if isNotFound(err) {
 					err = fmt.Errorf("%s is not in the registry", t.Identifier())
+					if len(targets) == 1 {
+						err = errors.New("not in the registry")
+					}
 				}
 				fail(ref, err)
 				continue
