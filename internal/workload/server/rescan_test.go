@@ -74,9 +74,7 @@ func ageDownloadedDB(t *testing.T, cacheDir string) {
 	if data, err = json.Marshal(meta); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(f, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	writeAtomic(t, f, data) // trivy reads it every second meanwhile
 }
 
 // TestRescanAndScanRequests: the two scan triggers besides pushes, with the real trivy,
