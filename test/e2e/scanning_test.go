@@ -72,6 +72,25 @@ var _ = Describe("vulnerability scanning on a real cluster", Ordered, Label("sca
 			g.Expect(r.Status.Scanning.Scanned).To(BeNumerically(">=", 1))
 			g.Expect(r.Status.Scanning.Vulnerable).To(HaveKey("CRITICAL"))
 		}, 3*time.Minute, poll).Should(Succeed())
+
+		By("a scan request by annotation reaches the scanner pod through its Service: the image is scanned again")
+		before, err := scan.Reports(subject, keys, reg.opts("alice", "alice-pw")...)
+		Expect(err).NotTo(HaveOccurred())
+		request := "team-a/app:v1 #e2e"
+		r := &v1alpha1.Registry{}
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "main"}, r)).To(Succeed())
+		patch := client.MergeFrom(r.DeepCopy())
+		r.Annotations = map[string]string{v1alpha1.ScanRequestAnnotation: request}
+		Expect(k8s.Patch(ctx, r, patch)).To(Succeed())
+		Eventually(func(g Gomega) {
+			g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "main"}, r)).To(Succeed())
+			g.Expect(r.Status.Scanning.LastHandledScanRequest).To(Equal(request))
+		}, longWait, poll).Should(Succeed())
+		// The scanner's identity may not delete: the earlier report stays beside the new one.
+		Eventually(func() (int, error) {
+			list, err := scan.Reports(subject, keys, reg.opts("alice", "alice-pw")...)
+			return len(list), err
+		}, longWait, poll).Should(BeNumerically(">", len(before)))
 	})
 })
 
