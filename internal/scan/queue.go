@@ -110,8 +110,12 @@ type Queue struct {
 	rerun   map[string]Job
 	wake    chan struct{}
 	now     func() time.Time
-	// reportDB remembers which database made each report (Rescan).
-	reportDB reportDBs
+	// reportDB remembers which database made each report (by report manifest digest: a
+	// report never changes), so a rescan pass reads each report once; checked, per image
+	// (repository@digest), the database a rescan checked it against when it stored no new
+	// report (the findings were the same, or the repository takes no writes).
+	reportDB timeMemo[v1.Hash]
+	checked  timeMemo[string]
 }
 
 type queued struct {
@@ -277,6 +281,32 @@ func isReadOnly(err error) bool {
 	return errors.As(err, &terr) && (terr.StatusCode == http.StatusMethodNotAllowed || terr.StatusCode == http.StatusForbidden)
 }
 
+// errUnchanged: a rescan found what the newest report says.
+var errUnchanged = errors.New("the newest report stands: the new database finds the same")
+
+// unchanged is true when the newest report of ref names the same findings as r; it then
+// remembers that ref was checked against r's database.
+func (q *Queue) unchanged(ref name.Digest, r *Report, opts []remote.Option) bool {
+	if q.Key == nil || r.Scanner.DBUpdatedAt == nil {
+		return false
+	}
+	pub, _ := q.Key.Public().(ed25519.PublicKey)
+	prev, err := Latest(ref, []ed25519.PublicKey{pub}, opts...)
+	if err != nil || !sameFindings(prev.Report, r) {
+		return false
+	}
+	q.markChecked(Job{Repository: ref.Context().RepositoryStr(), Digest: ref.DigestStr()}, r)
+	return true
+}
+
+// markChecked remembers the database j was checked against (Rescan does not queue it again
+// for that database).
+func (q *Queue) markChecked(j Job, r *Report) {
+	if r != nil && r.Scanner.DBUpdatedAt != nil {
+		q.checked.put(j.key(), *r.Scanner.DBUpdatedAt)
+	}
+}
+
 // errAlreadyScanned: a sweep job whose image has a report.
 var errAlreadyScanned = errors.New("already has a report")
 
@@ -322,11 +352,19 @@ func (q *Queue) scan(ctx context.Context, p queued) Result {
 		return res
 	}
 	ropts := append(append([]remote.Option(nil), q.Remote...), remote.WithContext(ctx))
+	if p.job.Cause == CauseRescan && q.NoPrune && q.unchanged(ref, r, ropts) {
+		// The scanner may not delete its older reports: a rescan that finds what the
+		// newest report says stores nothing (reports would pile up, one per database),
+		// and remembers the image is current.
+		res.Outcome, res.Err = Skipped, errUnchanged
+		return res
+	}
 	h, err := Attach(repo, desc.Descriptor, r, q.Key, ropts...)
 	if err != nil {
 		if isReadOnly(err) {
 			// A repository nobody may write (a pull-through cache of an upstream): retrying
-			// would scan it again for nothing.
+			// would scan it again for nothing, and so would the next rescan.
+			q.markChecked(p.job, r)
 			res.Outcome, res.Err = Skipped, fmt.Errorf("%w: %w", errReadOnly, err)
 			return res
 		}

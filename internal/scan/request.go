@@ -1,6 +1,7 @@
 package scan
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -27,6 +28,8 @@ const (
 	// requestTimeout bounds the resolution of a request's references (the operator waits
 	// a little longer).
 	requestTimeout = 20 * time.Second
+	// maxRequestErrors bounds the errors of one answer (the rest are counted).
+	maxRequestErrors = 50
 )
 
 // ScanRequest is the body of a POST to RequestPath: references to scan now, each
@@ -46,7 +49,7 @@ type ScanRequestResponse struct {
 	Errors []string `json:"errors,omitempty"`
 }
 
-var tagRE = regexp.MustCompile(`^[\w][\w.-]{0,127}$`)
+var tagRE = regexp.MustCompile(`^\w[\w.-]{0,127}$`)
 
 // ParseRequestReference splits a reference of a ScanRequest into its repository and its
 // tag or digest (both empty: every tag); ok is false for anything else.
@@ -94,7 +97,8 @@ func (s *Service) serveRequest(w http.ResponseWriter, r *http.Request) {
 
 // Request queues the images refs name (see ScanRequest) as "request" jobs: scanned even
 // when they have a report. What cannot be resolved is named in the answer's Errors; the
-// rest is queued all the same.
+// rest is queued all the same. Like the sweep, a request fills at most half the queue
+// (the rest is for pushes): beyond it images are refused, not queued.
 func (q *Queue) Request(ctx context.Context, refs []string) ScanRequestResponse {
 	var resp ScanRequestResponse
 	var nopts []name.Option
@@ -102,9 +106,24 @@ func (q *Queue) Request(ctx context.Context, refs []string) ScanRequestResponse 
 		nopts = append(nopts, name.Insecure)
 	}
 	opts := append(append([]remote.Option(nil), q.Remote...), remote.WithContext(ctx))
-	fail := func(ref string, err error) { resp.Errors = append(resp.Errors, fmt.Sprintf("%s: %v", ref, err)) }
+	failures := 0
+	fail := func(ref string, err error) {
+		if failures++; failures <= maxRequestErrors {
+			resp.Errors = append(resp.Errors, fmt.Sprintf("%s: %v", ref, err))
+		}
+	}
+	defer func() {
+		if failures > maxRequestErrors {
+			resp.Errors = append(resp.Errors, fmt.Sprintf("and %d more", failures-maxRequestErrors))
+		}
+	}()
+	half := max(cmp.Or(q.Size, 1000)/2, 1)
 	now := time.Now()
 	for _, ref := range refs {
+		if ctx.Err() != nil {
+			fail(ref, errors.New("not resolved: the request took too long (name fewer images)"))
+			continue
+		}
 		r, tag, dig, ok := ParseRequestReference(ref)
 		if !ok {
 			fail(ref, fmt.Errorf("not a repository, repository:tag or repository@sha256:digest"))
@@ -139,6 +158,10 @@ func (q *Queue) Request(ctx context.Context, refs []string) ScanRequestResponse 
 			}
 		}
 		for _, t := range targets {
+			if ctx.Err() != nil {
+				fail(ref, fmt.Errorf("%s not resolved: the request took too long (name fewer images)", t.Identifier()))
+				continue
+			}
 			digests, err := q.images(t, opts)
 			if err != nil {
 				if isNotFound(err) {
@@ -154,6 +177,10 @@ func (q *Queue) Request(ctx context.Context, refs []string) ScanRequestResponse 
 				fail(ref, ErrNotImage)
 			}
 			for _, d := range digests {
+				if q.Len() >= half {
+					resp.Refused++
+					continue
+				}
 				if q.Add(Job{Repository: r, Digest: d, Cause: CauseRequest, Enqueued: now}) {
 					resp.Queued++
 				} else {

@@ -9,12 +9,13 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/types"
@@ -91,10 +92,11 @@ func (q *Queue) Rescan(ctx context.Context, db, since time.Time) (RescanResult, 
 			errs = append(errs, err)
 			continue
 		}
+		res.Incomplete = res.Incomplete || pulls.Truncated
 		for _, p := range pulls.Pulls {
 			if res.Pulled >= MaxSweepImages {
 				res.Incomplete = true
-				return res, errors.Join(errs...)
+				return res, joinBounded(errs)
 			}
 			digests, err := q.images(repo.Digest(p.Digest), opts)
 			if err != nil {
@@ -122,7 +124,7 @@ func (q *Queue) Rescan(ctx context.Context, db, since time.Time) (RescanResult, 
 			}
 		}
 	}
-	return res, errors.Join(errs...)
+	return res, joinBounded(errs)
 }
 
 // Causes of jobs besides CauseSweep.
@@ -140,7 +142,7 @@ func (q *Queue) images(ref name.Reference, opts []remote.Option) ([]string, erro
 		return nil, fmt.Errorf("read %s: %w", ref, err)
 	}
 	if desc.MediaType != types.OCIImageIndex && desc.MediaType != types.DockerManifestList {
-		if Runnable(desc.MediaType, desc.Manifest) != nil {
+		if runnable := Runnable(desc.MediaType, desc.Manifest) == nil; !runnable {
 			return nil, nil
 		}
 		return []string{desc.Digest.String()}, nil
@@ -172,6 +174,7 @@ func (q *Queue) pulls(ctx context.Context, repo name.Repository, since time.Time
 	if rt == nil {
 		rt = remote.DefaultTransport
 	}
+	rt = transport.NewUserAgent(rt, UserAgent)
 	auth := q.Auth
 	if auth == nil {
 		auth = authn.Anonymous
@@ -182,11 +185,10 @@ func (q *Queue) pulls(ctx context.Context, repo name.Repository, since time.Time
 	}
 	u := url.URL{Scheme: repo.Scheme(), Host: repo.RegistryStr(), Path: "/v2/" + repo.RepositoryStr() + PullsSuffix,
 		RawQuery: url.Values{"since": {since.UTC().Format(time.RFC3339)}}.Encode()}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), http.NoBody)
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("User-Agent", UserAgent)
 	resp, err := (&http.Client{Transport: tr}).Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("read the pulls of %s: %w", repo.RepositoryStr(), err)
@@ -209,36 +211,40 @@ func (q *Queue) pulls(ctx context.Context, repo name.Repository, since time.Time
 	return &list, nil
 }
 
-// reportDBCacheMax bounds the remembered report databases; past it the memory starts over.
+// reportDBCacheMax bounds a timeMemo.
 const reportDBCacheMax = 100000
 
-// reportDBs remembers which database made each report (by report manifest digest: a
-// report never changes), so a rescan pass reads each report once.
-type reportDBs struct {
+// timeMemo remembers a time per key, bounded: past reportDBCacheMax entries the memory
+// starts over (some work done again, never unbounded memory).
+type timeMemo[K comparable] struct {
 	mu sync.Mutex
-	m  map[v1.Hash]time.Time
+	m  map[K]time.Time
 }
 
-func (c *reportDBs) get(h v1.Hash) (time.Time, bool) {
+func (c *timeMemo[K]) get(k K) (time.Time, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	t, ok := c.m[h]
+	t, ok := c.m[k]
 	return t, ok
 }
 
-func (c *reportDBs) put(h v1.Hash, t time.Time) {
+func (c *timeMemo[K]) put(k K, t time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.m == nil || len(c.m) >= reportDBCacheMax {
-		c.m = map[v1.Hash]time.Time{}
+		c.m = map[K]time.Time{}
 	}
-	c.m[h] = t
+	c.m[k] = t
 }
 
 // reportIsCurrent is true when the newest report of ref signed by the queue's key was made
-// with database db or a newer one. A report that does not read back, or does not say its
-// database, is not current.
+// with database db or a newer one, or when the image was checked against such a database
+// without a new report being stored (see Queue.scan). A report that does not read back, or
+// does not say its database, is not current; neither is an image without a report.
 func (q *Queue) reportIsCurrent(ctx context.Context, ref name.Digest, db time.Time) (bool, error) {
+	if t, ok := q.checked.get(ref.Context().RepositoryStr() + "@" + ref.DigestStr()); ok && !t.Before(db) {
+		return true, nil
+	}
 	if q.Key == nil {
 		return false, nil
 	}
@@ -252,14 +258,40 @@ func (q *Queue) reportIsCurrent(ctx context.Context, ref name.Digest, db time.Ti
 	newest := list[0].Manifest
 	made, ok := q.reportDB.get(newest)
 	if !ok {
-		r, err := Fetch(ref, newest, keys, opts...)
-		if err != nil {
-			return false, nil // unreadable: scan it again
+		// A report that does not read back leaves made zero: scanned again.
+		if r, ferr := Fetch(ref, newest, keys, opts...); ferr == nil {
+			if r.Scanner.DBUpdatedAt != nil {
+				made = *r.Scanner.DBUpdatedAt
+			}
+			q.reportDB.put(newest, made)
 		}
-		if r.Scanner.DBUpdatedAt != nil {
-			made = *r.Scanner.DBUpdatedAt
-		}
-		q.reportDB.put(newest, made)
 	}
 	return !made.IsZero() && !made.Before(db), nil
+}
+
+// sameFindings is true when two reports name the same vulnerabilities of the same packages.
+func sameFindings(a, b *Report) bool {
+	key := func(v Vulnerability) string {
+		return strings.Join([]string{v.ID, string(v.Severity), v.Package, v.InstalledVersion, v.FixedVersion, v.Target}, "\x00")
+	}
+	set := func(r *Report) []string {
+		out := make([]string, 0, len(r.Vulnerabilities))
+		for _, v := range r.Vulnerabilities {
+			out = append(out, key(v))
+		}
+		slices.Sort(out)
+		return slices.Compact(out)
+	}
+	return slices.Equal(set(a), set(b))
+}
+
+// maxJoinedErrors bounds the errors a sweep or rescan returns (the rest are counted).
+const maxJoinedErrors = 10
+
+// joinBounded joins the first maxJoinedErrors of errs and counts the others.
+func joinBounded(errs []error) error {
+	if len(errs) <= maxJoinedErrors {
+		return errors.Join(errs...)
+	}
+	return errors.Join(append(errs[:maxJoinedErrors:maxJoinedErrors], fmt.Errorf("and %d more errors", len(errs)-maxJoinedErrors))...)
 }

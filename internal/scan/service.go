@@ -183,6 +183,9 @@ func (s *Service) record(r Result) {
 	}
 }
 
+// maxLastError bounds Status.LastError.
+const maxLastError = 4096
+
 // Status reports how the scanner is doing.
 func (s *Service) Status() Status {
 	s.init()
@@ -194,6 +197,9 @@ func (s *Service) Status() Status {
 		st.Vulnerable[k] = v
 	}
 	st.Queue = s.Queue.Len()
+	if len(st.LastError) > maxLastError {
+		st.LastError = st.LastError[:maxLastError] + "…"
+	}
 	return st
 }
 
@@ -213,8 +219,9 @@ func (s *Service) Run(ctx context.Context) {
 	wg.Go(func() { s.Queue.Run(ctx) })
 	if s.SweepInterval > 0 || s.RescanPulledWithin > 0 {
 		wg.Go(func() {
+			full := true
 			for {
-				s.sweep(ctx)
+				s.sweep(ctx, full)
 				var timer <-chan time.Time
 				if s.SweepInterval > 0 {
 					timer = time.After(s.SweepInterval)
@@ -223,7 +230,10 @@ func (s *Service) Run(ctx context.Context) {
 				case <-ctx.Done():
 					return
 				case <-timer:
+					full = true
 				case <-s.dbChanged:
+					// Only the rescan: a new database changes nothing for images without a report.
+					full = false
 				}
 			}
 		})
@@ -241,10 +251,15 @@ func (s *Service) Run(ctx context.Context) {
 	wg.Wait()
 }
 
-// sweep runs one Queue.Sweep (with a SweepInterval) and one Queue.Rescan (with
-// RescanPulledWithin), and records what they found.
-func (s *Service) sweep(ctx context.Context) {
-	if s.SweepInterval > 0 {
+// pullRecordGranularity is how coarsely the registry records pulls (a marker is written
+// at most once an hour per image and replica): the rescan window is widened by it, so an
+// image pulled all the time never looks unused.
+const pullRecordGranularity = time.Hour
+
+// sweep runs one Queue.Sweep (with unscanned and a SweepInterval) and one Queue.Rescan
+// (with RescanPulledWithin), and records what they found.
+func (s *Service) sweep(ctx context.Context, unscanned bool) {
+	if unscanned && s.SweepInterval > 0 {
 		s.sweepUnscanned(ctx)
 	}
 	s.mu.Lock()
@@ -256,7 +271,7 @@ func (s *Service) sweep(ctx context.Context) {
 	if s.RescanPulledWithin <= 0 || db.IsZero() || ctx.Err() != nil {
 		return
 	}
-	res, err := s.Queue.Rescan(ctx, db, time.Now().Add(-s.RescanPulledWithin))
+	res, err := s.Queue.Rescan(ctx, db, time.Now().Add(-s.RescanPulledWithin-pullRecordGranularity))
 	if ctx.Err() != nil {
 		return
 	}

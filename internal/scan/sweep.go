@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"crypto/ed25519"
-	"errors"
 	"fmt"
 	"regexp"
 	"strings"
@@ -104,7 +103,7 @@ func (q *Queue) Sweep(ctx context.Context) (SweepResult, error) {
 			}
 			if images >= MaxSweepImages {
 				res.Incomplete = true
-				return res, errors.Join(errs...)
+				return res, joinBounded(errs)
 			}
 			images++
 			res.Tags++
@@ -133,7 +132,7 @@ func (q *Queue) Sweep(ctx context.Context) (SweepResult, error) {
 			}
 		}
 	}
-	return res, errors.Join(errs...)
+	return res, joinBounded(errs)
 }
 
 // waitForRoom waits until the queue is less than half full (the rest is for pushes).

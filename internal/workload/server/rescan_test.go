@@ -276,6 +276,46 @@ func TestRescanAndScanRequests(t *testing.T) {
 		t.Errorf("second rescan = %+v, %v; want the one pulled image current", res, err)
 	}
 
+	// Database 3 finds nothing new in the image pulled before: the scanner (which may not
+	// delete older reports) stores no new report for it, so reports do not pile up, one per
+	// database, and remembers it is current. team-a/web:v1, pulled now and never scanned
+	// (nobody announced its push), gets its first report.
+	if _, err := remote.Get(mustTag(t, reg.host+"/team-a/web:v1"), alice...); err != nil {
+		t.Fatal(err)
+	}
+	deadline = time.Now().Add(10 * time.Second)
+	for _, l, _ := getPulls(t, reg, cred.Authenticator(), "team-a/web", ""); len(l.Pulls) == 0 && time.Now().Before(deadline); _, l, _ = getPulls(t, reg, cred.Authenticator(), "team-a/web", "") {
+		time.Sleep(50 * time.Millisecond)
+	}
+	stored := func(d name.Digest) int {
+		t.Helper()
+		list, err := scan.Reports(d, scanKeys, alice...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(list)
+	}
+	reportsBefore := stored(pulled)
+	t3 := t2.Add(30 * time.Minute)
+	mirrorDBWith(t, reg, "team-a/trivy-db:2", t3, newer)
+	ageDownloadedDB(t, svcDB)
+	deadline = time.Now().Add(2 * time.Minute)
+	for st := svc.Status(); (st.Skipped < 1 || st.Scanned < 4) && time.Now().Before(deadline); st = svc.Status() {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if st := svc.Status(); st.Skipped != 1 || st.Scanned != 4 || !st.DBUpdatedAt.Equal(t3) {
+		t.Fatalf("after database 3: %+v; want the pulled image rescanned with nothing stored, team-a/web:v1 scanned", st)
+	}
+	if n := stored(pulled); n != reportsBefore {
+		t.Errorf("reports of %s after an unchanged rescan: %d, want %d", pulled, n, reportsBefore)
+	}
+	if r := latest(other); len(r.Vulnerabilities) != 0 || !r.Scanner.DBUpdatedAt.Equal(t3) {
+		t.Errorf("report of team-a/web:v1: %v with %v, want nothing found with %s", findings(r), r.Scanner.DBUpdatedAt, t3)
+	}
+	if res, err := svc.Queue.Rescan(ctx, t3, time.Now().Add(-time.Hour)); err != nil || res.Current != 2 || res.Queued != 0 {
+		t.Errorf("rescan after database 3 = %+v, %v; want both pulled images current", res, err)
+	}
+
 	// A scan request: the idle image by tag, team-a/web by repository (every tag); what
 	// cannot be resolved is named, the rest is queued all the same.
 	code, resp := post(scan.RequestPath, scan.ScanRequest{References: []string{"team-a/app:idle", "team-a/web",
@@ -289,11 +329,11 @@ func TestRescanAndScanRequests(t *testing.T) {
 		!strings.Contains(answer.Errors[2], "Team-A/App:x: not a repository") {
 		t.Errorf("scan request answer = %+v; want 2 queued and the three bad references named", answer)
 	}
-	waitScanned(5)
+	waitScanned(6)
 	if r := latest(idle); !slices.Equal(findings(r), []string{"CVE-2099-0003"}) {
 		t.Errorf("report of the requested image: %v, want CVE-2099-0003", findings(r))
 	}
-	if r := latest(other); len(r.Vulnerabilities) != 0 || !r.Scanner.DBUpdatedAt.Equal(t2) {
+	if r := latest(other); len(r.Vulnerabilities) != 0 || !r.Scanner.DBUpdatedAt.Equal(t3) {
 		t.Errorf("report of team-a/web:v1: %v with %v", findings(r), r.Scanner.DBUpdatedAt)
 	}
 	// Requests are bounded and need the operator's token.
@@ -313,7 +353,7 @@ func TestRescanAndScanRequests(t *testing.T) {
 	if err := testutil.GatherAndCompare(metrics, strings.NewReader(`
 # HELP dockyard_scan_rescans_queued_total Recently pulled images queued for a new scan because their report predates the current database.
 # TYPE dockyard_scan_rescans_queued_total counter
-dockyard_scan_rescans_queued_total 1
+dockyard_scan_rescans_queued_total 3
 `), "dockyard_scan_rescans_queued_total"); err != nil {
 		t.Error(err)
 	}
