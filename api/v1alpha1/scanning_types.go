@@ -175,8 +175,10 @@ type ScanningStatus struct {
 	DatabaseUpdatedAt *metav1.Time `json:"databaseUpdatedAt,omitempty"`
 
 	// lastHandledScanRequest is the value of the registry.dockyard.dev/scan-now annotation
-	// the scanner last took (its images queued; the Registry's events say how many, and
-	// which references could not be resolved).
+	// the operator last handled: handed to the scanner (the Registry's events say how many
+	// images were queued, and which references could not be resolved) or refused as
+	// invalid (a Warning event says why). A value longer than 4096 bytes is recorded as
+	// "sha256:" and the hex digest of the value.
 	// +kubebuilder:validation:MaxLength=4096
 	// +optional
 	LastHandledScanRequest string `json:"lastHandledScanRequest,omitempty"`

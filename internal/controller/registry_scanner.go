@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -257,15 +258,14 @@ func (r *RegistryReconciler) requestScans(ctx context.Context, s *scope) bool {
 			bad = append(bad, ref)
 		}
 	}
-	switch {
-	case len(refs) == 0 || len(refs) > scan.MaxRequestReferences || len(bad) > 0:
+	if len(refs) == 0 || len(refs) > scan.MaxRequestReferences || len(bad) > 0 {
 		// Nothing the scanner would take: say why, and do not try again until it changes.
 		msg := fmt.Sprintf("%s names %d references; it takes 1 to %d", v1alpha1.ScanRequestAnnotation, len(refs), scan.MaxRequestReferences)
 		if len(bad) > 0 {
 			msg = fmt.Sprintf("%s: %s is not a repository, repository:tag or repository@sha256:digest; nothing was queued",
 				v1alpha1.ScanRequestAnnotation, truncate(strings.Join(bad, ", "), 512))
 		}
-		r.Recorder.Eventf(reg, nil, corev1.EventTypeWarning, "ScanRequestInvalid", "RequestScan", "%s", msg)
+		r.Recorder.Eventf(reg, nil, corev1.EventTypeWarning, "ScanRequestInvalid", "RequestScan", "%s", eventNote(msg))
 		s.scanRequestHandled = key
 		return true
 	}
@@ -274,9 +274,11 @@ func (r *RegistryReconciler) requestScans(ctx context.Context, s *scope) bool {
 	var resp scan.ScanRequestResponse
 	if err := sc.call(ctx, reg, http.MethodPost, scan.RequestPath, scan.ScanRequest{References: refs}, &resp); err != nil {
 		var refused *scannerRefused
-		if errors.As(err, &refused) && refused.permanent() {
-			r.Recorder.Eventf(reg, nil, corev1.EventTypeWarning, "ScanRequestRefused", "RequestScan", "the scanner refused the scans asked for with %s: %s",
-				v1alpha1.ScanRequestAnnotation, truncate(err.Error(), 512))
+		// Only a request the scanner judged bad is final: a scanner that does not know the
+		// path yet (an upgrade in progress) or is unwell is asked again.
+		if errors.As(err, &refused) && (refused.code == http.StatusBadRequest || refused.code == http.StatusRequestEntityTooLarge) {
+			r.Recorder.Eventf(reg, nil, corev1.EventTypeWarning, "ScanRequestRefused", "RequestScan", "%s", eventNote(fmt.Sprintf(
+				"the scanner refused the scans asked for with %s: %s", v1alpha1.ScanRequestAnnotation, err.Error())))
 			s.scanRequestHandled = key
 			return true
 		}
@@ -284,13 +286,32 @@ func (r *RegistryReconciler) requestScans(ctx context.Context, s *scope) bool {
 		return false
 	}
 	s.scanRequestHandled = key
-	r.Recorder.Eventf(reg, nil, corev1.EventTypeNormal, "ScanRequested", "RequestScan", "%d images queued for scanning (%d refused: the queue is full)",
-		resp.Queued, resp.Refused)
+	msg := fmt.Sprintf("%d images queued for scanning", resp.Queued)
+	if resp.Refused > 0 {
+		msg += fmt.Sprintf("; %d refused: the scanner's queue is half full (the rest is kept for pushes), ask again later", resp.Refused)
+	}
+	r.Recorder.Eventf(reg, nil, corev1.EventTypeNormal, "ScanRequested", "RequestScan", "%s", eventNote(msg))
 	if len(resp.Errors) > 0 {
-		r.Recorder.Eventf(reg, nil, corev1.EventTypeWarning, "ScanRequestIncomplete", "RequestScan", "not queued: %s",
-			truncate(strings.Join(resp.Errors, "; "), 1024))
+		r.Recorder.Eventf(reg, nil, corev1.EventTypeWarning, "ScanRequestIncomplete", "RequestScan", "%s",
+			eventNote("not queued: "+strings.Join(resp.Errors, "; ")))
 	}
 	return true
+}
+
+// maxEventNote is the longest note the Events API accepts.
+const maxEventNote = 1024
+
+// eventNote fits msg in an event's note: cut on a character boundary, with "…" (3 bytes)
+// when cut.
+func eventNote(msg string) string {
+	if len(msg) <= maxEventNote {
+		return msg
+	}
+	cut := maxEventNote - len("…")
+	for cut > 0 && !utf8.RuneStart(msg[cut]) {
+		cut--
+	}
+	return msg[:cut] + "…"
 }
 
 func (r *RegistryReconciler) scannerClient() *scannerClient {

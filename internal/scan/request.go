@@ -108,7 +108,8 @@ func (q *Queue) Request(ctx context.Context, refs []string) ScanRequestResponse 
 	opts := append(append([]remote.Option(nil), q.Remote...), remote.WithContext(ctx))
 	failures := 0
 	fail := func(ref string, err error) {
-		if failures++; failures <= maxRequestErrors {
+		failures++
+		if failures <= maxRequestErrors {
 			resp.Errors = append(resp.Errors, fmt.Sprintf("%s: %v", ref, err))
 		}
 	}

@@ -45,8 +45,10 @@ func BenchmarkScanQueue(b *testing.B) {
 			var wg sync.WaitGroup
 			wg.Go(func() { svc.Run(ctx) })
 			defer func() { cancel(); wg.Wait() }()
-			for svc.Status().DBUpdatedAt == nil {
-				time.Sleep(10 * time.Millisecond)
+			for deadline := time.Now().Add(time.Minute); svc.Status().DBUpdatedAt == nil; time.Sleep(10 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					b.Fatalf("the scanner has no database after a minute: %+v", svc.Status())
+				}
 			}
 			b.ResetTimer()
 			var scanned int
