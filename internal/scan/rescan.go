@@ -64,29 +64,17 @@ type RescanResult struct {
 // report.
 func (q *Queue) Rescan(ctx context.Context, db, since time.Time) (RescanResult, error) {
 	var res RescanResult
-	var nopts []name.Option
-	if q.Insecure {
-		nopts = append(nopts, name.Insecure)
-	}
-	reg, err := name.NewRegistry(q.Registry, nopts...)
+	repos, opts, err := q.catalog(ctx)
 	if err != nil {
 		return res, err
 	}
-	opts := append(append([]remote.Option(nil), q.Remote...), remote.WithContext(ctx))
-	repos, err := remote.Catalog(ctx, reg, opts...)
-	if err != nil {
-		return res, fmt.Errorf("list repositories: %w", err)
-	}
+	current := func(ctx context.Context, d name.Digest) (bool, error) { return q.reportIsCurrent(ctx, d, db) }
 	var errs []error
-	for _, r := range repos {
+	for _, repo := range repos {
 		if ctx.Err() != nil {
 			return res, ctx.Err()
 		}
 		res.Repositories++
-		repo, err := name.NewRepository(q.Registry+"/"+r, nopts...)
-		if err != nil {
-			continue
-		}
 		pulls, err := q.pulls(ctx, repo, since)
 		if err != nil {
 			errs = append(errs, err)
@@ -105,22 +93,12 @@ func (q *Queue) Rescan(ctx context.Context, db, since time.Time) (RescanResult, 
 				}
 				continue
 			}
-			for _, d := range digests {
-				res.Pulled++
-				switch current, err := q.reportIsCurrent(ctx, repo.Digest(d), db); {
-				case err != nil:
-					errs = append(errs, fmt.Errorf("list the reports of %s@%s: %w", r, d, err))
-					continue
-				case current:
-					res.Current++
-					continue
-				}
-				if err := q.waitForRoom(ctx); err != nil {
-					return res, err
-				}
-				if q.Add(Job{Repository: r, Digest: d, Cause: CauseRescan}) {
-					res.Queued++
-				}
+			res.Pulled += len(digests)
+			done, queued, err := q.queueUnless(ctx, repo, digests, CauseRescan, current, &errs)
+			res.Current += done
+			res.Queued += queued
+			if err != nil {
+				return res, err
 			}
 		}
 	}

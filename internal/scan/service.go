@@ -277,16 +277,21 @@ func (s *Service) sweep(ctx context.Context, unscanned bool) {
 	}
 	s.m.rescanned.Add(float64(res.Queued))
 	if err != nil {
-		s.m.sweepFailures.Inc()
-		s.mu.Lock()
-		s.status.LastError = "rescan: " + err.Error()
-		s.mu.Unlock()
+		s.sweepFailed("rescan", err)
 		s.Log.Warn("Rescan of recently pulled images", "err", err, "repositories", res.Repositories, "pulled", res.Pulled, "queued", res.Queued)
 		return
 	}
 	s.Log.Info("Looked for recently pulled images scanned with an older database", "database", db.Format(time.RFC3339),
 		"pulledWithin", s.RescanPulledWithin.String(), "repositories", res.Repositories, "pulled", res.Pulled,
 		"current", res.Current, "queued", res.Queued, "incomplete", res.Incomplete)
+}
+
+// sweepFailed counts a failed sweep or rescan and records its error.
+func (s *Service) sweepFailed(what string, err error) {
+	s.m.sweepFailures.Inc()
+	s.mu.Lock()
+	s.status.LastError = what + ": " + err.Error()
+	s.mu.Unlock()
 }
 
 // sweepUnscanned runs one Queue.Sweep and records what it found.
@@ -297,10 +302,7 @@ func (s *Service) sweepUnscanned(ctx context.Context) {
 	}
 	s.m.sweeps.Inc()
 	if err != nil {
-		s.m.sweepFailures.Inc()
-		s.mu.Lock()
-		s.status.LastError = "sweep: " + err.Error()
-		s.mu.Unlock()
+		s.sweepFailed("sweep", err)
 		s.Log.Warn("Sweep for images without a report", "err", err, "repositories", res.Repositories, "tags", res.Tags, "queued", res.Queued)
 		return
 	}

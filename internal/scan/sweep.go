@@ -66,30 +66,18 @@ var referrerTag = regexp.MustCompile(`^sha256-[0-9a-f]{64}(\.[a-z]+)?$`)
 // rest was swept.
 func (q *Queue) Sweep(ctx context.Context) (SweepResult, error) {
 	var res SweepResult
-	var nopts []name.Option
-	if q.Insecure {
-		nopts = append(nopts, name.Insecure)
-	}
-	reg, err := name.NewRegistry(q.Registry, nopts...)
+	repos, opts, err := q.catalog(ctx)
 	if err != nil {
 		return res, err
 	}
-	opts := append(append([]remote.Option(nil), q.Remote...), remote.WithContext(ctx))
-	repos, err := remote.Catalog(ctx, reg, opts...)
-	if err != nil {
-		return res, fmt.Errorf("list repositories: %w", err)
-	}
 	var errs []error
 	images := 0
-	for _, r := range repos {
+	for _, repo := range repos {
 		if ctx.Err() != nil {
 			return res, ctx.Err()
 		}
 		res.Repositories++
-		repo, err := name.NewRepository(q.Registry+"/"+r, nopts...)
-		if err != nil {
-			continue
-		}
+		r := repo.RepositoryStr()
 		tags, err := remote.List(repo, opts...)
 		if err != nil {
 			if !isNotFound(err) {
@@ -114,25 +102,64 @@ func (q *Queue) Sweep(ctx context.Context) (SweepResult, error) {
 				}
 				continue
 			}
-			for _, d := range digests {
-				switch has, err := q.hasReport(ctx, repo.Digest(d)); {
-				case err != nil:
-					errs = append(errs, fmt.Errorf("list the reports of %s@%s: %w", r, d, err))
-					continue
-				case has:
-					res.Scanned++
-					continue
-				}
-				if err := q.waitForRoom(ctx); err != nil {
-					return res, err
-				}
-				if q.Add(Job{Repository: r, Digest: d, Cause: CauseSweep}) {
-					res.Queued++
-				}
+			done, queued, err := q.queueUnless(ctx, repo, digests, CauseSweep, q.hasReport, &errs)
+			res.Scanned += done
+			res.Queued += queued
+			if err != nil {
+				return res, err
 			}
 		}
 	}
 	return res, joinBounded(errs)
+}
+
+// catalog lists the registry's repositories (those with a valid name) and returns the
+// options to read them with.
+func (q *Queue) catalog(ctx context.Context) ([]name.Repository, []remote.Option, error) {
+	var nopts []name.Option
+	if q.Insecure {
+		nopts = append(nopts, name.Insecure)
+	}
+	reg, err := name.NewRegistry(q.Registry, nopts...)
+	if err != nil {
+		return nil, nil, err
+	}
+	opts := append(append([]remote.Option(nil), q.Remote...), remote.WithContext(ctx))
+	list, err := remote.Catalog(ctx, reg, opts...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("list repositories: %w", err)
+	}
+	repos := make([]name.Repository, 0, len(list))
+	for _, r := range list {
+		if repo, err := name.NewRepository(q.Registry+"/"+r, nopts...); err == nil {
+			repos = append(repos, repo)
+		}
+	}
+	return repos, opts, nil
+}
+
+// queueUnless queues, with cause, each of digests (images of repo) for which done is
+// false, waiting for room in the queue; it returns how many were done and how many it
+// queued. Errors of done are added to errs; the error returned ends the walk (ctx ended).
+func (q *Queue) queueUnless(ctx context.Context, repo name.Repository, digests []string, cause string,
+	done func(context.Context, name.Digest) (bool, error), errs *[]error) (skipped, queued int, err error) {
+	for _, d := range digests {
+		switch ok, err := done(ctx, repo.Digest(d)); {
+		case err != nil:
+			*errs = append(*errs, fmt.Errorf("list the reports of %s@%s: %w", repo.RepositoryStr(), d, err))
+			continue
+		case ok:
+			skipped++
+			continue
+		}
+		if err := q.waitForRoom(ctx); err != nil {
+			return skipped, queued, err
+		}
+		if q.Add(Job{Repository: repo.RepositoryStr(), Digest: d, Cause: cause}) {
+			queued++
+		}
+	}
+	return skipped, queued, nil
 }
 
 // waitForRoom waits until the queue is less than half full (the rest is for pushes).
