@@ -50,7 +50,7 @@ type RescanResult struct {
 	// images); Current those whose newest report was made with the current database;
 	// Queued those queued for a new scan.
 	Repositories, Pulled, Current, Queued int
-	// Incomplete: MaxSweepImages was reached.
+	// Incomplete: MaxSweepImages was reached, or a repository's pull record was truncated.
 	Incomplete bool
 }
 
