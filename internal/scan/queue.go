@@ -284,19 +284,35 @@ func isReadOnly(err error) bool {
 // errUnchanged: a rescan found what the newest report says.
 var errUnchanged = errors.New("the newest report stands: the new database finds the same")
 
-// unchanged is true when the newest report of ref names the same findings as r; it then
-// remembers that ref was checked against r's database.
+// unchanged is true when the newest report of ref names the same findings as r.
 func (q *Queue) unchanged(ref name.Digest, r *Report, opts []remote.Option) bool {
 	if q.Key == nil || r.Scanner.DBUpdatedAt == nil {
 		return false
 	}
-	pub, _ := q.Key.Public().(ed25519.PublicKey)
-	prev, err := Latest(ref, []ed25519.PublicKey{pub}, opts...)
-	if err != nil || !sameFindings(prev.Report, r) {
-		return false
+	prev, err := Latest(ref, q.publicKeys(), opts...)
+	return err == nil && sameFindings(prev.Report, r)
+}
+
+// publicKeys check the reports the queue signs (nil without a key).
+func (q *Queue) publicKeys() []ed25519.PublicKey {
+	if q.Key == nil {
+		return nil
 	}
-	q.markChecked(Job{Repository: ref.Context().RepositoryStr(), Digest: ref.DigestStr()}, r)
-	return true
+	pub, _ := q.Key.Public().(ed25519.PublicKey)
+	return []ed25519.PublicKey{pub}
+}
+
+// nameOptions parse references to the registry.
+func (q *Queue) nameOptions() []name.Option {
+	if q.Insecure {
+		return []name.Option{name.Insecure}
+	}
+	return nil
+}
+
+// remote are the options of one request to the registry, ending with ctx.
+func (q *Queue) remote(ctx context.Context) []remote.Option {
+	return append(append([]remote.Option(nil), q.Remote...), remote.WithContext(ctx))
 }
 
 // markChecked remembers the database j was checked against (Rescan does not queue it again
@@ -313,17 +329,14 @@ var errAlreadyScanned = errors.New("already has a report")
 // scan runs one attempt: check what the manifest is, scan it, store the report.
 func (q *Queue) scan(ctx context.Context, p queued) Result {
 	res := Result{Job: p.job, Attempts: p.attempts}
-	var nopts []name.Option
-	if q.Insecure {
-		nopts = append(nopts, name.Insecure)
-	}
-	repo, err := name.NewRepository(q.Registry+"/"+p.job.Repository, nopts...)
+	repo, err := name.NewRepository(q.Registry+"/"+p.job.Repository, q.nameOptions()...)
 	if err != nil {
 		res.Outcome, res.Err = Skipped, err
 		return res
 	}
 	ref := repo.Digest(p.job.Digest)
-	desc, err := remote.Get(ref, append(q.Remote, remote.WithContext(ctx))...)
+	ropts := q.remote(ctx)
+	desc, err := remote.Get(ref, ropts...)
 	if err != nil {
 		if isNotFound(err) {
 			res.Outcome, res.Err = Skipped, fmt.Errorf("%s is gone", ref)
@@ -351,11 +364,11 @@ func (q *Queue) scan(ctx context.Context, p queued) Result {
 		res.Outcome, res.Err = Failed, err
 		return res
 	}
-	ropts := append(append([]remote.Option(nil), q.Remote...), remote.WithContext(ctx))
 	if p.job.Cause == CauseRescan && q.NoPrune && q.unchanged(ref, r, ropts) {
 		// The scanner may not delete its older reports: a rescan that finds what the
 		// newest report says stores nothing (reports would pile up, one per database),
 		// and remembers the image is current.
+		q.markChecked(p.job, r)
 		res.Outcome, res.Err = Skipped, errUnchanged
 		return res
 	}

@@ -101,11 +101,8 @@ func (s *Service) serveRequest(w http.ResponseWriter, r *http.Request) {
 // (the rest is for pushes): beyond it images are refused, not queued.
 func (q *Queue) Request(ctx context.Context, refs []string) ScanRequestResponse {
 	var resp ScanRequestResponse
-	var nopts []name.Option
-	if q.Insecure {
-		nopts = append(nopts, name.Insecure)
-	}
-	opts := append(append([]remote.Option(nil), q.Remote...), remote.WithContext(ctx))
+	nopts := q.nameOptions()
+	opts := q.remote(ctx)
 	failures := 0
 	fail := func(ref string, err error) {
 		failures++

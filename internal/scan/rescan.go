@@ -2,7 +2,6 @@ package scan
 
 import (
 	"context"
-	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -226,9 +225,8 @@ func (q *Queue) reportIsCurrent(ctx context.Context, ref name.Digest, db time.Ti
 	if q.Key == nil {
 		return false, nil
 	}
-	pub, _ := q.Key.Public().(ed25519.PublicKey)
-	keys := []ed25519.PublicKey{pub}
-	opts := append(append([]remote.Option(nil), q.Remote...), remote.WithContext(ctx))
+	keys := q.publicKeys()
+	opts := q.remote(ctx)
 	list, err := Reports(ref, keys, opts...)
 	if err != nil || len(list) == 0 {
 		return false, err

@@ -322,11 +322,9 @@ func (s *Service) refreshDB(ctx context.Context) bool {
 	if s.Trivy.DBRepository != "" {
 		err = s.Trivy.UpdateDB(ctx, s.DBCredentials)
 	}
+	// Zero when trivy could not say: each scan asks it then.
 	info, verr := s.Trivy.Version(ctx)
 	s.dbInfo = info
-	if verr != nil {
-		s.dbInfo = VersionInfo{}
-	}
 	s.dbMu.Unlock()
 	if err != nil && ctx.Err() == nil {
 		s.m.dbFailures.Inc()

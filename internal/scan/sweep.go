@@ -3,7 +3,6 @@ package scan
 import (
 	"cmp"
 	"context"
-	"crypto/ed25519"
 	"fmt"
 	"regexp"
 	"strings"
@@ -116,15 +115,12 @@ func (q *Queue) Sweep(ctx context.Context) (SweepResult, error) {
 // catalog lists the registry's repositories (those with a valid name) and returns the
 // options to read them with.
 func (q *Queue) catalog(ctx context.Context) ([]name.Repository, []remote.Option, error) {
-	var nopts []name.Option
-	if q.Insecure {
-		nopts = append(nopts, name.Insecure)
-	}
+	nopts := q.nameOptions()
 	reg, err := name.NewRegistry(q.Registry, nopts...)
 	if err != nil {
 		return nil, nil, err
 	}
-	opts := append(append([]remote.Option(nil), q.Remote...), remote.WithContext(ctx))
+	opts := q.remote(ctx)
 	list, err := remote.Catalog(ctx, reg, opts...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("list repositories: %w", err)
@@ -180,8 +176,7 @@ func (q *Queue) hasReport(ctx context.Context, ref name.Digest) (bool, error) {
 	if q.Key == nil {
 		return false, nil
 	}
-	pub, _ := q.Key.Public().(ed25519.PublicKey)
-	list, err := Reports(ref, []ed25519.PublicKey{pub}, append(append([]remote.Option(nil), q.Remote...), remote.WithContext(ctx))...)
+	list, err := Reports(ref, q.publicKeys(), q.remote(ctx)...)
 	if err != nil {
 		return false, err
 	}
