@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -614,6 +615,17 @@ var _ = Describe("Registry validation at apply time", func() {
 	It("accepts replicas > 1 on shared storage", func() {
 		Expect(k8sClient.Create(ctx, newRegistry(ns, "s3", withReplicas(3), withStorage(s3Storage(""))), client.DryRunAll)).To(Succeed())
 		Expect(k8sClient.Create(ctx, newRegistry(ns, "rwx", withReplicas(2), withAccessModes(corev1.ReadWriteMany)), client.DryRunAll)).To(Succeed())
+	})
+
+	It("rejects a rescanPulledWithin that is not a duration (7d) at apply time", func() {
+		obj, err := runtime.DefaultUnstructuredConverter.ToUnstructured(newRegistry(ns, "days"))
+		Expect(err).NotTo(HaveOccurred())
+		u := &unstructured.Unstructured{Object: obj}
+		u.SetGroupVersionKind(v1alpha1.GroupVersion.WithKind("Registry"))
+		Expect(unstructured.SetNestedField(u.Object, "7d", "spec", "scanning", "rescanPulledWithin")).To(Succeed())
+		err = k8sClient.Create(ctx, u, client.DryRunAll)
+		Expect(err).To(HaveOccurred())
+		Expect(err.Error()).To(ContainSubstring("spec.scanning.rescanPulledWithin"))
 	})
 
 	It("accepts rescanPulledWithin 0s (never rescan) and 90 days", func() {
